@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+"""Hundreds of shoppers (threads, each with its own connection) racing for a few units on one
+and on several SKUs, some confirming and some cancelling while others keep trying. Checks: no
+oversell (held + sold never above stock, exactly stock once the dust settles), no shopper over
+the limit, the counter invariant, and the order stream matching `sold` with unique order ids."""
+
+import os
+import random
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import fsserver  # noqa: E402
+from fsserver import sku  # noqa: E402
+
+
+class Tally:
+    """What the shoppers saw, to compare with Redis afterwards."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.res = {}           # rid -> dict(user, sku, qty, state)
+        self.orders = {}        # order_id -> rid
+        self.bad = []           # unexpected answers
+
+    def add(self, rid, user, s, qty):
+        with self.lock:
+            if rid in self.res:
+                self.bad.append(("duplicate reservation id", rid))
+            self.res[rid] = {"user": user, "sku": s, "qty": qty, "state": "held"}
+
+    def set_state(self, rid, state, order_id=None):
+        with self.lock:
+            self.res[rid]["state"] = state
+            if order_id is not None:
+                if order_id in self.orders:
+                    self.bad.append(("duplicate order id", order_id))
+                self.orders[order_id] = rid
+
+    def complain(self, *what):
+        with self.lock:
+            self.bad.append(what)
+
+    def units(self, s, state):
+        return sum(r["qty"] for r in self.res.values() if r["sku"] == s and r["state"] == state)
+
+    def per_user(self, s):
+        out = {}
+        for r in self.res.values():
+            if r["sku"] == s and r["state"] in ("held", "confirmed"):
+                out[r["user"]] = out.get(r["user"], 0) + r["qty"]
+        return out
+
+
+def run_threads(n, target, join_timeout=60):
+    errors = []
+
+    def wrap(i):
+        try:
+            target(i)
+        except Exception as e:
+            errors.append((i, repr(e)))
+    threads = [threading.Thread(target=wrap, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + join_timeout
+    for t in threads:
+        t.join(max(0.1, deadline - time.monotonic()))
+    if any(t.is_alive() for t in threads):
+        raise AssertionError("threads still running after %ss" % join_timeout)
+    if errors:
+        raise AssertionError("%d threads failed, e.g. %s" % (len(errors), errors[:3]))
+
+
+class ConcurrencyTest(fsserver.ServerTestCase):
+
+    def shop(self, lid, skus, limit, shoppers, parallel_per_user, seed):
+        """The race: every shopper fires `parallel_per_user` reservations at once (own
+        connections), winners then confirm, cancel or keep while losers retry for a while."""
+        rnd = random.Random(seed)
+        plan = []
+        for u in range(shoppers):
+            s = rnd.choice(skus)
+            reqs = [rnd.choice([1, 1, 1, 2]) if limit > 1 else 1 for _ in range(parallel_per_user)]
+            plan.append(("shopper-%d" % u, s, reqs, rnd.random()))
+        tally = Tally()
+        n = sum(len(p[2]) for p in plan)
+        barrier = threading.Barrier(n)
+        race_over = threading.Event()
+        slots = [(u, k) for u in range(shoppers) for k in range(len(plan[u][2]))]
+
+        def one(i):
+            u, k = slots[i]
+            user, s, reqs, coin = plan[u]
+            h = self.srv.clone()
+            try:
+                barrier.wait(30)
+                r = h.reserve(lid, s, user, reqs[k])
+                tries = 0
+                # losers keep trying (briefly) while winners confirm and cancel
+                while r.status == 409 and r.body.get("error") == "sold_out" and not race_over.is_set() and tries < 20:
+                    tries += 1
+                    time.sleep(0.02 + 0.03 * (u % 5))
+                    r = h.reserve(lid, s, user, reqs[k])
+                if r.status == 201:
+                    b = r.body
+                    if (b["user_id"], b["sku"], b["qty"], b["status"]) != (user, s, reqs[k], "held"):
+                        tally.complain("bad 201 body", b)
+                    rid = b["reservation_id"]
+                    tally.add(rid, user, s, reqs[k])
+                    if coin < 0.5:
+                        c = h.confirm(rid, user, payment_ref="pay-%s-%d" % (user, k))
+                        if c.status != 200 or c.body.get("status") != "confirmed":
+                            tally.complain("confirm", c.status, c.body)
+                        else:
+                            tally.set_state(rid, "confirmed", c.body["order_id"])
+                    elif coin < 0.75:
+                        c = h.cancel(rid, user)
+                        if c.status != 200:
+                            tally.complain("cancel", c.status, c.body)
+                        else:
+                            tally.set_state(rid, "cancelled")
+                elif r.status == 409 and r.body.get("error") in ("sold_out", "limit_exceeded"):
+                    pass
+                else:
+                    tally.complain("reserve", r.status, r.body)
+            finally:
+                h.close_conn()
+
+        def stopper():
+            time.sleep(3)
+            race_over.set()
+        threading.Thread(target=stopper, daemon=True).start()
+        t0 = time.monotonic()
+        run_threads(n, one)
+        race_over.set()
+        return tally, time.monotonic() - t0
+
+    def sweep_leftovers(self, lid, skus, tally):
+        """Claim whatever the cancels left available, one unit at a time."""
+        for s in skus:
+            i = 0
+            while self.srv.sku_counters(lid)[s]["available"] > 0:
+                user = "sweeper-%d" % i
+                r = self.srv.reserve(lid, s, user, 1)
+                self.assertEqual(r.status, 201, r.body)
+                tally.add(r.body["reservation_id"], user, s, 1)
+                i += 1
+                self.assertLess(i, 100)
+
+    def verify(self, lid, skus, stock, limit, tally):
+        self.assertEqual(tally.bad, [], "unexpected answers: %s" % tally.bad[:5])
+        details = self.check_invariants(lid, skus)
+        for s in skus:
+            d = details[s]
+            # exactly what the shoppers were told
+            self.assertEqual(d["held"], tally.units(s, "held"), s)
+            self.assertEqual(d["sold"], tally.units(s, "confirmed"), s)
+            self.assertLessEqual(d["held"] + d["sold"], stock[s])
+            self.assertEqual(d["available"] + d["held"] + d["sold"], stock[s])
+            # no shopper over the limit, by our account and by Redis's
+            for user, units in tally.per_user(s).items():
+                self.assertLessEqual(units, limit, (s, user))
+            # the order stream is exactly the confirmed reservations
+            stream_orders = {o["order_id"]: o for o in d["orders"]}
+            mine = {oid: rid for oid, rid in tally.orders.items() if tally.res[rid]["sku"] == s}
+            self.assertEqual(set(stream_orders), set(mine), s)
+            for oid, rid in mine.items():
+                o = stream_orders[oid]
+                self.assertEqual((o["reservation_id"], o["user_id"], int(o["qty"])),
+                                 (rid, tally.res[rid]["user"], tally.res[rid]["qty"]))
+        return details
+
+    def test_one_sku_hundreds_of_shoppers(self):
+        stock, limit = 7, 2
+        lid = self.new_launch([sku("hot", stock, limit)])
+        tally, took = self.shop(lid, ["hot"], limit, shoppers=300, parallel_per_user=1, seed=1)
+        self.verify(lid, ["hot"], {"hot": stock}, limit, tally)
+        self.assertGreater(len(tally.res), stock // 2)
+        self.sweep_leftovers(lid, ["hot"], tally)
+        d = self.verify(lid, ["hot"], {"hot": stock}, limit, tally)["hot"]
+        self.assertEqual(d["available"], 0)
+        self.assertEqual(d["held"] + d["sold"], stock)
+
+    def test_several_skus_and_parallel_requests_per_shopper(self):
+        # Each shopper sends two reservations at once on two connections; limit 1 lets one win.
+        stock = {"red": 3, "green": 5, "blue": 8}
+        limit = 1
+        lid = self.new_launch([sku(s, n, limit) for s, n in stock.items()])
+        tally, took = self.shop(lid, list(stock), limit, shoppers=150, parallel_per_user=2, seed=2)
+        self.verify(lid, list(stock), stock, limit, tally)
+        users = {}
+        for r in tally.res.values():
+            if r["state"] != "cancelled":
+                users[(r["user"], r["sku"])] = users.get((r["user"], r["sku"]), 0) + 1
+        self.assertTrue(all(v <= 1 for v in users.values()), "a shopper got two units with limit 1")
+        self.sweep_leftovers(lid, list(stock), tally)
+        details = self.verify(lid, list(stock), stock, limit, tally)
+        for s, n in stock.items():
+            self.assertEqual(details[s]["available"], 0, s)
+            self.assertEqual(details[s]["held"] + details[s]["sold"], n, s)
+
+    def test_burst_on_idle_connections(self):
+        # 200 connections opened first, then every one sends at the same moment
+        lid = self.new_launch([sku("burst", 10, 1)])
+        conns = [self.srv.raw(timeout=20) for _ in range(200)]
+        try:
+            reqs = [fsserver.raw_request("POST", "/v1/launches/%s/reservations" % lid,
+                                         {"sku": "burst", "user_id": "b%d" % i},
+                                         {"Authorization": "Bearer " + fsserver.DEFAULT_API_KEYS[0]})
+                    for i in range(200)]
+            for c, q in zip(conns, reqs):
+                c.send(q)
+            statuses = [c.read_response().status for c in conns]
+        finally:
+            for c in conns:
+                c.close()
+        self.assertEqual(statuses.count(201), 10)
+        self.assertEqual(statuses.count(409), 190)
+        d = self.check_invariants(lid, ["burst"])["burst"]
+        self.assertEqual((d["available"], d["held"]), (0, 10))
+
+
+if __name__ == "__main__":
+    fsserver.main(timeout=110)

@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Holds that are not confirmed within hold_seconds return to available within 1 s of expiring;
+an expired hold can never be confirmed, even before the sweeper reaches it."""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import fsserver  # noqa: E402
+import checks  # noqa: E402
+from fsserver import sku, parse_rfc3339, wait_until  # noqa: E402
+
+# The spec allows 1 s after expiry; allow a little for our own polling and HTTP round trips.
+SWEEP_BOUND = 1.0
+SLACK = 0.3
+
+
+class ExpiryTest(fsserver.ServerTestCase):
+
+    def test_unconfirmed_hold_returns_within_1s(self):
+        lid = self.new_launch([sku("a", 3, 3)], hold_seconds=1)
+        r1 = self.srv.reserve(lid, "a", "u1", 2)
+        r2 = self.srv.reserve(lid, "a", "u2", 1)
+        self.assertEqual((r1.status, r2.status), (201, 201))
+        exp = max(parse_rfc3339(r1.body["expires_at"]), parse_rfc3339(r2.body["expires_at"]))
+        self.assertAlmostEqual(exp - parse_rfc3339(r1.body["created_at"]), 1.0, delta=0.5)
+        c = self.srv.sku_counters(lid)["a"]
+        self.assertEqual((c["available"], c["held"]), (0, 3))
+        # Still held shortly before expiry.
+        if time.time() < exp - 0.3:
+            self.assertEqual(self.srv.sku_counters(lid)["a"]["held"], 3)
+
+        def back():
+            c = self.srv.sku_counters(lid)["a"]
+            return c if c["available"] == 3 else None
+        c = wait_until(back, exp - time.time() + SWEEP_BOUND + SLACK, interval=0.05,
+                       what="expired holds to return to available")
+        self.assertEqual((c["available"], c["held"], c["sold"], c["total"]), (3, 0, 0, 3))
+        self.assertLessEqual(time.time(), exp + SWEEP_BOUND + SLACK)
+        for res, user in ((r1, "u1"), (r2, "u2")):
+            rid = res.body["reservation_id"]
+            g = self.srv.get_res(rid, user)
+            self.assertEqual((g.status, g.body.get("status")), (200, "expired"), g.body)
+            self.assertError(self.srv.confirm(rid, user), 409, "reservation_expired")
+            # cancel of an expired hold changes nothing
+            cc = self.srv.cancel(rid, user)
+            self.assertIn(cc.status, (200, 409), cc.body)
+            if cc.status == 409:
+                self.assertEqual(cc.body["error"], "reservation_expired")
+        d = self.check_invariants(lid, ["a"])["a"]
+        self.assertEqual((d["available"], d["held"], d["sold"]), (3, 0, 0))
+        self.assertEqual(d["holds"], {})
+        self.assertEqual(d["orders"], [])
+        # limit is free again; units can be reserved again
+        self.assertEqual(self.srv.reserve(lid, "a", "u1", 3).status, 201)
+
+    def test_confirmed_hold_is_not_expired(self):
+        lid = self.new_launch([sku("a", 2, 2)], hold_seconds=1)
+        r = self.srv.reserve(lid, "a", "u1", 1).body
+        self.assertEqual(self.srv.confirm(r["reservation_id"], "u1").status, 200)
+        time.sleep(parse_rfc3339(r["expires_at"]) - time.time() + SWEEP_BOUND + SLACK)
+        c = self.srv.sku_counters(lid)["a"]
+        self.assertEqual((c["available"], c["held"], c["sold"]), (1, 0, 1))
+        g = self.srv.get_res(r["reservation_id"], "u1").body
+        self.assertEqual(g["status"], "confirmed")
+        self.check_invariants(lid, ["a"])
+
+
+class ExpiryWithoutSweeperTest(fsserver.ServerTestCase):
+    """The sweeper runs rarely here, so the confirm itself must notice the expiry by Redis's clock."""
+
+    server_env = {"FLASHSALE_SWEEP_INTERVAL_MS": "600000"}
+
+    def test_confirm_after_expiry_before_sweep(self):
+        lid = self.new_launch([sku("a", 2, 2)], hold_seconds=1)
+        r = self.srv.reserve(lid, "a", "u1", 2)
+        self.assertEqual(r.status, 201, r.body)
+        rid = r.body["reservation_id"]
+        exp = parse_rfc3339(r.body["expires_at"])
+        time.sleep(max(0, exp - time.time()) + 0.1)
+        # Not swept (the sweeper is idle): counters still say held...
+        c = self.srv.sku_counters(lid)["a"]
+        self.assertEqual(c["held"], 2, "swept despite FLASHSALE_SWEEP_INTERVAL_MS=600000: %r" % c)
+        # ...but GET already reads expired, and confirm refuses and returns the units.
+        g = self.srv.get_res(rid, "u1")
+        self.assertEqual((g.status, g.body.get("status")), (200, "expired"), g.body)
+        self.assertError(self.srv.confirm(rid, "u1"), 409, "reservation_expired")
+        c = self.srv.sku_counters(lid)["a"]
+        self.assertEqual((c["available"], c["held"], c["sold"]), (2, 0, 0))
+        self.assertError(self.srv.confirm(rid, "u1"), 409, "reservation_expired")
+        self.assertEqual(checks.read_orders(self.r, lid, "a"), [])
+        self.check_invariants(lid, ["a"])
+
+
+if __name__ == "__main__":
+    fsserver.main(timeout=60)

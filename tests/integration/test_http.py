@@ -1,0 +1,299 @@
+#!/usr/bin/env python3
+"""HTTP layer: malformed requests, size limits, validation, routing, keep-alive, pipelining,
+idle timeout. Bad input gets a 4xx and changes nothing."""
+
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import fsserver  # noqa: E402
+from fsserver import sku, raw_request  # noqa: E402
+
+IDLE_MS = 500
+API = {"Authorization": "Bearer " + fsserver.DEFAULT_API_KEYS[0]}
+ADMIN = {"Authorization": "Bearer " + fsserver.DEFAULT_ADMIN_TOKEN}
+
+
+class HttpTest(fsserver.ServerTestCase):
+
+    server_env = {"FLASHSALE_IDLE_TIMEOUT_MS": str(IDLE_MS)}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.lid = fsserver.unique()
+        r = cls.srv.admin_put_launch(cls.lid, [sku("a", 10, 3)])
+        assert r.status == 200, r
+        assert cls.srv.open(cls.lid).status == 200
+
+    def setUp(self):
+        self.srv.close_conn()   # the idle timeout is short: start every test on a fresh connection
+
+    def assertUnchanged(self):
+        c = self.srv.sku_counters(self.lid)["a"]
+        self.assertEqual((c["total"], c["available"], c["held"], c["sold"]), self.counters)
+
+    def snapshot(self):
+        c = self.srv.sku_counters(self.lid)["a"]
+        self.counters = (c["total"], c["available"], c["held"], c["sold"])
+
+    def reserve_path(self):
+        return "/v1/launches/%s/reservations" % self.lid
+
+    # -- malformed HTTP ---------------------------------------------------------------------
+
+    def test_malformed_requests_get_400_and_close(self):
+        cases = [
+            b"GARBAGE\r\n\r\n",
+            b"GET /healthz HTTP/1.1\r\nHost 127.0.0.1\r\n\r\n",
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+            b"POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"
+            % (self.reserve_path().encode(), API["Authorization"].encode()),
+            b"POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
+            % (self.reserve_path().encode(), API["Authorization"].encode()),
+            b"GET /he\x00lthz HTTP/1.1\r\n\r\n",
+        ]
+        for data in cases:
+            with self.srv.raw() as c:
+                c.send(data)
+                r = c.read_response()
+                self.assertIsNotNone(r, data)
+                self.assertEqual(r.status, 400, (data, r))
+                self.assertTrue(c.closed_by_peer(2.0), "connection not closed after 400 for %r" % data)
+        # the server is fine afterwards
+        self.assertEqual(self.srv.request("GET", "/healthz").status, 200)
+
+    def test_malformed_after_good_request_on_same_connection(self):
+        with self.srv.raw() as c:
+            c.send(raw_request("GET", "/healthz") + b"BAD REQUEST LINE\r\n\r\n")
+            self.assertEqual(c.read_response().status, 200)
+            self.assertEqual(c.read_response().status, 400)
+            self.assertTrue(c.closed_by_peer(2.0))
+
+    # -- limits -----------------------------------------------------------------------------
+
+    def test_body_over_16k_is_413(self):
+        self.snapshot()
+        big = json.dumps({"sku": "a", "user_id": "u", "qty": 1, "pad": "x" * 17000}).encode()
+        with self.srv.raw() as c:
+            head = ("POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\nContent-Type: application/json\r\n"
+                    "Content-Length: %d\r\n\r\n" % (self.reserve_path(), API["Authorization"], len(big))).encode()
+            c.send(head)
+            # The server may answer from Content-Length alone; otherwise send the body.
+            c.sock.settimeout(0.5)
+            try:
+                c._fill()
+            except OSError:
+                pass
+            if not c.buf:
+                try:
+                    c.send(big)
+                except OSError:
+                    pass
+            c.sock.settimeout(5)
+            r = c.read_response()
+            self.assertEqual(r.status, 413, r)
+        # chunked, no length known in advance
+        with self.srv.raw() as c:
+            head = ("POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\nContent-Type: application/json\r\n"
+                    "Transfer-Encoding: chunked\r\n\r\n" % (self.reserve_path(), API["Authorization"])).encode()
+            chunks = b"".join(b"%x\r\n%s\r\n" % (len(big[i:i + 4096]), big[i:i + 4096])
+                              for i in range(0, len(big), 4096))
+            try:
+                c.send(head + chunks + b"0\r\n\r\n")
+            except OSError:
+                pass
+            r = c.read_response()
+            self.assertEqual(r.status, 413, r)
+        # exactly at the limit is not "too large" (it is invalid JSON here, so 400)
+        body = b"{" + b" " * (16 * 1024 - 2) + b"}"
+        self.assertEqual(len(body), 16384)
+        r = self.srv.request("POST", self.reserve_path(), body)
+        self.assertEqual(r.status, 400, r)
+        self.assertUnchanged()
+
+    def test_headers_over_16k_are_431(self):
+        with self.srv.raw() as c:
+            c.send("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n\r\n" % ("p" * 17000))
+            r = c.read_response()
+            self.assertEqual(r.status, 431, r)
+        with self.srv.raw() as c:
+            many = "".join("X-H%d: %s\r\n" % (i, "v" * 100) for i in range(200))
+            c.send("GET /healthz HTTP/1.1\r\nHost: x\r\n%s\r\n" % many)
+            r = c.read_response()
+            self.assertEqual(r.status, 431, r)
+        # 8 KiB of headers are fine
+        r = self.srv.request("GET", "/healthz", headers={"X-Pad": "p" * 8000})
+        self.assertEqual(r.status, 200)
+
+    # -- validation -------------------------------------------------------------------------
+
+    def test_invalid_json_and_wrong_types(self):
+        self.snapshot()
+        path = self.reserve_path()
+        for body in (b"{", b"not json", b"[1,2]", b"", b"null", b'{"sku": "a", "user_id": "u"} trailing',
+                     b'{"sku": "a", "user_id": "u", "qty": 1'):
+            r = self.srv.request("POST", path, body)
+            self.assertError(r, 400, "invalid_request")
+        for body, field in (({"sku": 5, "user_id": "u"}, "sku"),
+                            ({"user_id": "u"}, "sku"),
+                            ({"sku": "a"}, "user_id"),
+                            ({"sku": "a", "user_id": 7}, "user_id"),
+                            ({"sku": "a", "user_id": None}, "user_id"),
+                            ({"sku": "a", "user_id": "u", "qty": "1"}, "qty"),
+                            ({"sku": "a", "user_id": "u", "qty": 1.5}, "qty"),
+                            ({"sku": "a", "user_id": "u", "qty": True}, "qty"),
+                            ({"sku": "a", "user_id": "u", "qty": 0}, "qty"),
+                            ({"sku": "a", "user_id": "u", "qty": -1}, "qty"),
+                            ({"sku": "a", "user_id": "u", "qty": 10**30}, "qty")):
+            r = self.srv.request("POST", path, body)
+            self.assertError(r, 400, "invalid_request", field)
+        rid = self.srv.reserve(self.lid, "a", "valid-user").body["reservation_id"]
+        self.snapshot()
+        for op in ("confirm", "cancel"):
+            for body, field in (({}, "user_id"), ({"user_id": 3}, "user_id"), (b"{oops", None)):
+                r = self.srv.request("POST", "/v1/reservations/%s/%s" % (rid, op), body)
+                self.assertError(r, 400, "invalid_request", field)
+        r = self.srv.request("POST", "/v1/reservations/%s/confirm" % rid, {"user_id": "valid-user", "payment_ref": 5})
+        self.assertError(r, 400, "invalid_request", "payment_ref")
+        self.assertUnchanged()
+        self.assertEqual(self.srv.get_res(rid, "valid-user").body["status"], "held")
+
+    def test_qty_over_limit_changes_nothing(self):
+        self.snapshot()
+        r = self.srv.reserve(self.lid, "a", "greedy", 4)     # limit is 3
+        self.assertIn(r.status, (400, 409), r.body)
+        self.assertIn(r.body["error"], ("invalid_request", "limit_exceeded"))
+        self.assertUnchanged()
+
+    def test_id_lengths_and_control_characters(self):
+        self.snapshot()
+        for user, ok in (("u" * 128, True), ("u" * 129, False), ("é" * 64, True), ("é" * 65, False),
+                         ("tab\there", False), ("nl\nx", False), ("nul\x00x", False), ("del\x7f", False),
+                         ("", False)):
+            r = self.srv.reserve(self.lid, "a", user)
+            if ok:
+                self.assertEqual(r.status, 201, (user, r.body))
+                self.assertEqual(self.srv.cancel(r.body["reservation_id"], user).status, 200)
+            else:
+                self.assertError(r, 400, "invalid_request", "user_id")
+        for bad_sku in ("s" * 129, "a b", "a:b", "a{b}", "a\x01", ""):
+            r = self.srv.reserve(self.lid, bad_sku, "u1")
+            self.assertError(r, 400, "invalid_request", "sku")
+        for bad_launch in ("l" * 129, "a%20b", "a:b", "a%01b", "%7Bx%7D"):
+            r = self.srv.request("POST", "/v1/launches/%s/reservations" % bad_launch, {"sku": "a", "user_id": "u"})
+            self.assertError(r, 400, "invalid_request")
+            r = self.srv.request("GET", "/admin/v1/launches/%s" % bad_launch)
+            self.assertError(r, 400, "invalid_request")
+        long_rid = "A" * 300
+        self.assertEqual(self.srv.get_res(long_rid, "u1").status // 100, 4)
+        r = self.srv.get_res("abc", "x" * 129)
+        self.assertError(r, 400, "invalid_request", "user_id")
+        self.assertUnchanged()
+
+    # -- routing ----------------------------------------------------------------------------
+
+    def test_unknown_route_404_and_wrong_method_405(self):
+        for method, path in (("GET", "/"), ("GET", "/nope"), ("GET", "/v1"), ("GET", "/v1/launches"),
+                             ("GET", "/admin/v1/launches/%s/extra" % self.lid), ("POST", "/v2/reservations/x/confirm"),
+                             ("GET", "/healthz/more")):
+            r = self.srv.request(method, path)
+            self.assertEqual(r.status, 404, (method, path, r))
+            if isinstance(r.body, dict):
+                self.assertEqual(r.body.get("error"), "not_found")
+        for method, path in (("DELETE", "/v1/launches/%s" % self.lid),
+                             ("GET", "/v1/launches/%s/reservations" % self.lid),
+                             ("PUT", "/v1/reservations/x/confirm"),
+                             ("GET", "/v1/reservations/x/cancel"),
+                             ("POST", "/admin/v1/launches/%s" % self.lid),
+                             ("GET", "/admin/v1/launches/%s/open" % self.lid),
+                             ("POST", "/healthz"), ("DELETE", "/metrics")):
+            r = self.srv.request(method, path, headers=ADMIN if path.startswith("/admin") else API, auth=None)
+            self.assertEqual(r.status, 405, (method, path, r))
+            self.assertIn("allow", r.headers, (method, path))
+
+    # -- connections ------------------------------------------------------------------------
+
+    def test_keep_alive(self):
+        with self.srv.raw() as c:
+            for i in range(5):
+                c.send(raw_request("GET", "/v1/launches/%s" % self.lid, headers=API))
+                r = c.read_response()
+                self.assertEqual(r.status, 200, r)
+                self.assertNotEqual(r.headers.get("connection", "").lower(), "close")
+        # Connection: close is honoured
+        with self.srv.raw() as c:
+            c.send(raw_request("GET", "/healthz", headers={"Connection": "close"}))
+            self.assertEqual(c.read_response().status, 200)
+            self.assertTrue(c.closed_by_peer(2.0))
+        # HTTP/1.0 without keep-alive: answer then close
+        with self.srv.raw() as c:
+            c.send(b"GET /healthz HTTP/1.0\r\n\r\n")
+            self.assertEqual(c.read_response().status, 200)
+            self.assertTrue(c.closed_by_peer(2.0))
+
+    def test_pipelined_requests_answer_in_order(self):
+        lid = self.new_launch([sku("p", 2, 1)])
+        reqs = [
+            raw_request("GET", "/healthz"),
+            raw_request("POST", "/v1/launches/%s/reservations" % lid, {"sku": "p", "user_id": "p1"}, API),
+            raw_request("GET", "/nope"),
+            raw_request("POST", "/v1/launches/%s/reservations" % lid, {"sku": "p", "user_id": "p2"}, API),
+            raw_request("POST", "/v1/launches/%s/reservations" % lid, {"sku": "p", "user_id": "p3"}, API),
+            raw_request("GET", "/admin/v1/launches/%s" % lid, headers=ADMIN),
+            raw_request("POST", "/v1/launches/%s/reservations" % lid, {"sku": "p", "user_id": "p4"}, API),
+            raw_request("GET", "/readyz"),
+        ]
+        with self.srv.raw() as c:
+            c.send(b"".join(reqs))
+            got = [c.read_response() for _ in reqs]
+        self.assertEqual([r.status for r in got], [200, 201, 404, 201, 409, 200, 409, 200])
+        self.assertEqual(got[1].body["user_id"], "p1")
+        self.assertEqual(got[3].body["user_id"], "p2")
+        self.assertEqual((got[4].body["error"], got[6].body["error"]), ("sold_out", "sold_out"))
+        c = self.srv.sku_counters(lid)["p"]
+        self.assertEqual((c["available"], c["held"]), (0, 2))
+        # byte-by-byte delivery of a request works too
+        with self.srv.raw() as c:
+            for b in raw_request("GET", "/healthz"):
+                c.send(bytes([b]))
+            self.assertEqual(c.read_response().status, 200)
+        self.check_invariants(lid, ["p"])
+
+    def test_idle_connection_closed(self):
+        # silent from the start
+        with self.srv.raw() as c:
+            t0 = time.monotonic()
+            self.assertTrue(c.closed_by_peer(IDLE_MS / 1000 * 4 + 1), "idle connection not closed")
+            self.assertGreaterEqual(time.monotonic() - t0, IDLE_MS / 1000 * 0.8)
+        # idle after a request
+        with self.srv.raw() as c:
+            c.send(raw_request("GET", "/healthz"))
+            self.assertEqual(c.read_response().status, 200)
+            self.assertTrue(c.closed_by_peer(IDLE_MS / 1000 * 4 + 1), "idle connection not closed")
+        # a half-sent request does not keep it open forever either
+        with self.srv.raw() as c:
+            c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            t0 = time.monotonic()
+            while True:
+                try:
+                    chunk = c.sock.recv(4096)
+                except (ConnectionResetError, TimeoutError):
+                    break
+                if not chunk:
+                    break
+                self.assertLess(time.monotonic() - t0, IDLE_MS / 1000 * 4 + 1)
+            self.assertLess(time.monotonic() - t0, IDLE_MS / 1000 * 4 + 1)
+        # an active connection is not closed
+        with self.srv.raw() as c:
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < IDLE_MS / 1000 * 3:
+                c.send(raw_request("GET", "/healthz"))
+                self.assertEqual(c.read_response().status, 200)
+                time.sleep(IDLE_MS / 1000 / 3)
+
+
+if __name__ == "__main__":
+    fsserver.main(timeout=110)

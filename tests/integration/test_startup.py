@@ -1,0 +1,333 @@
+#!/usr/bin/env python3
+"""Process behaviour: refusing bad configurations, config file and env override, command-line
+options, Redis down at start or lost mid-run, graceful signals, credentials kept out of logs."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import fsserver  # noqa: E402
+import fsredis  # noqa: E402
+from fsserver import Server, sku, unique, wait_until, track, untrack  # noqa: E402
+
+EXIT_BOUND = 10
+
+
+def clean_env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_")}
+    env.update(extra)
+    return env
+
+
+def run_bin(args, env=None, timeout=EXIT_BOUND):
+    return subprocess.run([fsserver.server_bin()] + list(args), env=env or clean_env(),
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+
+
+def write_config(text):
+    fd, path = tempfile.mkstemp(prefix="fs-test-", suffix=".ini")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
+
+
+class StartupTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redis = track(fsredis.RedisServer())
+        cls.redis.start()
+        cls.addClassCleanup(lambda: (cls.redis.cleanup(), untrack(cls.redis)))
+
+    def expect_refusal(self, srv, words=(), rc=1):
+        """srv (not started) must exit with rc within EXIT_BOUND, printing a message."""
+        srv.spawn()
+        try:
+            got = srv.proc.wait(EXIT_BOUND)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+            self.fail("server did not refuse to start; log:\n" + srv.log_tail())
+        untrack(srv)
+        srv._close_files()
+        err = srv.log_text()
+        if isinstance(rc, int):
+            self.assertEqual(got, rc, err)
+        else:
+            self.assertIn(got, rc, err)
+        self.assertTrue(err.strip(), "no message on stderr")
+        for w in words:
+            self.assertRegex(err.lower(), w, err)
+        return err
+
+    # -- refusals ---------------------------------------------------------------------------
+
+    def test_refuses_without_admin_token(self):
+        self.expect_refusal(Server(self.redis.url, admin_token=None, start=False, port=fsserver.free_port()),
+                            [r"admin"])
+        self.expect_refusal(Server(self.redis.url, admin_token="", start=False, port=fsserver.free_port()),
+                            [r"admin"])
+
+    def test_refuses_without_api_keys(self):
+        self.expect_refusal(Server(self.redis.url, api_keys=None, start=False, port=fsserver.free_port()),
+                            [r"api.?key"])
+        self.expect_refusal(Server(self.redis.url, api_keys=None, env={"FLASHSALE_API_KEYS": ","},
+                                   start=False, port=fsserver.free_port()), [r"api.?key"])
+
+    def test_refuses_taken_port(self):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        try:
+            port = s.getsockname()[1]
+            err = self.expect_refusal(Server(self.redis.url, start=False, port=port))
+            self.assertIn(str(port), err)
+        finally:
+            s.close()
+
+    def test_refuses_malformed_config_with_line_number(self):
+        path = write_config("[server]\nlisten = 127.0.0.1:%d\nthis line is not a setting\n"
+                            "[auth]\nadmin_token = x\napi_keys = y\n" % fsserver.free_port())
+        try:
+            err = self.expect_refusal(Server(self.redis.url, config_file=path, start=False,
+                                             port=fsserver.free_port()))
+            self.assertRegex(err, r"(line\D{0,3}3\b|:3\b)", "message should name line 3")
+        finally:
+            os.unlink(path)
+        path = write_config("[server]\nthreads = 1\n[redis\nurl = redis://127.0.0.1:1\n")
+        try:
+            err = self.expect_refusal(Server(self.redis.url, config_file=path, start=False,
+                                             port=fsserver.free_port()))
+            self.assertRegex(err, r"(line\D{0,3}3\b|:3\b)", "message should name line 3")
+        finally:
+            os.unlink(path)
+        # a missing config file is refused too
+        self.expect_refusal(Server(self.redis.url, config_file="/nonexistent/fs.ini", start=False,
+                                   port=fsserver.free_port()), rc=(1, 2))
+
+    def test_refuses_bad_values(self):
+        for env in ({"FLASHSALE_LOG_LEVEL": "loud"}, {"FLASHSALE_LISTEN": "nonsense"},
+                    {"FLASHSALE_THREADS": "zero"}, {"FLASHSALE_IDLE_TIMEOUT_MS": "-5"},
+                    {"FLASHSALE_REDIS": "http://127.0.0.1:1"}):
+            srv = Server(self.redis.url, env=env, start=False, port=fsserver.free_port(), log_level=None)
+            self.expect_refusal(srv, rc=(1, 2))
+
+    # -- command line -----------------------------------------------------------------------
+
+    def test_help_version_routes_and_usage(self):
+        r = run_bin(["--help"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b"--config", r.stdout + r.stderr)
+        r = run_bin(["--version"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex((r.stdout + r.stderr).decode(), r"\d+\.\d+\.\d+")
+        r = run_bin(["--routes"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.decode().splitlines()
+        self.assertTrue(lines)
+        for line in lines:
+            self.assertRegex(line, r"^(GET|POST|PUT|DELETE|PATCH) /\S*$")
+        self.assertIn("POST /v1/launches/{launch}/reservations", lines)
+        r = run_bin(["--bogus-option"])
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertTrue(r.stderr.strip())
+        r = run_bin(["--config"])
+        self.assertEqual(r.returncode, 2, r.stderr)
+
+    # -- config file and environment --------------------------------------------------------
+
+    def test_config_file_and_env_override(self):
+        port = fsserver.free_port()
+        path = write_config(
+            "; comment\n[server]\nlisten = 127.0.0.1:%d\nthreads = 1\nlog_level = debug\n"
+            "idle_timeout_ms = 30000\n\n[redis]\nurl = %s\ntimeout_ms = 1000\n\n"
+            "[auth]\napi_keys = file-key-1,file-key-2\nadmin_token = file-admin-token\n" % (port, self.redis.url))
+        try:
+            srv = Server(None, api_keys=None, admin_token=None, config_file=path, listen=False,
+                         port=port, log_level=None)
+            try:
+                lid = unique()
+                self.assertEqual(srv.admin_put_launch(lid, [sku("a", 1)], auth="file-admin-token").status, 200)
+                self.assertEqual(srv.admin_get(lid, auth=fsserver.DEFAULT_ADMIN_TOKEN).status, 401)
+                self.assertEqual(srv.public_get(lid, auth="file-key-2").status, 200)
+                self.assertEqual(srv.public_get(lid, auth="file-key-1").status, 200)
+                self.assertEqual(srv.public_get(lid, auth="file-key-3").status, 401)
+            finally:
+                srv.stop()
+            # env wins over the file
+            srv = Server(None, api_keys=["env-key"], admin_token="env-admin-token", config_file=path,
+                         log_level=None)   # FLASHSALE_LISTEN set to a fresh port
+            try:
+                self.assertNotEqual(srv.port, port)
+                self.assertEqual(srv.admin_get(lid, auth="env-admin-token").status, 200)
+                self.assertEqual(srv.admin_get(lid, auth="file-admin-token").status, 401)
+                self.assertEqual(srv.public_get(lid, auth="env-key").status, 200)
+                self.assertEqual(srv.public_get(lid, auth="file-key-1").status, 401)
+                with self.assertRaises(OSError):
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            finally:
+                srv.stop()
+        finally:
+            os.unlink(path)
+
+    def test_threads_setting(self):
+        srv = Server(self.redis.url, env={"FLASHSALE_THREADS": "2"})
+        try:
+            lid = unique()
+            self.assertEqual(srv.admin_put_launch(lid, [sku("a", 3, 3)]).status, 200)
+            self.assertEqual(srv.open(lid).status, 200)
+            for i in range(4):
+                c = srv.clone()
+                r = c.reserve(lid, "a", "u%d" % i)
+                self.assertEqual(r.status, 201 if i < 3 else 409, r.body)
+                c.close_conn()
+        finally:
+            srv.stop()
+
+    # -- Redis availability -----------------------------------------------------------------
+
+    def test_redis_down_at_start_then_up(self):
+        rs = track(fsredis.RedisServer())
+        rs.start()
+        rs.stop()    # the port is now closed; restart() brings it back on the same port
+        srv = Server(rs.url, wait_ready=False)
+        try:
+            self.assertEqual(srv.request("GET", "/healthz").status, 200)
+            self.assertEqual(srv.request("GET", "/readyz").status, 503)
+            r = srv.reserve("any", "a", "u1")
+            self.assertEqual(r.status, 503, r)
+            self.assertEqual(r.body.get("error"), "unavailable", r.body)
+            self.assertRegex(r.headers.get("retry-after", ""), r"^\d+$", r.headers)
+            r = srv.admin_put_launch("any", [sku("a", 1)])
+            self.assertEqual((r.status, r.body.get("error")), (503, "unavailable"), r.body)
+            self.assertIn("retry-after", r.headers)
+            time.sleep(1.0)    # let it fail a few connection attempts (backoff)
+            self.assertTrue(srv.alive())
+            rs.restart()
+            srv.wait_ready(15)
+            lid = unique()
+            self.assertEqual(srv.admin_put_launch(lid, [sku("a", 1)]).status, 200)
+            self.assertEqual(srv.open(lid).status, 200)
+            self.assertEqual(srv.reserve(lid, "a", "u1").status, 201)
+        finally:
+            srv.stop()
+            rs.cleanup()
+            untrack(rs)
+
+    def test_redis_lost_mid_run_and_recovery(self):
+        rs = track(fsredis.RedisServer())
+        rs.start()
+        srv = Server(rs.url)
+        try:
+            lid = unique()
+            self.assertEqual(srv.admin_put_launch(lid, [sku("a", 5, 5)]).status, 200)
+            self.assertEqual(srv.open(lid).status, 200)
+            self.assertEqual(srv.reserve(lid, "a", "u1").status, 201)
+            rs.kill()
+
+            def unavailable():
+                r = srv.reserve(lid, "a", "u2")
+                return r if r.status == 503 else None
+            r = wait_until(unavailable, 5, what="503 after Redis was killed")
+            self.assertEqual(r.body.get("error"), "unavailable")
+            self.assertIn("retry-after", r.headers)
+            wait_until(lambda: srv.request("GET", "/readyz").status == 503, 3, what="/readyz 503")
+            self.assertEqual(srv.request("GET", "/healthz").status, 200)
+            t0 = time.monotonic()
+            rs.restart()       # no persistence: an empty Redis without our functions
+            srv.wait_ready(15)
+            self.assertLess(time.monotonic() - t0, 15)
+            lid2 = unique()
+            self.assertEqual(srv.admin_put_launch(lid2, [sku("a", 2, 2)]).status, 200)
+            self.assertEqual(srv.open(lid2).status, 200)
+            r = srv.reserve(lid2, "a", "u1")
+            self.assertEqual(r.status, 201, r.body)
+            self.assertEqual(srv.confirm(r.body["reservation_id"], "u1").status, 200)
+            import checks
+            checks.check_invariants(rs.client(), lid2, ["a"])
+        finally:
+            srv.stop()
+            rs.cleanup()
+            untrack(rs)
+
+    def test_function_flush_is_recovered(self):
+        srv = Server(self.redis.url)
+        try:
+            lid = unique()
+            self.assertEqual(srv.admin_put_launch(lid, [sku("a", 5, 5)]).status, 200)
+            self.assertEqual(srv.open(lid).status, 200)
+            self.redis.client().call("FUNCTION", "FLUSH")
+            r = srv.reserve(lid, "a", "u1")
+            self.assertIn(r.status, (201, 503), r.body)
+            if r.status != 201:
+                wait_until(lambda: srv.reserve(lid, "a", "u1").status == 201, 3,
+                           what="reservations to work again after FUNCTION FLUSH")
+            import checks
+            checks.check_invariants(self.redis.client(), lid, ["a"])
+        finally:
+            srv.stop()
+
+    # -- signals and logs -------------------------------------------------------------------
+
+    def test_sigterm_and_sigint_exit_0(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            srv = Server(self.redis.url)
+            # an open idle connection must not hold up the shutdown
+            c = srv.raw()
+            try:
+                c.send(fsserver.raw_request("GET", "/healthz"))
+                self.assertEqual(c.read_response().status, 200)
+                t0 = time.monotonic()
+                self.assertEqual(srv.stop(sig=sig), 0)
+                self.assertLess(time.monotonic() - t0, 6)
+            finally:
+                c.close()
+            self.assertIn("event=listening", srv.log_text())
+
+    def test_credentials_never_logged(self):
+        api_keys = ["sk-live-SECRET-api-key-AAAA1111", "sk-live-SECRET-api-key-BBBB2222"]
+        admin = "adm-SECRET-operator-token-CCCC3333"
+        wrong = "sk-live-SECRET-wrong-guess-DDDD4444"
+        rs = track(fsredis.RedisServer())
+        rs.start()
+        srv = Server(rs.url, api_keys=api_keys, admin_token=admin, log_level="debug")
+        try:
+            lid = unique()
+            self.assertEqual(srv.admin_put_launch(lid, [sku("a", 5, 5)]).status, 200)
+            self.assertEqual(srv.open(lid).status, 200)
+            r = srv.reserve(lid, "a", "u1")
+            self.assertEqual(srv.confirm(r.body["reservation_id"], "u1").status, 200)
+            self.assertEqual(srv.reserve(lid, "a", "u2", auth=api_keys[1]).status, 201)
+            self.assertEqual(srv.reserve(lid, "a", "u3", auth=wrong).status, 401)
+            self.assertEqual(srv.admin_get(lid, auth=wrong).status, 401)
+            self.assertEqual(srv.admin_get(lid, auth=api_keys[0]).status, 401)
+            with srv.raw() as c:
+                c.send(b"GET /admin/v1/launches/x HTTP/1.1\r\nAuthorization: Bearer " + admin.encode()
+                       + b"\r\nBad Header\r\n\r\n")
+                c.read_response()
+            rs.kill()
+            wait_until(lambda: srv.request("GET", "/readyz").status == 503, 5, what="/readyz 503")
+            rs.restart()
+            srv.wait_ready(15)
+        finally:
+            srv.stop()
+            rs.cleanup()
+            untrack(rs)
+        log = srv.log_text() + srv.stdout_text()
+        for secret in api_keys + [admin, wrong, "SECRET"]:
+            self.assertNotIn(secret, log, "a credential appears in the log")
+        for line in srv.log_text().splitlines():
+            if line.startswith("==") or not line.strip():
+                continue   # sanitizer output, if any, is judged by the exit code
+            self.assertRegex(line, r"^ts=\S+ level=(debug|info|warn|error) event=\S+", line)
+
+
+if __name__ == "__main__":
+    fsserver.main(timeout=115)

@@ -1,0 +1,114 @@
+"""Invariant checks that read Redis directly, per docs/redis.md (stdlib only).
+
+check_invariants(redis_client, launch, skus) verifies, for every SKU of the launch:
+  available + held + sold == total, none negative;
+  held == sum of qty over the members of fs:{L:S}:holds (each a reservation still `held`);
+  sold == sum of qty over the entries of fs:{L:S}:orders, order and reservation ids unique,
+  every entry with exactly the documented fields;
+  fs:{L:S}:users[user] == that user's held + sold units, never above per_user_limit.
+It returns {sku: {"total", "available", "held", "sold", "orders": [entry dicts],
+"holds": {rid: expires_ms}, "users": {user: units}}} for further assertions.
+"""
+
+ORDER_FIELDS = {"order_id", "reservation_id", "launch", "sku", "user_id", "qty", "price_cents",
+                "payment_ref", "confirmed_at"}
+
+
+class InvariantError(AssertionError):
+    pass
+
+
+def _pairs(flat):
+    if flat is None:
+        return {}
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+def _s(v):
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def sku_key(launch, sku, suffix):
+    return "fs:{%s:%s}:%s" % (launch, sku, suffix)
+
+
+def read_orders(r, launch, sku):
+    """The order stream of one SKU as a list of (stream_id, {field: value})."""
+    out = []
+    for entry in r.call("XRANGE", sku_key(launch, sku, "orders"), "-", "+") or []:
+        sid, fields = entry[0], entry[1]
+        out.append((_s(sid), {_s(k): _s(v) for k, v in _pairs(fields).items()}))
+    return out
+
+
+def check_sku(r, launch, sku):
+    def fail(msg):
+        raise InvariantError("%s/%s: %s" % (launch, sku, msg))
+
+    h = {_s(k): _s(v) for k, v in _pairs(r.call("HGETALL", sku_key(launch, sku, "sku"))).items()}
+    if not h:
+        fail("SKU hash %s missing" % sku_key(launch, sku, "sku"))
+    try:
+        total, avail, held, sold = (int(h[k]) for k in ("total", "available", "held", "sold"))
+        limit = int(h["per_user_limit"])
+    except (KeyError, ValueError) as e:
+        fail("bad SKU hash %r (%s)" % (h, e))
+    if min(total, avail, held, sold) < 0:
+        fail("negative counter: %r" % h)
+    if avail + held + sold != total:
+        fail("available %d + held %d + sold %d != total %d" % (avail, held, sold, total))
+
+    holds = {_s(k): int(float(_s(v))) for k, v in
+             _pairs(r.call("ZRANGE", sku_key(launch, sku, "holds"), "0", "-1", "WITHSCORES")).items()}
+    per_user = {}
+    held_sum = 0
+    for rid in holds:
+        rh = {_s(k): _s(v) for k, v in _pairs(r.call("HGETALL", sku_key(launch, sku, "r:" + rid))).items()}
+        if not rh:
+            fail("hold %s has no reservation hash" % rid)
+        if rh.get("status") != "held":
+            fail("member %s of holds has status %r" % (rid, rh.get("status")))
+        q = int(rh["qty"])
+        held_sum += q
+        per_user[rh["user"]] = per_user.get(rh["user"], 0) + q
+    if held_sum != held:
+        fail("held %d but holds zset sums to %d (%d members)" % (held, held_sum, len(holds)))
+
+    orders = read_orders(r, launch, sku)
+    sold_sum = 0
+    oids, rids = set(), set()
+    entries = []
+    for sid, f in orders:
+        if set(f) != ORDER_FIELDS:
+            fail("order entry %s has fields %s, expected %s" % (sid, sorted(f), sorted(ORDER_FIELDS)))
+        if f["launch"] != launch or f["sku"] != sku:
+            fail("order entry %s names %s/%s" % (sid, f["launch"], f["sku"]))
+        if f["order_id"] in oids:
+            fail("duplicate order_id %s in stream" % f["order_id"])
+        if f["reservation_id"] in rids:
+            fail("reservation %s confirmed twice in stream" % f["reservation_id"])
+        oids.add(f["order_id"])
+        rids.add(f["reservation_id"])
+        q = int(f["qty"])
+        if q < 1:
+            fail("order entry %s has qty %d" % (sid, q))
+        sold_sum += q
+        per_user[f["user_id"]] = per_user.get(f["user_id"], 0) + q
+        entries.append(dict(f, stream_id=sid))
+    if sold_sum != sold:
+        fail("sold %d but order stream sums to %d (%d entries)" % (sold, sold_sum, len(orders)))
+
+    users = {_s(k): int(_s(v)) for k, v in _pairs(r.call("HGETALL", sku_key(launch, sku, "users"))).items()}
+    for u in set(users) | set(per_user):
+        got, want = users.get(u, 0), per_user.get(u, 0)
+        if got != want:
+            fail("users[%r] = %d but the user holds+bought %d" % (u, got, want))
+        if got > limit or got < 0:
+            fail("users[%r] = %d outside 0..per_user_limit %d" % (u, got, limit))
+    return {"total": total, "available": avail, "held": held, "sold": sold, "orders": entries,
+            "holds": holds, "users": users, "per_user_limit": limit}
+
+
+def check_invariants(r, launch, skus):
+    """Check every SKU in skus (ids) of launch; returns {sku: details} (see module doc)."""
+    return {s: check_sku(r, launch, s) for s in skus}
