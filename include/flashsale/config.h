@@ -1,0 +1,36 @@
+/* flashsale-server configuration: an INI file, then FLASHSALE_* environment variables on top.
+ *
+ * Ownership: fs_config_t owns its strings; fs_config_free releases them. */
+#ifndef FLASHSALE_CONFIG_H
+#define FLASHSALE_CONFIG_H
+
+#include <stddef.h>
+
+typedef struct {
+    char *listen;       /* host:port */
+    int threads;
+    int log_level;      /* fs_log_level_t */
+    int idle_timeout_ms;
+    int shutdown_timeout_ms;
+    int sweep_interval_ms;
+    char *redis_url;
+    int redis_timeout_ms;
+    char *api_keys;     /* comma-separated */
+    char *admin_token;
+} fs_config_t;
+
+/* Fills cfg with defaults. */
+void fs_config_defaults(fs_config_t *cfg);
+/* Reads the INI file at path (when path is not NULL), then the environment. On failure returns
+ * FS_EINVAL and writes a one-line message (with the file's line number where there is one) into err. */
+int fs_config_load(fs_config_t *cfg, const char *path, char *err, size_t errcap);
+/* Checks that the configuration can run a server (credentials present, values in range). */
+int fs_config_validate(const fs_config_t *cfg, char *err, size_t errcap);
+void fs_config_free(fs_config_t *cfg);
+
+/* Parsed forms. "host:port" (IPv4 or [IPv6]); returns 0 or FS_EINVAL. host must hold 64 bytes. */
+int fs_parse_hostport(const char *s, char *host, size_t hostcap, int *port);
+/* "redis://host:port[/db]"; returns 0 or FS_EINVAL. */
+int fs_parse_redis_url(const char *s, char *host, size_t hostcap, int *port, int *db);
+
+#endif

@@ -1,0 +1,4 @@
+#ifndef FLASHSALE_VERSION_H
+#define FLASHSALE_VERSION_H
+#define FS_VERSION "0.1.0"
+#endif

@@ -1,0 +1,271 @@
+/* Operator handlers: create/update a launch, read it, open/pause/close it, restock a SKU.
+ * Launch documents are parsed with jansson (Debian's libjansson-dev): they are nested, small and
+ * rare, unlike the storefront bodies on the rush path. */
+#include "api.h"
+#include "json_in.h"
+#include "../common/log.h"
+#include "../common/timeutil.h"
+#include "flashsale/error.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FS__MAX_SKUS 100
+#define FS__MAX_STOCK 1000000000LL
+
+/* Writes the operator's view of a launch. */
+static void fs__launch_json(fs_buf_t *o, const fs_launch_view_t *v)
+{
+    int first = 1;
+    fs_buf_putc(o, '{');
+    fs_json_kv_str(o, &first, "launch", v->launch, v->launch_len);
+    fs_json_kv_str(o, &first, "name", v->name, v->name_len);
+    fs_json_kv_str(o, &first, "state", v->state, v->state_len);
+    fs_json_kv_i64(o, &first, "hold_seconds", v->hold_seconds);
+    fs_json_kv_time(o, &first, "starts_at", v->starts_at_ms, 1);
+    fs_json_kv_time(o, &first, "ends_at", v->ends_at_ms, 1);
+    fs_json_key(o, &first, "skus");
+    fs_buf_putc(o, '[');
+    for (size_t i = 0; i < v->nskus; i++) {
+        const fs_sku_view_t *s = &v->skus[i];
+        int f = 1;
+        if (i) fs_buf_putc(o, ',');
+        fs_buf_putc(o, '{');
+        fs_json_kv_str(o, &f, "sku", s->sku, s->sku_len);
+        fs_json_kv_i64(o, &f, "total", s->total);
+        fs_json_kv_i64(o, &f, "available", s->available);
+        fs_json_kv_i64(o, &f, "held", s->held);
+        fs_json_kv_i64(o, &f, "sold", s->sold);
+        fs_json_kv_i64(o, &f, "per_user_limit", s->per_user_limit);
+        fs_json_kv_i64(o, &f, "price_cents", s->price_cents);
+        fs_buf_putc(o, '}');
+    }
+    fs_buf_puts(o, "]}");
+}
+
+static int fs__code_is(redisReply *r, const char *code)
+{
+    size_t n;
+    const char *s = fs_reply_str(r->element[0], &n);
+    return n == strlen(code) && memcmp(s, code, n) == 0;
+}
+
+/* Common answer of put/get/state: ["ok", created, launch...] or an error code. */
+static void fs__on_launch_reply(redisReply *r, int err, void *arg)
+{
+    fs_api_ctx_t *c = arg;
+    if (err || r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
+        fs_api_redis_failed(c, r, err);
+        return;
+    }
+    if (fs__code_is(r, "not_found")) {
+        fs_api_error(c, 404, "not_found", "no such launch: %s", c->launch);
+        return;
+    }
+    if (fs__code_is(r, "use_restock")) {
+        size_t n;
+        const char *sku = r->elements > 1 ? fs_reply_str(r->element[1], &n) : (n = 0, "");
+        fs_api_error(c, 409, "use_restock",
+                     "the stock of existing SKU %.*s cannot change here; use the restock endpoint",
+                     (int)n, sku);
+        return;
+    }
+    if (fs__code_is(r, "invalid_transition")) {
+        size_t n;
+        const char *state = r->elements > 1 ? fs_reply_str(r->element[1], &n) : (n = 0, "");
+        const char *what = c->req->route == FS_ROUTE_ADMIN_OPEN    ? "open"
+                           : c->req->route == FS_ROUTE_ADMIN_PAUSE ? "pause"
+                                                                   : "close";
+        fs_api_error(c, 409, "invalid_transition", "cannot %s a launch that is %.*s", what, (int)n,
+                     state);
+        return;
+    }
+    fs_launch_view_t v;
+    if (!fs__code_is(r, "ok") || fs_launch_view_parse(r, &v)) {
+        fs_api_redis_failed(c, r, 0);
+        return;
+    }
+    fs__launch_json(&c->out, &v);
+    fs_launch_view_free(&v);
+    if (c->req->route != FS_ROUTE_ADMIN_GET_LAUNCH) {
+        fs_info("launch_changed", "launch=%s action=%s state=%.*s", c->launch,
+                c->req->route == FS_ROUTE_ADMIN_PUT_LAUNCH ? "put"
+                : c->req->route == FS_ROUTE_ADMIN_OPEN     ? "open"
+                : c->req->route == FS_ROUTE_ADMIN_PAUSE    ? "pause"
+                                                           : "close",
+                (int)v.state_len, v.state);
+    }
+    fs_api_send(c, 200, NULL);
+}
+
+/* ---- PUT /admin/v1/launches/{launch} ---- */
+
+static int fs__int_field(fs_api_ctx_t *c, json_t *obj, const char *field, const char *where,
+                         long long min, long long max, int64_t *out)
+{
+    json_t *v = json_object_get(obj, field);
+    if (!v || !json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
+        fs_api_error(c, 400, "invalid_request", "%s%s must be an integer from %lld to %lld", where,
+                     field, min, max);
+        return -1;
+    }
+    *out = json_integer_value(v);
+    return 0;
+}
+
+static int fs__time_field(fs_api_ctx_t *c, json_t *doc, const char *field, int64_t *out)
+{
+    json_t *v = json_object_get(doc, field);
+    *out = 0;
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_string(v) ||
+        fs_time_parse_rfc3339(json_string_value(v), json_string_length(v), out) || *out <= 0) {
+        fs_api_error(c, 400, "invalid_request",
+                     "%s must be an RFC 3339 date-time such as 2026-11-27T10:00:00Z, or null", field);
+        return -1;
+    }
+    return 0;
+}
+
+static void fs__put_launch(fs_api_ctx_t *c)
+{
+    json_error_t jerr;
+    json_t *doc = json_loadb(c->req->body, c->req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!doc || !json_is_object(doc)) {
+        fs_api_error(c, 400, "invalid_request", "the body must be a JSON object%s%s",
+                     doc ? "" : ": ", doc ? "" : jerr.text);
+        json_decref(doc);
+        return;
+    }
+    fs_launch_def_t def = {.launch = c->launch};
+    fs_sku_def_t skus[FS__MAX_SKUS];
+    json_t *name = json_object_get(doc, "name");
+    json_t *list = json_object_get(doc, "skus");
+    if (!name || !json_is_string(name) || json_string_length(name) < 1 ||
+        json_string_length(name) > 200 || strlen(json_string_value(name)) != json_string_length(name)) {
+        fs_api_error(c, 400, "invalid_request", "name must be a string of 1 to 200 bytes");
+        goto out;
+    }
+    def.name = json_string_value(name);
+    if (fs__int_field(c, doc, "hold_seconds", "", 1, 86400, &def.hold_seconds) ||
+        fs__time_field(c, doc, "starts_at", &def.starts_at_ms) ||
+        fs__time_field(c, doc, "ends_at", &def.ends_at_ms))
+        goto out;
+    if (def.starts_at_ms && def.ends_at_ms && def.ends_at_ms <= def.starts_at_ms) {
+        fs_api_error(c, 400, "invalid_request", "ends_at must be later than starts_at");
+        goto out;
+    }
+    if (!list || !json_is_array(list) || json_array_size(list) < 1 ||
+        json_array_size(list) > FS__MAX_SKUS) {
+        fs_api_error(c, 400, "invalid_request", "skus must be an array of 1 to %d SKUs", FS__MAX_SKUS);
+        goto out;
+    }
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        json_t *s = json_array_get(list, i);
+        char where[32];
+        snprintf(where, sizeof where, "skus[%zu].", i);
+        json_t *id = json_object_get(s, "sku");
+        if (!json_is_object(s) || !id || !json_is_string(id) ||
+            !fs_id_valid(json_string_value(id), json_string_length(id))) {
+            fs_api_error(c, 400, "invalid_request",
+                         "%ssku must be 1 to 128 characters of A-Z a-z 0-9 _ . ~ -", where);
+            goto out;
+        }
+        fs_sku_def_t *d = &skus[i];
+        d->sku = json_string_value(id);
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(skus[k].sku, d->sku) == 0) {
+                fs_api_error(c, 400, "invalid_request", "%ssku %s appears twice", where, d->sku);
+                goto out;
+            }
+        if (fs__int_field(c, s, "stock", where, 0, FS__MAX_STOCK, &d->stock) ||
+            fs__int_field(c, s, "per_user_limit", where, 1, 1000000, &d->per_user_limit) ||
+            fs__int_field(c, s, "price_cents", where, 0, 1000000000000LL, &d->price_cents))
+            goto out;
+    }
+    def.skus = skus;
+    def.nskus = json_array_size(list);
+    /* The strings point into doc; the stock call copies them before returning. */
+    fs_stock_launch_put(c->api->stock, &def, fs__on_launch_reply, c);
+out:
+    json_decref(doc);
+}
+
+/* ---- restock ---- */
+
+static void fs__on_restocked(redisReply *r, int err, void *arg)
+{
+    fs_api_ctx_t *c = arg;
+    if (err || r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
+        fs_api_redis_failed(c, r, err);
+        return;
+    }
+    if (fs__code_is(r, "not_found")) {
+        fs_api_error(c, 404, "not_found", "no such launch or SKU");
+        return;
+    }
+    if (fs__code_is(r, "insufficient_available")) {
+        fs_api_error(c, 409, "insufficient_available",
+                     "fewer units are available than the restock would remove");
+        return;
+    }
+    if (!fs__code_is(r, "ok") || r->elements < 5) {
+        fs_api_redis_failed(c, r, 0);
+        return;
+    }
+    int first = 1;
+    fs_buf_t *o = &c->out;
+    fs_buf_putc(o, '{');
+    fs_json_kv_cstr(o, &first, "launch", c->launch);
+    fs_json_kv_cstr(o, &first, "sku", c->sku);
+    fs_json_kv_i64(o, &first, "total", fs_reply_i64(r->element[1], NULL));
+    fs_json_kv_i64(o, &first, "available", fs_reply_i64(r->element[2], NULL));
+    fs_json_kv_i64(o, &first, "held", fs_reply_i64(r->element[3], NULL));
+    fs_json_kv_i64(o, &first, "sold", fs_reply_i64(r->element[4], NULL));
+    fs_buf_putc(o, '}');
+    fs_info("restocked", "launch=%s sku=%s", c->launch, c->sku);
+    fs_api_send(c, 200, NULL);
+}
+
+static void fs__restock(fs_api_ctx_t *c)
+{
+    if (fs_api_id_param(c, 1, c->sku, "sku")) return;
+    fs_json_doc_t d;
+    int64_t delta;
+    if (fs_json_parse(&d, c->req->body, c->req->body_len)) {
+        fs_api_error(c, 400, "invalid_request", "the body must be a JSON object");
+        return;
+    }
+    int t = fs_json_find(&d, 0, "delta");
+    if (t < 0 || fs_json_int(&d, t, &delta) || delta == 0 || delta > FS__MAX_STOCK ||
+        delta < -FS__MAX_STOCK) {
+        fs_api_error(c, 400, "invalid_request",
+                     "delta must be a non-zero integer from -%lld to %lld", FS__MAX_STOCK,
+                     FS__MAX_STOCK);
+        return;
+    }
+    fs_stock_restock(c->api->stock, c->launch, c->sku, delta, fs__on_restocked, c);
+}
+
+void fs_api_admin(fs_api_ctx_t *c, int route)
+{
+    if (fs_api_id_param(c, 0, c->launch, "launch")) return;
+    switch (route) {
+    case FS_ROUTE_ADMIN_PUT_LAUNCH: fs__put_launch(c); return;
+    case FS_ROUTE_ADMIN_GET_LAUNCH:
+        fs_stock_launch_get(c->api->stock, c->launch, fs__on_launch_reply, c);
+        return;
+    case FS_ROUTE_ADMIN_OPEN:
+        fs_stock_launch_state(c->api->stock, c->launch, "open", fs__on_launch_reply, c);
+        return;
+    case FS_ROUTE_ADMIN_PAUSE:
+        fs_stock_launch_state(c->api->stock, c->launch, "pause", fs__on_launch_reply, c);
+        return;
+    case FS_ROUTE_ADMIN_CLOSE:
+        fs_stock_launch_state(c->api->stock, c->launch, "close", fs__on_launch_reply, c);
+        return;
+    case FS_ROUTE_ADMIN_RESTOCK: fs__restock(c); return;
+    }
+}

@@ -1,0 +1,209 @@
+/* Routing, authentication, responses and the service endpoints (see api.h). */
+#include "api.h"
+#include "../common/log.h"
+#include "../common/timeutil.h"
+#include "../http/router.h"
+#include "flashsale/error.h"
+
+#include <llhttp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+typedef enum { FS__AUTH_NONE, FS__AUTH_API, FS__AUTH_ADMIN } fs__auth_t;
+
+static const fs_route_t fs__routes[FS_ROUTE__COUNT] = {
+    [FS_ROUTE_HEALTHZ] = {HTTP_GET, "/healthz"},
+    [FS_ROUTE_READYZ] = {HTTP_GET, "/readyz"},
+    [FS_ROUTE_METRICS] = {HTTP_GET, "/metrics"},
+    [FS_ROUTE_ADMIN_PUT_LAUNCH] = {HTTP_PUT, "/admin/v1/launches/{launch}"},
+    [FS_ROUTE_ADMIN_GET_LAUNCH] = {HTTP_GET, "/admin/v1/launches/{launch}"},
+    [FS_ROUTE_ADMIN_OPEN] = {HTTP_POST, "/admin/v1/launches/{launch}/open"},
+    [FS_ROUTE_ADMIN_PAUSE] = {HTTP_POST, "/admin/v1/launches/{launch}/pause"},
+    [FS_ROUTE_ADMIN_CLOSE] = {HTTP_POST, "/admin/v1/launches/{launch}/close"},
+    [FS_ROUTE_ADMIN_RESTOCK] = {HTTP_POST, "/admin/v1/launches/{launch}/skus/{sku}/restock"},
+    [FS_ROUTE_GET_LAUNCH] = {HTTP_GET, "/v1/launches/{launch}"},
+    [FS_ROUTE_RESERVE] = {HTTP_POST, "/v1/launches/{launch}/reservations"},
+    [FS_ROUTE_GET_RESERVATION] = {HTTP_GET, "/v1/reservations/{id}"},
+    [FS_ROUTE_CONFIRM] = {HTTP_POST, "/v1/reservations/{id}/confirm"},
+    [FS_ROUTE_CANCEL] = {HTTP_POST, "/v1/reservations/{id}/cancel"},
+};
+
+/* Metric label per route (and one for requests that matched none). */
+static const char *const fs__route_names[FS_ROUTE__COUNT + 1] = {
+    "healthz", "readyz", "metrics", "admin_put_launch", "admin_get_launch", "admin_open",
+    "admin_pause", "admin_close", "admin_restock", "get_launch", "reserve", "get_reservation",
+    "confirm", "cancel", "none"};
+
+static fs__auth_t fs__route_auth(int route)
+{
+    if (route <= FS_ROUTE_METRICS) return FS__AUTH_NONE;
+    if (route <= FS_ROUTE_ADMIN_RESTOCK) return FS__AUTH_ADMIN;
+    return FS__AUTH_API;
+}
+
+void fs_api_print_routes(void *f)
+{
+    for (int i = 0; i < FS_ROUTE__COUNT; i++)
+        fprintf(f, "%s %s\n", llhttp_method_name((llhttp_method_t)fs__routes[i].method),
+                fs__routes[i].pattern);
+}
+
+fs_api_t *fs_api_new(fs_api_shared_t *shared, fs_metrics_t *metrics, fs_stock_t *stock)
+{
+    fs_api_t *api = fs_xcalloc(1, sizeof *api);
+    api->shared = shared;
+    api->metrics = metrics;
+    api->stock = stock;
+    return api;
+}
+
+void fs_api_free(fs_api_t *api)
+{
+    fs_api_launch_cache_free(api);
+    free(api->cache);
+    free(api);
+}
+
+void fs_api_send(fs_api_ctx_t *c, int status, const char *extra_headers)
+{
+    fs_http_req_t *req = c->req;
+    fs_metrics_request(c->api->metrics, req->route >= 0 ? req->route : FS_ROUTE_NONE, status,
+                       fs_mono_ns() - req->start_ns);
+    fs_http_respond(req, status, extra_headers, NULL, c->out.data ? c->out.data : "", c->out.len);
+    fs_buf_free(&c->out);
+    free(c);
+}
+
+void fs_api_error(fs_api_ctx_t *c, int status, const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fs_buf_reset(&c->out);
+    int first = 1;
+    fs_buf_putc(&c->out, '{');
+    fs_json_kv_cstr(&c->out, &first, "error", code);
+    fs_json_kv_cstr(&c->out, &first, "message", msg);
+    fs_buf_putc(&c->out, '}');
+    fs_api_send(c, status, status == 503 ? "Retry-After: 1\r\n" : NULL);
+}
+
+void fs_api_redis_failed(fs_api_ctx_t *c, redisReply *reply, int err)
+{
+    if (err) {
+        fs_api_error(c, 503, "unavailable", "the stock service is unavailable (%s), retry shortly",
+                     fs_strerror(err));
+        return;
+    }
+    char msg[300];
+    fs_error("redis_unexpected_reply", "type=%d error=%s", reply->type,
+             fs_log_quote(msg, sizeof msg, reply->type == REDIS_REPLY_ERROR ? reply->str : ""));
+    fs_api_error(c, 500, "internal", "unexpected answer from the stock service");
+}
+
+int fs_api_id_param(fs_api_ctx_t *c, int idx, char *out, const char *what)
+{
+    fs_str_t p = c->req->params[idx];
+    if (!fs_id_valid(p.p, p.n)) {
+        fs_api_error(c, 400, "invalid_request",
+                     "%s must be 1 to 128 characters of A-Z a-z 0-9 _ . ~ -", what);
+        return -1;
+    }
+    memcpy(out, p.p, p.n);
+    out[p.n] = 0;
+    return 0;
+}
+
+/* Checks "Authorization: Bearer <token>" against the set. */
+static int fs__authorized(fs_http_req_t *req, const fs_secret_set_t *set)
+{
+    fs_str_t h;
+    if (!fs_http_req_header(req, "authorization", &h)) return 0;
+    if (h.n < 7 || strncasecmp(h.p, "Bearer ", 7) != 0) return 0;
+    const char *t = h.p + 7;
+    size_t n = h.n - 7;
+    while (n && *t == ' ') t++, n--;
+    return n > 0 && fs_secret_set_match(set, t, n) >= 0;
+}
+
+/* ---- service endpoints ---- */
+
+static void fs__service(fs_api_ctx_t *c, int route)
+{
+    fs_api_t *api = c->api;
+    if (route == FS_ROUTE_HEALTHZ) {
+        fs_buf_puts(&c->out, "{\"status\":\"ok\"}");
+        fs_api_send(c, 200, NULL);
+    } else if (route == FS_ROUTE_READYZ) {
+        if (fs_redis_ready(fs_stock_redis(api->stock))) {
+            fs_buf_puts(&c->out, "{\"status\":\"ready\"}");
+            fs_api_send(c, 200, NULL);
+        } else {
+            fs_api_error(c, 503, "unavailable", "not connected to Redis or the Lua library is not loaded");
+        }
+    } else {
+        /* Before writing, copy this loop's module stats into its metrics block. */
+        fs_redis_stats_t rs = fs_redis_stats(fs_stock_redis(api->stock));
+        fs_metrics_t *m = api->metrics;
+        atomic_store(&m->redis_commands, rs.commands);
+        atomic_store(&m->redis_errors, rs.errors);
+        atomic_store(&m->redis_timeouts, rs.timeouts);
+        atomic_store(&m->redis_reconnects, rs.reconnects);
+        fs_stock_stats_t ss = fs_stock_stats(api->stock);
+        for (int i = 0; i < FS_RES__COUNT && i < FS_METRICS_OUTCOMES; i++)
+            atomic_store(&m->reservations[i], ss.outcomes[i]);
+        const char *outcomes[FS_RES__COUNT + 1];
+        for (int i = 0; i < FS_RES__COUNT; i++) outcomes[i] = fs_res_code_name((fs_res_code_t)i);
+        outcomes[FS_RES__COUNT] = NULL;
+        fs_metrics_write(&c->out, api->shared->metrics, api->shared->nloops, fs__route_names,
+                         FS_ROUTE__COUNT + 1, outcomes);
+        fs_http_req_t *req = c->req;
+        fs_metrics_request(m, FS_ROUTE_METRICS, 200, fs_mono_ns() - req->start_ns);
+        fs_http_respond(req, 200, NULL, "text/plain; version=0.0.4", c->out.data, c->out.len);
+        fs_buf_free(&c->out);
+        free(c);
+    }
+}
+
+void fs_api_handle(fs_http_req_t *req, void *user)
+{
+    fs_api_t *api = user;
+    fs_api_ctx_t *c = fs_xcalloc(1, sizeof *c);
+    c->api = api;
+    c->req = req;
+    req->app = c;
+    req->start_ns = fs_mono_ns();
+    char allow[64];
+    int route = fs_router_match(fs__routes, FS_ROUTE__COUNT, req->method, req->path, req->params,
+                                allow, sizeof allow);
+    if (route == FS_ROUTE_NOT_FOUND) {
+        fs_api_error(c, 404, "not_found", "no such route");
+        return;
+    }
+    if (route == FS_ROUTE_BAD_METHOD) {
+        char hdr[96];
+        snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
+        fs_buf_puts(&c->out, "{\"error\":\"method_not_allowed\",\"message\":\"method not allowed on this route\"}");
+        fs_api_send(c, 405, hdr);
+        return;
+    }
+    req->route = route;
+    fs__auth_t auth = fs__route_auth(route);
+    if (auth == FS__AUTH_NONE) {
+        fs__service(c, route);
+        return;
+    }
+    const fs_secret_set_t *set = auth == FS__AUTH_ADMIN ? &api->shared->admin_tokens : &api->shared->api_keys;
+    if (!fs__authorized(req, set)) {
+        fs_buf_puts(&c->out, "{\"error\":\"unauthorized\",\"message\":\"missing or wrong credential (Authorization: Bearer ...)\"}");
+        fs_api_send(c, 401, "WWW-Authenticate: Bearer\r\n");
+        return;
+    }
+    if (auth == FS__AUTH_ADMIN) fs_api_admin(c, route);
+    else fs_api_storefront(c, route);
+}

@@ -1,0 +1,90 @@
+/* The HTTP API of flashsale-server: routes, authentication, and the storefront, operator and
+ * service handlers. JSON in, a stock call, JSON out.
+ *
+ * One fs_api_t per event loop. Requests get a per-request context (fs_api_ctx_t) allocated when
+ * they arrive and freed when they are answered. */
+#ifndef FS_API_H
+#define FS_API_H
+
+#include "../common/buf.h"
+#include "../common/ids.h"
+#include "../http/http.h"
+#include "../stock/stock.h"
+#include "metrics.h"
+
+#include <stdint.h>
+
+typedef enum {
+    FS_ROUTE_HEALTHZ,
+    FS_ROUTE_READYZ,
+    FS_ROUTE_METRICS,
+    FS_ROUTE_ADMIN_PUT_LAUNCH,
+    FS_ROUTE_ADMIN_GET_LAUNCH,
+    FS_ROUTE_ADMIN_OPEN,
+    FS_ROUTE_ADMIN_PAUSE,
+    FS_ROUTE_ADMIN_CLOSE,
+    FS_ROUTE_ADMIN_RESTOCK,
+    FS_ROUTE_GET_LAUNCH,
+    FS_ROUTE_RESERVE,
+    FS_ROUTE_GET_RESERVATION,
+    FS_ROUTE_CONFIRM,
+    FS_ROUTE_CANCEL,
+    FS_ROUTE__COUNT,
+    FS_ROUTE_NONE = FS_ROUTE__COUNT /* metrics slot for 404/405 */
+} fs_route_id_t;
+
+typedef struct fs_api fs_api_t;
+
+/* What all loops share (read-only after start, except the metrics of each loop). */
+typedef struct {
+    fs_secret_set_t api_keys;
+    fs_secret_set_t admin_tokens;
+    fs_metrics_t **metrics; /* one per loop, for /metrics */
+    int nloops;
+} fs_api_shared_t;
+
+fs_api_t *fs_api_new(fs_api_shared_t *shared, fs_metrics_t *metrics, fs_stock_t *stock);
+void fs_api_free(fs_api_t *api);
+/* The fs_http_on_request callback; user is the fs_api_t. */
+void fs_api_handle(fs_http_req_t *req, void *user);
+/* Prints the route table ("METHOD /path") to f. */
+void fs_api_print_routes(void *f);
+
+/* ---- shared by the handler files ---- */
+
+typedef struct fs_api_ctx {
+    fs_api_t *api;
+    fs_http_req_t *req;
+    fs_reserve_item_t item;
+    char launch[FS_ID_MAX + 1], sku[FS_ID_MAX + 1];
+    char user[FS_ID_MAX * 4 + 1];
+    size_t user_len;
+    char idem[256];
+    char rid[FS_RID_MAX + 1];
+    char payment_ref[257];
+    size_t payment_ref_len;
+    fs_buf_t out;
+} fs_api_ctx_t;
+
+struct fs_api {
+    fs_api_shared_t *shared;
+    fs_metrics_t *metrics;
+    fs_stock_t *stock;
+    struct fs_launch_cache *cache;
+};
+
+/* Answers with out's content as JSON and frees the context. */
+void fs_api_send(fs_api_ctx_t *c, int status, const char *extra_headers);
+/* Answers {"error": code, "message": ...} and frees the context. 503s carry Retry-After. */
+void fs_api_error(fs_api_ctx_t *c, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Answers a failed Redis call (err != 0 or an error reply) with 503 unavailable / 500. */
+void fs_api_redis_failed(fs_api_ctx_t *c, redisReply *reply, int err);
+/* Copies a path parameter holding a launch or SKU id; answers 400 and returns -1 if invalid. */
+int fs_api_id_param(fs_api_ctx_t *c, int idx, char *out, const char *what);
+
+void fs_api_storefront(fs_api_ctx_t *c, int route);
+void fs_api_launch_cache_free(fs_api_t *api);
+void fs_api_admin(fs_api_ctx_t *c, int route);
+
+#endif

@@ -1,0 +1,437 @@
+/* Storefront handlers: reserve, confirm, cancel, read a reservation, read a launch's public state. */
+#include "api.h"
+#include "json_in.h"
+#include "../common/log.h"
+#include "../common/timeutil.h"
+#include "flashsale/error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FS__MAX_QTY 1000000
+#define FS__CACHE_SLOTS 64
+#define FS__CACHE_NS 1000000000u /* public launch state may be up to 1 s old */
+
+/* ---- request bodies ---- */
+
+/* Reads "user_id" (required) from a parsed body into c->user. Answers 400 and returns -1 if bad. */
+static int fs__body_user(fs_api_ctx_t *c, const fs_json_doc_t *d)
+{
+    int t = fs_json_find(d, 0, "user_id");
+    if (t < 0) {
+        fs_api_error(c, 400, "invalid_request", "user_id is required");
+        return -1;
+    }
+    if (fs_json_string(d, t, c->user, sizeof c->user, &c->user_len) ||
+        !fs_user_valid(c->user, c->user_len)) {
+        fs_api_error(c, 400, "invalid_request",
+                     "user_id must be a string of 1 to 128 bytes without control characters");
+        return -1;
+    }
+    return 0;
+}
+
+static int fs__parse_body(fs_api_ctx_t *c, fs_json_doc_t *d)
+{
+    if (fs_json_parse(d, c->req->body, c->req->body_len)) {
+        fs_api_error(c, 400, "invalid_request", "the body must be a JSON object");
+        return -1;
+    }
+    return 0;
+}
+
+/* The reservation id path parameter → c->rid, c->launch, c->sku. Malformed ids are simply unknown. */
+static int fs__rid_param(fs_api_ctx_t *c)
+{
+    fs_str_t p = c->req->params[0];
+    if (p.n > FS_RID_MAX || fs_rid_parse(p.p, p.n, c->launch, c->sku)) {
+        fs_api_error(c, 404, "not_found", "no such reservation");
+        return -1;
+    }
+    memcpy(c->rid, p.p, p.n);
+    c->rid[p.n] = 0;
+    return 0;
+}
+
+/* ---- reserve ---- */
+
+static void fs__reservation_json(fs_api_ctx_t *c, const char *rid, size_t rid_len, int64_t qty,
+                                 const char *status, int64_t created_ms, int64_t expires_ms)
+{
+    int first = 1;
+    fs_buf_t *o = &c->out;
+    fs_buf_putc(o, '{');
+    fs_json_kv_str(o, &first, "reservation_id", rid, rid_len);
+    fs_json_kv_cstr(o, &first, "launch", c->launch);
+    fs_json_kv_cstr(o, &first, "sku", c->sku);
+    fs_json_kv_str(o, &first, "user_id", c->user, c->user_len);
+    fs_json_kv_i64(o, &first, "qty", qty);
+    fs_json_kv_cstr(o, &first, "status", status);
+    fs_json_kv_time(o, &first, "expires_at", expires_ms, 1);
+    fs_json_kv_time(o, &first, "created_at", created_ms, 1);
+}
+
+static void fs__on_reserved(fs_reserve_item_t *it)
+{
+    fs_api_ctx_t *c = it->arg;
+    const char *replay = it->replayed ? "Idempotent-Replayed: true\r\n" : NULL;
+    switch (it->code) {
+    case FS_RES_OK: {
+        fs__reservation_json(c, it->rid, it->rid_len, it->qty_out, "held", it->created_ms,
+                             it->expires_ms);
+        fs_buf_putc(&c->out, '}');
+        char hdr[FS_RID_MAX + 96];
+        snprintf(hdr, sizeof hdr, "Location: /v1/reservations/%s\r\n%s", it->rid, replay ? replay : "");
+        fs_api_send(c, 201, hdr);
+        return;
+    }
+    case FS_RES_SOLD_OUT:
+    case FS_RES_LIMIT_EXCEEDED: {
+        int sold_out = it->code == FS_RES_SOLD_OUT;
+        fs_buf_reset(&c->out);
+        int first = 1;
+        fs_buf_putc(&c->out, '{');
+        fs_json_kv_cstr(&c->out, &first, "error", sold_out ? "sold_out" : "limit_exceeded");
+        fs_json_kv_cstr(&c->out, &first, "message",
+                        sold_out ? "fewer units are available than requested"
+                                 : "this would take the shopper past the per-user limit of this SKU");
+        fs_buf_putc(&c->out, '}');
+        fs_api_send(c, 409, replay);
+        return;
+    }
+    case FS_RES_NOT_OPEN:
+        fs_api_error(c, 409, "launch_not_open", "launch %s is not open", c->launch);
+        return;
+    case FS_RES_NOT_FOUND:
+        fs_api_error(c, 404, "not_found", "no such launch or SKU");
+        return;
+    case FS_RES_UNAVAILABLE:
+        fs_api_error(c, 503, "unavailable", "the stock service is unavailable, retry shortly");
+        return;
+    default:
+        fs_api_error(c, 500, "internal", "unexpected answer from the stock service");
+        return;
+    }
+}
+
+static void fs__reserve(fs_api_ctx_t *c)
+{
+    fs_json_doc_t d;
+    if (fs_api_id_param(c, 0, c->launch, "launch") || fs__parse_body(c, &d)) return;
+    int t = fs_json_find(&d, 0, "sku");
+    size_t n;
+    if (t < 0 || fs_json_string(&d, t, c->sku, sizeof c->sku, &n) || !fs_id_valid(c->sku, n)) {
+        fs_api_error(c, 400, "invalid_request",
+                     "sku is required: 1 to 128 characters of A-Z a-z 0-9 _ . ~ -");
+        return;
+    }
+    if (fs__body_user(c, &d)) return;
+    int64_t qty = 1;
+    t = fs_json_find(&d, 0, "qty");
+    if (t >= 0 && (fs_json_int(&d, t, &qty) || qty < 1 || qty > FS__MAX_QTY)) {
+        fs_api_error(c, 400, "invalid_request", "qty must be an integer from 1 to %d", FS__MAX_QTY);
+        return;
+    }
+    fs_reserve_item_t *it = &c->item;
+    fs_str_t idem;
+    if (fs_http_req_header(c->req, "idempotency-key", &idem)) {
+        int ok = idem.n > 0 && idem.n < sizeof c->idem;
+        for (size_t i = 0; ok && i < idem.n; i++)
+            ok = (unsigned char)idem.p[i] >= 0x20 && (unsigned char)idem.p[i] < 0x7f;
+        if (!ok) {
+            fs_api_error(c, 400, "invalid_request",
+                         "Idempotency-Key must be 1 to 255 printable ASCII characters");
+            return;
+        }
+        memcpy(c->idem, idem.p, idem.n);
+        c->idem[idem.n] = 0;
+        it->idem = c->idem;
+        it->idem_len = idem.n;
+    }
+    it->launch = c->launch;
+    it->sku = c->sku;
+    it->user = c->user;
+    it->user_len = c->user_len;
+    it->qty = (int)qty;
+    it->done = fs__on_reserved;
+    it->arg = c;
+    fs_stock_reserve(c->api->stock, it);
+}
+
+/* ---- confirm, cancel, get ---- */
+
+static void fs__on_confirmed(redisReply *r, int err, void *arg)
+{
+    fs_api_ctx_t *c = arg;
+    if (err || r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
+        fs_api_redis_failed(c, r, err);
+        return;
+    }
+    size_t n;
+    const char *code = fs_reply_str(r->element[0], &n);
+    if (n == 9 && memcmp(code, "confirmed", 9) == 0 && r->elements >= 7) {
+        size_t ol, pl;
+        const char *oid = fs_reply_str(r->element[1], &ol);
+        const char *pref = fs_reply_str(r->element[5], &pl);
+        int first = 1;
+        fs_buf_t *o = &c->out;
+        fs_buf_putc(o, '{');
+        fs_json_kv_str(o, &first, "order_id", oid, ol);
+        fs_json_kv_cstr(o, &first, "reservation_id", c->rid);
+        fs_json_kv_cstr(o, &first, "launch", c->launch);
+        fs_json_kv_cstr(o, &first, "sku", c->sku);
+        fs_json_kv_str(o, &first, "user_id", c->user, c->user_len);
+        fs_json_kv_i64(o, &first, "qty", fs_reply_i64(r->element[2], NULL));
+        fs_json_kv_i64(o, &first, "price_cents", fs_reply_i64(r->element[4], NULL));
+        fs_json_kv_str(o, &first, "payment_ref", pref, pl);
+        fs_json_kv_cstr(o, &first, "status", "confirmed");
+        fs_json_kv_time(o, &first, "confirmed_at", fs_reply_i64(r->element[3], NULL), 1);
+        fs_buf_putc(o, '}');
+        fs_api_send(c, 200, NULL);
+    } else if (n == 9 && memcmp(code, "not_found", 9) == 0) {
+        fs_api_error(c, 404, "not_found", "no such reservation");
+    } else if (n == 19 && memcmp(code, "reservation_expired", 19) == 0) {
+        fs_api_error(c, 409, "reservation_expired", "the hold expired before it was confirmed");
+    } else if (n == 21 && memcmp(code, "reservation_cancelled", 21) == 0) {
+        fs_api_error(c, 409, "reservation_cancelled", "the reservation was cancelled");
+    } else {
+        fs_api_redis_failed(c, r, 0);
+    }
+}
+
+static void fs__on_cancelled(redisReply *r, int err, void *arg)
+{
+    fs_api_ctx_t *c = arg;
+    if (err || r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
+        fs_api_redis_failed(c, r, err);
+        return;
+    }
+    size_t n;
+    const char *code = fs_reply_str(r->element[0], &n);
+    if (n == 9 && memcmp(code, "cancelled", 9) == 0) {
+        int first = 1;
+        fs_buf_putc(&c->out, '{');
+        fs_json_kv_cstr(&c->out, &first, "reservation_id", c->rid);
+        fs_json_kv_cstr(&c->out, &first, "status", "cancelled");
+        fs_buf_putc(&c->out, '}');
+        fs_api_send(c, 200, NULL);
+    } else if (n == 9 && memcmp(code, "not_found", 9) == 0) {
+        fs_api_error(c, 404, "not_found", "no such reservation");
+    } else if (n == 21 && memcmp(code, "reservation_confirmed", 21) == 0) {
+        fs_api_error(c, 409, "reservation_confirmed", "the reservation is already confirmed");
+    } else if (n == 19 && memcmp(code, "reservation_expired", 19) == 0) {
+        fs_api_error(c, 409, "reservation_expired", "the hold already expired; its units are back in stock");
+    } else {
+        fs_api_redis_failed(c, r, 0);
+    }
+}
+
+static void fs__on_got(redisReply *r, int err, void *arg)
+{
+    fs_api_ctx_t *c = arg;
+    if (err || r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
+        fs_api_redis_failed(c, r, err);
+        return;
+    }
+    size_t n;
+    const char *code = fs_reply_str(r->element[0], &n);
+    if (n == 9 && memcmp(code, "not_found", 9) == 0) {
+        fs_api_error(c, 404, "not_found", "no such reservation");
+        return;
+    }
+    if (n != 2 || memcmp(code, "ok", 2) != 0 || r->elements < 8) {
+        fs_api_redis_failed(c, r, 0);
+        return;
+    }
+    size_t sl, ol, pl;
+    const char *status = fs_reply_str(r->element[2], &sl);
+    char st[16];
+    snprintf(st, sizeof st, "%.*s", (int)(sl < 15 ? sl : 15), status);
+    fs__reservation_json(c, c->rid, strlen(c->rid), fs_reply_i64(r->element[1], NULL), st,
+                         fs_reply_i64(r->element[3], NULL), fs_reply_i64(r->element[4], NULL));
+    const char *oid = fs_reply_str(r->element[5], &ol);
+    if (ol) {
+        int first = 0;
+        const char *pref = fs_reply_str(r->element[7], &pl);
+        fs_json_kv_str(&c->out, &first, "order_id", oid, ol);
+        fs_json_kv_time(&c->out, &first, "confirmed_at", fs_reply_i64(r->element[6], NULL), 1);
+        fs_json_kv_str(&c->out, &first, "payment_ref", pref, pl);
+    }
+    fs_buf_putc(&c->out, '}');
+    fs_api_send(c, 200, NULL);
+}
+
+static int fs__hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes the query parameter `name` into out. Returns 1 if present and well-formed. */
+static int fs__query_param(fs_str_t q, const char *name, char *out, size_t cap, size_t *outlen)
+{
+    size_t nl = strlen(name), i = 0;
+    while (i < q.n) {
+        size_t end = i;
+        while (end < q.n && q.p[end] != '&') end++;
+        if (end - i > nl && memcmp(q.p + i, name, nl) == 0 && q.p[i + nl] == '=') {
+            size_t o = 0;
+            for (size_t k = i + nl + 1; k < end; k++) {
+                char ch = q.p[k];
+                if (ch == '+') ch = ' ';
+                else if (ch == '%') {
+                    int hi, lo;
+                    if (k + 2 >= end || (hi = fs__hexval(q.p[k + 1])) < 0 ||
+                        (lo = fs__hexval(q.p[k + 2])) < 0)
+                        return 0;
+                    ch = (char)(hi << 4 | lo);
+                    k += 2;
+                }
+                if (o + 1 >= cap) return 0;
+                out[o++] = ch;
+            }
+            out[o] = 0;
+            *outlen = o;
+            return 1;
+        }
+        i = end + 1;
+    }
+    return 0;
+}
+
+static void fs__reservation_call(fs_api_ctx_t *c, int route)
+{
+    if (fs__rid_param(c)) return;
+    fs_stock_t *st = c->api->stock;
+    if (route == FS_ROUTE_GET_RESERVATION) {
+        if (!fs__query_param(c->req->query, "user_id", c->user, sizeof c->user, &c->user_len) ||
+            !fs_user_valid(c->user, c->user_len)) {
+            fs_api_error(c, 400, "invalid_request",
+                         "query parameter user_id is required: 1 to 128 bytes without control characters");
+            return;
+        }
+        fs_stock_get_reservation(st, c->launch, c->sku, c->rid, c->user, c->user_len, fs__on_got, c);
+        return;
+    }
+    fs_json_doc_t d;
+    if (fs__parse_body(c, &d) || fs__body_user(c, &d)) return;
+    if (route == FS_ROUTE_CANCEL) {
+        fs_stock_cancel(st, c->launch, c->sku, c->rid, c->user, c->user_len, fs__on_cancelled, c);
+        return;
+    }
+    int t = fs_json_find(&d, 0, "payment_ref");
+    if (t >= 0 && !fs_json_is_null(&d, t)) {
+        int ok = fs_json_string(&d, t, c->payment_ref, sizeof c->payment_ref, &c->payment_ref_len) == 0;
+        for (size_t i = 0; ok && i < c->payment_ref_len; i++)
+            ok = (unsigned char)c->payment_ref[i] >= 0x20 && c->payment_ref[i] != 0x7f;
+        if (!ok) {
+            fs_api_error(c, 400, "invalid_request",
+                         "payment_ref must be a string of at most 256 bytes without control characters");
+            return;
+        }
+    }
+    fs_stock_confirm(st, c->launch, c->sku, c->rid, c->user, c->user_len, c->payment_ref,
+                     c->payment_ref_len, fs__on_confirmed, c);
+}
+
+/* ---- public launch state, cached for up to a second per loop ---- */
+
+typedef struct {
+    char launch[FS_ID_MAX + 1];
+    int status;
+    uint64_t at_ns;
+    fs_buf_t body;
+} fs__cache_slot_t;
+
+struct fs_launch_cache {
+    fs__cache_slot_t slots[FS__CACHE_SLOTS];
+};
+
+static fs__cache_slot_t *fs__slot(fs_api_t *api, const char *launch)
+{
+    if (!api->cache) api->cache = fs_xcalloc(1, sizeof *api->cache);
+    uint32_t h = 2166136261u;
+    for (const char *p = launch; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
+    return &api->cache->slots[h % FS__CACHE_SLOTS];
+}
+
+static void fs__on_launch(redisReply *r, int err, void *arg)
+{
+    fs_api_ctx_t *c = arg;
+    fs__cache_slot_t *slot = fs__slot(c->api, c->launch);
+    fs_launch_view_t v;
+    if (err || r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
+        fs_api_redis_failed(c, r, err);
+        return;
+    }
+    size_t n;
+    const char *code = fs_reply_str(r->element[0], &n);
+    int status = 200;
+    if (n == 9 && memcmp(code, "not_found", 9) == 0) {
+        status = 404;
+        fs_buf_puts(&c->out, "{\"error\":\"not_found\",\"message\":\"no such launch\"}");
+    } else if (fs_launch_view_parse(r, &v)) {
+        fs_api_redis_failed(c, r, 0);
+        return;
+    } else {
+        fs_buf_t *o = &c->out;
+        int first = 1;
+        fs_buf_putc(o, '{');
+        fs_json_kv_str(o, &first, "launch", v.launch, v.launch_len);
+        fs_json_kv_str(o, &first, "name", v.name, v.name_len);
+        fs_json_kv_str(o, &first, "state", v.state, v.state_len);
+        fs_json_kv_time(o, &first, "starts_at", v.starts_at_ms, 1);
+        fs_json_kv_time(o, &first, "ends_at", v.ends_at_ms, 1);
+        fs_json_key(o, &first, "skus");
+        fs_buf_putc(o, '[');
+        for (size_t i = 0; i < v.nskus; i++) {
+            int f2 = 1;
+            if (i) fs_buf_putc(o, ',');
+            fs_buf_putc(o, '{');
+            fs_json_kv_str(o, &f2, "sku", v.skus[i].sku, v.skus[i].sku_len);
+            fs_json_kv_i64(o, &f2, "available", v.skus[i].available);
+            fs_json_kv_i64(o, &f2, "price_cents", v.skus[i].price_cents);
+            fs_json_kv_i64(o, &f2, "per_user_limit", v.skus[i].per_user_limit);
+            fs_buf_putc(o, '}');
+        }
+        fs_buf_puts(o, "]}");
+        fs_launch_view_free(&v);
+    }
+    snprintf(slot->launch, sizeof slot->launch, "%s", c->launch);
+    slot->status = status;
+    slot->at_ns = fs_mono_ns();
+    fs_buf_reset(&slot->body);
+    fs_buf_append(&slot->body, c->out.data, c->out.len);
+    fs_api_send(c, status, NULL);
+}
+
+static void fs__get_launch(fs_api_ctx_t *c)
+{
+    if (fs_api_id_param(c, 0, c->launch, "launch")) return;
+    fs__cache_slot_t *slot = fs__slot(c->api, c->launch);
+    if (slot->at_ns && strcmp(slot->launch, c->launch) == 0 &&
+        fs_mono_ns() - slot->at_ns < FS__CACHE_NS) {
+        fs_buf_append(&c->out, slot->body.data, slot->body.len);
+        fs_api_send(c, slot->status, NULL);
+        return;
+    }
+    fs_stock_launch_get(c->api->stock, c->launch, fs__on_launch, c);
+}
+
+void fs_api_launch_cache_free(fs_api_t *api)
+{
+    if (!api->cache) return;
+    for (int i = 0; i < FS__CACHE_SLOTS; i++) fs_buf_free(&api->cache->slots[i].body);
+}
+
+void fs_api_storefront(fs_api_ctx_t *c, int route)
+{
+    switch (route) {
+    case FS_ROUTE_RESERVE: fs__reserve(c); return;
+    case FS_ROUTE_GET_LAUNCH: fs__get_launch(c); return;
+    default: fs__reservation_call(c, route); return;
+    }
+}

@@ -1,0 +1,144 @@
+/* Growable buffer and JSON writer (see buf.h). */
+#include "buf.h"
+#include "log.h"
+#include "timeutil.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+void fs_buf_init(fs_buf_t *b)
+{
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+void fs_buf_free(fs_buf_t *b)
+{
+    free(b->data);
+    fs_buf_init(b);
+}
+
+void fs_buf_reserve(fs_buf_t *b, size_t extra)
+{
+    if (b->len + extra + 1 <= b->cap) return;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra + 1) cap *= 2;
+    b->data = fs_xrealloc(b->data, cap);
+    b->cap = cap;
+}
+
+void fs_buf_append(fs_buf_t *b, const void *p, size_t n)
+{
+    fs_buf_reserve(b, n);
+    if (n) memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = 0;
+}
+
+void fs_buf_puts(fs_buf_t *b, const char *s)
+{
+    fs_buf_append(b, s, strlen(s));
+}
+
+void fs_buf_putc(fs_buf_t *b, char c)
+{
+    fs_buf_reserve(b, 1);
+    b->data[b->len++] = c;
+    b->data[b->len] = 0;
+}
+
+void fs_buf_printf(fs_buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n <= 0) return;
+    fs_buf_reserve(b, (size_t)n);
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void fs_buf_i64(fs_buf_t *b, int64_t v)
+{
+    char tmp[24];
+    int n = snprintf(tmp, sizeof tmp, "%lld", (long long)v);
+    fs_buf_append(b, tmp, (size_t)n);
+}
+
+void fs_buf_consume(fs_buf_t *b, size_t n)
+{
+    if (n >= b->len) {
+        b->len = 0;
+    } else {
+        memmove(b->data, b->data + n, b->len - n);
+        b->len -= n;
+    }
+    if (b->data) b->data[b->len] = 0;
+}
+
+void fs_json_str(fs_buf_t *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    fs_buf_reserve(b, n + 2);
+    b->data[b->len++] = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            fs_buf_append(b, e, 2);
+        } else if (c < 0x20) {
+            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            fs_buf_append(b, e, 6);
+        } else {
+            fs_buf_putc(b, (char)c);
+        }
+    }
+    fs_buf_putc(b, '"');
+}
+
+void fs_json_cstr(fs_buf_t *b, const char *s)
+{
+    fs_json_str(b, s, strlen(s));
+}
+
+void fs_json_key(fs_buf_t *b, int *first, const char *key)
+{
+    if (!*first) fs_buf_putc(b, ',');
+    *first = 0;
+    fs_json_cstr(b, key);
+    fs_buf_putc(b, ':');
+}
+
+void fs_json_kv_str(fs_buf_t *b, int *first, const char *key, const char *s, size_t n)
+{
+    fs_json_key(b, first, key);
+    fs_json_str(b, s, n);
+}
+
+void fs_json_kv_cstr(fs_buf_t *b, int *first, const char *key, const char *s)
+{
+    fs_json_kv_str(b, first, key, s, strlen(s));
+}
+
+void fs_json_kv_i64(fs_buf_t *b, int *first, const char *key, int64_t v)
+{
+    fs_json_key(b, first, key);
+    fs_buf_i64(b, v);
+}
+
+void fs_json_kv_time(fs_buf_t *b, int *first, const char *key, int64_t ms, int null_if_zero)
+{
+    fs_json_key(b, first, key);
+    if (ms <= 0 && null_if_zero) {
+        fs_buf_puts(b, "null");
+        return;
+    }
+    char t[32];
+    size_t n = fs_time_format_ms(ms, t, sizeof t);
+    fs_json_str(b, t, n);
+}

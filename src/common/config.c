@@ -1,0 +1,225 @@
+/* Configuration loading (see include/flashsale/config.h). INI parsing is Debian's libinih: it
+ * reports the line of the first error, which is what our error messages need. */
+#include "flashsale/config.h"
+#include "flashsale/error.h"
+#include "log.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { FS__STR, FS__INT, FS__LEVEL } fs__kind_t;
+
+typedef struct {
+    const char *section;
+    const char *key;
+    const char *env;
+    fs__kind_t kind;
+    size_t offset;
+    int min, max;
+} fs__setting_t;
+
+#define FS__OFF(f) offsetof(fs_config_t, f)
+static const fs__setting_t fs__settings[] = {
+    {"server", "listen", "FLASHSALE_LISTEN", FS__STR, FS__OFF(listen), 0, 0},
+    {"server", "threads", "FLASHSALE_THREADS", FS__INT, FS__OFF(threads), 1, 256},
+    {"server", "log_level", "FLASHSALE_LOG_LEVEL", FS__LEVEL, FS__OFF(log_level), 0, 0},
+    {"server", "idle_timeout_ms", "FLASHSALE_IDLE_TIMEOUT_MS", FS__INT, FS__OFF(idle_timeout_ms), 50, 3600000},
+    {"server", "shutdown_timeout_ms", "FLASHSALE_SHUTDOWN_TIMEOUT_MS", FS__INT, FS__OFF(shutdown_timeout_ms), 0, 600000},
+    {"server", "sweep_interval_ms", "FLASHSALE_SWEEP_INTERVAL_MS", FS__INT, FS__OFF(sweep_interval_ms), 10, 60000},
+    {"redis", "url", "FLASHSALE_REDIS", FS__STR, FS__OFF(redis_url), 0, 0},
+    {"redis", "timeout_ms", "FLASHSALE_REDIS_TIMEOUT_MS", FS__INT, FS__OFF(redis_timeout_ms), 10, 600000},
+    {"auth", "api_keys", "FLASHSALE_API_KEYS", FS__STR, FS__OFF(api_keys), 0, 0},
+    {"auth", "admin_token", "FLASHSALE_ADMIN_TOKEN", FS__STR, FS__OFF(admin_token), 0, 0},
+};
+#define FS__NSETTINGS (sizeof fs__settings / sizeof fs__settings[0])
+
+void fs_config_defaults(fs_config_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->listen = strdup("127.0.0.1:8080");
+    cfg->threads = 1;
+    cfg->log_level = FS_LOG_INFO;
+    cfg->idle_timeout_ms = 30000;
+    cfg->shutdown_timeout_ms = 5000;
+    cfg->sweep_interval_ms = 250;
+    cfg->redis_url = strdup("redis://127.0.0.1:6379/0");
+    cfg->redis_timeout_ms = 1000;
+    cfg->api_keys = strdup("");
+    cfg->admin_token = strdup("");
+}
+
+/* Sets one setting from text. The message never repeats the value (it may be a credential). */
+static int fs__set(fs_config_t *cfg, const fs__setting_t *s, const char *value, char *err,
+                   size_t errcap)
+{
+    char *base = (char *)cfg + s->offset;
+    switch (s->kind) {
+    case FS__STR: {
+        char **dst = (char **)base;
+        free(*dst);
+        *dst = fs_xstrndup(value, strlen(value));
+        return FS_OK;
+    }
+    case FS__INT: {
+        char *end;
+        errno = 0;
+        long v = strtol(value, &end, 10);
+        if (errno || end == value || *end || v < s->min || v > s->max) {
+            snprintf(err, errcap, "%s.%s must be an integer from %d to %d", s->section, s->key,
+                     s->min, s->max);
+            return FS_EINVAL;
+        }
+        *(int *)base = (int)v;
+        return FS_OK;
+    }
+    case FS__LEVEL: {
+        fs_log_level_t lv;
+        if (fs_log_parse_level(value, &lv)) {
+            snprintf(err, errcap, "%s.%s must be one of debug, info, warn, error", s->section,
+                     s->key);
+            return FS_EINVAL;
+        }
+        *(int *)base = (int)lv;
+        return FS_OK;
+    }
+    }
+    return FS_EINVAL;
+}
+
+typedef struct {
+    fs_config_t *cfg;
+    char msg[256];
+} fs__ini_ctx_t;
+
+static int fs__ini_handler(void *user, const char *section, const char *name, const char *value)
+{
+    fs__ini_ctx_t *ctx = user;
+    for (size_t i = 0; i < FS__NSETTINGS; i++) {
+        const fs__setting_t *s = &fs__settings[i];
+        if (strcmp(s->section, section) == 0 && strcmp(s->key, name) == 0)
+            return fs__set(ctx->cfg, s, value, ctx->msg, sizeof ctx->msg) == FS_OK;
+    }
+    snprintf(ctx->msg, sizeof ctx->msg, "unknown setting [%s] %s", section, name);
+    return 0;
+}
+
+int fs_config_load(fs_config_t *cfg, const char *path, char *err, size_t errcap)
+{
+    if (path) {
+        fs__ini_ctx_t ctx = {.cfg = cfg, .msg = ""};
+        int rc = ini_parse(path, fs__ini_handler, &ctx);
+        if (rc == -1) {
+            snprintf(err, errcap, "cannot open config file %s: %s", path, strerror(errno));
+            return FS_EINVAL;
+        }
+        if (rc != 0) {
+            snprintf(err, errcap, "config file %s line %d: %s", path, rc,
+                     ctx.msg[0] ? ctx.msg : "malformed line (expected [section] or key = value)");
+            return FS_EINVAL;
+        }
+    }
+    for (size_t i = 0; i < FS__NSETTINGS; i++) {
+        const char *v = getenv(fs__settings[i].env);
+        if (!v) continue;
+        char msg[200];
+        if (fs__set(cfg, &fs__settings[i], v, msg, sizeof msg)) {
+            snprintf(err, errcap, "environment %s: %s", fs__settings[i].env, msg);
+            return FS_EINVAL;
+        }
+    }
+    return FS_OK;
+}
+
+int fs_config_validate(const fs_config_t *cfg, char *err, size_t errcap)
+{
+    char host[64];
+    int port, db;
+    if (fs_parse_hostport(cfg->listen, host, sizeof host, &port)) {
+        snprintf(err, errcap, "listen address must be host:port (IPv4 or [IPv6])");
+        return FS_EINVAL;
+    }
+    if (fs_parse_redis_url(cfg->redis_url, host, sizeof host, &port, &db)) {
+        snprintf(err, errcap, "redis url must be redis://host:port[/db]");
+        return FS_EINVAL;
+    }
+    if (!cfg->admin_token[0]) {
+        snprintf(err, errcap, "no admin token configured: set FLASHSALE_ADMIN_TOKEN or [auth] admin_token");
+        return FS_EINVAL;
+    }
+    int any_key = 0;
+    for (const char *p = cfg->api_keys; *p; p++)
+        if (*p != ',' && *p != ' ' && *p != '\t') any_key = 1;
+    if (!any_key) {
+        snprintf(err, errcap, "no API key configured: set FLASHSALE_API_KEYS or [auth] api_keys");
+        return FS_EINVAL;
+    }
+    return FS_OK;
+}
+
+void fs_config_free(fs_config_t *cfg)
+{
+    free(cfg->listen);
+    free(cfg->redis_url);
+    free(cfg->api_keys);
+    free(cfg->admin_token);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+static int fs__port(const char *s, int *port)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || (*end && *end != '/') || v < 1 || v > 65535) return FS_EINVAL;
+    *port = (int)v;
+    return FS_OK;
+}
+
+int fs_parse_hostport(const char *s, char *host, size_t hostcap, int *port)
+{
+    const char *colon;
+    size_t hl;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':') return FS_EINVAL;
+        hl = (size_t)(close - s - 1);
+        if (hl == 0 || hl >= hostcap) return FS_EINVAL;
+        memcpy(host, s + 1, hl);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon) return FS_EINVAL;
+        hl = (size_t)(colon - s);
+        if (hl == 0 || hl >= hostcap || memchr(s, ':', hl)) return FS_EINVAL;
+        memcpy(host, s, hl);
+    }
+    host[hl] = 0;
+    if (fs__port(colon + 1, port)) return FS_EINVAL;
+    return strchr(colon + 1, '/') ? FS_EINVAL : FS_OK;
+}
+
+int fs_parse_redis_url(const char *s, char *host, size_t hostcap, int *port, int *db)
+{
+    static const char scheme[] = "redis://";
+    if (strncmp(s, scheme, sizeof scheme - 1) != 0) return FS_EINVAL;
+    const char *hp = s + sizeof scheme - 1;
+    char tmp[128];
+    const char *slash = strchr(hp, '/');
+    size_t n = slash ? (size_t)(slash - hp) : strlen(hp);
+    if (n >= sizeof tmp) return FS_EINVAL;
+    memcpy(tmp, hp, n);
+    tmp[n] = 0;
+    if (fs_parse_hostport(tmp, host, hostcap, port)) return FS_EINVAL;
+    *db = 0;
+    if (slash && slash[1]) {
+        char *end;
+        errno = 0;
+        long v = strtol(slash + 1, &end, 10);
+        if (errno || *end || v < 0 || v > 9999) return FS_EINVAL;
+        *db = (int)v;
+    }
+    return FS_OK;
+}

@@ -1,0 +1,49 @@
+/* Identifiers: validation of launch/SKU/user ids, random ids (OpenSSL RAND_bytes), base64url,
+ * the opaque reservation id, and constant-time credential checks. */
+#ifndef FS_IDS_H
+#define FS_IDS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FS_ID_MAX 128
+/* base64url of 1 + 1 + 128 + 1 + 128 + 16 bytes, unpadded. */
+#define FS_RID_MAX 376
+
+/* Launch and SKU ids: [A-Za-z0-9_.~-]{1,128}. Returns 1 if valid. */
+int fs_id_valid(const char *s, size_t n);
+/* User ids: 1..128 bytes, no ASCII control characters, valid UTF-8. Returns 1 if valid. */
+int fs_user_valid(const char *s, size_t n);
+
+/* Unpadded base64url. Encode writes ceil(4n/3) chars plus a NUL; returns the length. Decode returns
+ * the decoded length or FS_EINVAL (bad character, bad length, or over cap). */
+size_t fs_b64url_encode(const uint8_t *in, size_t n, char *out);
+int fs_b64url_decode(const char *in, size_t n, uint8_t *out, size_t cap);
+
+/* Fills buf with cryptographically random bytes; aborts if OpenSSL cannot. */
+void fs_random_bytes(void *buf, size_t n);
+
+/* A new reservation id for (launch, sku): base64url(1, len L, L, len S, S, 16 random bytes).
+ * out must hold FS_RID_MAX + 1 bytes. Returns the length. */
+size_t fs_rid_new(const char *launch, size_t ll, const char *sku, size_t sl, char *out);
+/* Decodes a reservation id. On success copies launch and sku (NUL-terminated, each FS_ID_MAX + 1
+ * bytes) and returns 0; returns FS_EINVAL for anything that is not a well-formed id. */
+int fs_rid_parse(const char *rid, size_t n, char *launch, char *sku);
+
+/* A new order id: "o_" + base64url of 16 random bytes. out must hold 32 bytes. Returns the length. */
+size_t fs_order_id_new(char *out);
+
+/* A set of secrets compared in constant time: only SHA-256 digests are kept. */
+typedef struct {
+    uint8_t (*digests)[32];
+    size_t count;
+} fs_secret_set_t;
+
+/* Adds every non-empty comma-separated item of csv (spaces around items are trimmed). */
+void fs_secret_set_add_csv(fs_secret_set_t *set, const char *csv);
+/* Returns the index of the matching secret, or -1. The time taken does not depend on which secret
+ * matched or how much of it did. */
+int fs_secret_set_match(const fs_secret_set_t *set, const char *token, size_t n);
+void fs_secret_set_free(fs_secret_set_t *set);
+
+#endif

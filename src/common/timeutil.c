@@ -1,0 +1,98 @@
+/* Clocks and RFC 3339 formatting/parsing (see timeutil.h). */
+#include "timeutil.h"
+#include "flashsale/error.h"
+
+#include <stdio.h>
+#include <time.h>
+
+int64_t fs_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t fs_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+size_t fs_time_format_ms(int64_t ms, char *out, size_t cap)
+{
+    if (cap < 25) return 0;
+    time_t secs = (time_t)(ms / 1000);
+    int frac = (int)(ms % 1000);
+    if (frac < 0) {
+        frac += 1000;
+        secs -= 1;
+    }
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    int n = snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+    return n > 0 ? (size_t)n : 0;
+}
+
+static int fs__digits(const char *s, size_t len, size_t *pos, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (*pos >= len || s[*pos] < '0' || s[*pos] > '9') return FS_EINVAL;
+        v = v * 10 + (s[(*pos)++] - '0');
+    }
+    *out = v;
+    return FS_OK;
+}
+
+static int fs__expect(const char *s, size_t len, size_t *pos, char c)
+{
+    if (*pos >= len || (s[*pos] != c && !(c == 'T' && (s[*pos] == 't' || s[*pos] == ' '))))
+        return FS_EINVAL;
+    (*pos)++;
+    return FS_OK;
+}
+
+int fs_time_parse_rfc3339(const char *s, size_t len, int64_t *out_ms)
+{
+    size_t p = 0;
+    int y, mo, d, h, mi, se, ms = 0;
+    if (fs__digits(s, len, &p, 4, &y) || fs__expect(s, len, &p, '-') ||
+        fs__digits(s, len, &p, 2, &mo) || fs__expect(s, len, &p, '-') ||
+        fs__digits(s, len, &p, 2, &d) || fs__expect(s, len, &p, 'T') ||
+        fs__digits(s, len, &p, 2, &h) || fs__expect(s, len, &p, ':') ||
+        fs__digits(s, len, &p, 2, &mi) || fs__expect(s, len, &p, ':') ||
+        fs__digits(s, len, &p, 2, &se))
+        return FS_EINVAL;
+    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) return FS_EINVAL;
+    if (p < len && s[p] == '.') {
+        p++;
+        int scale = 100, any = 0;
+        while (p < len && s[p] >= '0' && s[p] <= '9') {
+            ms += (s[p++] - '0') * scale;
+            scale /= 10;
+            any = 1;
+        }
+        if (!any) return FS_EINVAL;
+    }
+    int offset_min = 0;
+    if (p < len && (s[p] == 'Z' || s[p] == 'z')) {
+        p++;
+    } else if (p < len && (s[p] == '+' || s[p] == '-')) {
+        int sign = s[p++] == '-' ? -1 : 1, oh, om;
+        if (fs__digits(s, len, &p, 2, &oh) || fs__expect(s, len, &p, ':') ||
+            fs__digits(s, len, &p, 2, &om) || oh > 23 || om > 59)
+            return FS_EINVAL;
+        offset_min = sign * (oh * 60 + om);
+    } else {
+        return FS_EINVAL;
+    }
+    if (p != len) return FS_EINVAL;
+    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
+                    .tm_hour = h, .tm_min = mi, .tm_sec = se};
+    time_t t = timegm(&tm);
+    if (tm.tm_mday != d) return FS_EINVAL; /* e.g. February 30th */
+    *out_ms = ((int64_t)t - (int64_t)offset_min * 60) * 1000 + ms;
+    return FS_OK;
+}

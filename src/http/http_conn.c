@@ -1,0 +1,609 @@
+/* HTTP/1.1 listeners and connections on libuv, parsing with llhttp (see http.h).
+ *
+ * Life of a connection: accepted → READY (reading; idle timer armed) → a complete request pauses
+ * the parser and the connection becomes BUSY (not read, timer stopped) → fs_http_respond writes the
+ * answer and returns it to READY, resuming the parser on any pipelined bytes already buffered.
+ *
+ * Ownership: the server allocates each fs_http_conn_t on accept and frees it once its two handles
+ * (tcp, timer) are closed and no request is in flight (`refs` counts those three). */
+#include "http.h"
+#include "../common/buf.h"
+#include "../common/log.h"
+#include "flashsale/error.h"
+
+#include <errno.h>
+#include <llhttp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+
+typedef enum { FS__READY, FS__BUSY } fs__state_t;
+
+typedef struct {
+    uint32_t name_off, name_len, val_off, val_len;
+} fs__hdr_t;
+
+struct fs_http_conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    llhttp_t parser;
+    fs_http_server_t *server;
+    fs_http_conn_t *prev, *next;
+    int refs;
+    fs__state_t state;
+    unsigned closing : 1, processing : 1, keep_alive : 1, close_after_write : 1,
+        in_message : 1, reading : 1, header_value_open : 1;
+    int error_status;     /* set by a callback that rejects the request (413, 431) */
+    int writes_pending;
+    fs_buf_t in;          /* received bytes not parsed yet */
+    fs_buf_t head;        /* url, then header names and values of the current request */
+    fs_buf_t body;
+    uint32_t url_len;
+    fs__hdr_t hdrs[FS_HTTP_MAX_HEADERS];
+    int nhdrs;
+    fs_http_req_t req;
+};
+
+struct fs_http_server {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    fs_http_server_opts_t o;
+    llhttp_settings_t settings;
+    fs_http_conn_t *conns;
+    size_t nconns; /* open (not closing) connections */
+    size_t nalive; /* allocated connections, closing ones included */
+    int draining, closing, listener_closed;
+    void (*drained)(void *);
+    void *drained_arg;
+    char read_buf[65536];
+};
+
+typedef struct {
+    uv_write_t w;
+    fs_http_conn_t *conn;
+    size_t len;
+    char data[];
+} fs__write_t;
+
+static void fs__conn_close(fs_http_conn_t *c);
+static void fs__conn_process(fs_http_conn_t *c);
+static void fs__maybe_drained(fs_http_server_t *s);
+
+/* ---- llhttp callbacks: copy the pieces of a request into the connection's buffers ---- */
+
+static fs_http_conn_t *fs__conn_of(llhttp_t *p)
+{
+    return (fs_http_conn_t *)p->data;
+}
+
+static int fs__head_room(fs_http_conn_t *c, size_t n)
+{
+    if (c->head.len + n > c->server->o.max_header_bytes) {
+        c->error_status = 431;
+        return -1;
+    }
+    return 0;
+}
+
+static int fs__on_message_begin(llhttp_t *p)
+{
+    fs_http_conn_t *c = fs__conn_of(p);
+    fs_buf_reset(&c->head);
+    fs_buf_reset(&c->body);
+    c->url_len = 0;
+    c->nhdrs = 0;
+    c->header_value_open = 0;
+    c->in_message = 1;
+    return 0;
+}
+
+static int fs__on_url(llhttp_t *p, const char *at, size_t n)
+{
+    fs_http_conn_t *c = fs__conn_of(p);
+    if (fs__head_room(c, n)) return HPE_USER;
+    fs_buf_append(&c->head, at, n);
+    c->url_len += (uint32_t)n;
+    return 0;
+}
+
+static int fs__on_header_field(llhttp_t *p, const char *at, size_t n)
+{
+    fs_http_conn_t *c = fs__conn_of(p);
+    if (fs__head_room(c, n)) return HPE_USER;
+    if (c->nhdrs == 0 || c->header_value_open) {
+        if (c->nhdrs == FS_HTTP_MAX_HEADERS) {
+            c->error_status = 431;
+            return HPE_USER;
+        }
+        fs__hdr_t *h = &c->hdrs[c->nhdrs++];
+        h->name_off = (uint32_t)c->head.len;
+        h->name_len = 0;
+        h->val_off = h->val_len = 0;
+        c->header_value_open = 0;
+    }
+    fs_buf_append(&c->head, at, n);
+    c->hdrs[c->nhdrs - 1].name_len += (uint32_t)n;
+    return 0;
+}
+
+static int fs__on_header_value(llhttp_t *p, const char *at, size_t n)
+{
+    fs_http_conn_t *c = fs__conn_of(p);
+    if (fs__head_room(c, n)) return HPE_USER;
+    fs__hdr_t *h = &c->hdrs[c->nhdrs - 1];
+    if (!c->header_value_open) {
+        h->val_off = (uint32_t)c->head.len;
+        c->header_value_open = 1;
+    }
+    fs_buf_append(&c->head, at, n);
+    h->val_len += (uint32_t)n;
+    return 0;
+}
+
+static int fs__on_headers_complete(llhttp_t *p)
+{
+    fs_http_conn_t *c = fs__conn_of(p);
+    /* Refuse an announced oversized body before reading it. */
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->server->o.max_body_bytes) {
+        c->error_status = 413;
+        return HPE_USER;
+    }
+    return 0;
+}
+
+static int fs__on_body(llhttp_t *p, const char *at, size_t n)
+{
+    fs_http_conn_t *c = fs__conn_of(p);
+    if (c->body.len + n > c->server->o.max_body_bytes) {
+        c->error_status = 413;
+        return HPE_USER;
+    }
+    fs_buf_append(&c->body, at, n);
+    return 0;
+}
+
+static int fs__on_message_complete(llhttp_t *p)
+{
+    fs_http_conn_t *c = fs__conn_of(p);
+    c->in_message = 0;
+    c->keep_alive = llhttp_should_keep_alive(p) ? 1 : 0;
+    /* Stop here: the request is handled before the next pipelined one is parsed. */
+    return HPE_PAUSED;
+}
+
+/* ---- responses ---- */
+
+const char *fs_http_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+    }
+}
+
+/* The Date header, formatted once per second. */
+static const char *fs__date_header(void)
+{
+    static _Thread_local time_t last;
+    static _Thread_local char buf[64];
+    time_t now = time(NULL);
+    if (now != last) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(buf, sizeof buf, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+        last = now;
+    }
+    return buf;
+}
+
+static void fs__conn_unref(fs_http_conn_t *c)
+{
+    if (--c->refs > 0) return;
+    fs_http_server_t *s = c->server;
+    fs_buf_free(&c->in);
+    fs_buf_free(&c->head);
+    fs_buf_free(&c->body);
+    free(c);
+    s->nalive--;
+    fs__maybe_drained(s);
+}
+
+static void fs__on_write(uv_write_t *w, int status)
+{
+    fs__write_t *wr = (fs__write_t *)w;
+    fs_http_conn_t *c = wr->conn;
+    free(wr);
+    c->writes_pending--;
+    if (status < 0 && !c->closing) {
+        fs_debug("http_write_failed", "error=%s", uv_err_name(status));
+        fs__conn_close(c);
+    } else if (c->close_after_write && c->writes_pending == 0) {
+        fs__conn_close(c);
+    }
+    fs__conn_unref(c);
+}
+
+/* Queues one write of head+body (a single buffer: one syscall). */
+static void fs__write(fs_http_conn_t *c, const char *head, size_t hl, const char *body, size_t bl)
+{
+    fs__write_t *wr = fs_xmalloc(sizeof *wr + hl + bl);
+    memcpy(wr->data, head, hl);
+    if (bl) memcpy(wr->data + hl, body, bl);
+    wr->len = hl + bl;
+    wr->conn = c;
+    uv_buf_t b = uv_buf_init(wr->data, (unsigned)wr->len);
+    c->refs++;
+    c->writes_pending++;
+    int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, fs__on_write);
+    if (rc < 0) {
+        free(wr);
+        c->writes_pending--;
+        c->refs--;
+        fs__conn_close(c);
+    }
+}
+
+static void fs__write_response(fs_http_conn_t *c, int status, const char *extra,
+                               const char *ctype, const char *body, size_t bl, int close)
+{
+    char head[1024];
+    int hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 %d %s\r\n%sContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
+                      status, fs_http_reason(status), fs__date_header(),
+                      ctype ? ctype : "application/json", bl, close ? "Connection: close\r\n" : "",
+                      extra ? extra : "");
+    if (hl < 0 || (size_t)hl >= sizeof head) {
+        /* Only the application's extra headers can make it this long; drop them. */
+        hl = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n%s\r\n", status,
+                      fs_http_reason(status), bl, close ? "Connection: close\r\n" : "");
+    }
+    fs__write(c, head, (size_t)hl, body, bl);
+}
+
+void fs_http_respond(fs_http_req_t *req, int status, const char *extra_headers,
+                     const char *content_type, const char *body, size_t body_len)
+{
+    fs_http_conn_t *c = req->conn;
+    fs_assert(c->state == FS__BUSY);
+    c->state = FS__READY;
+    if (!c->closing) {
+        int close = !c->keep_alive || c->server->draining;
+        if (req->method == HTTP_HEAD) body_len = 0;
+        fs__write_response(c, status, extra_headers, content_type, body, body_len, close);
+        if (close) {
+            c->close_after_write = 1;
+        } else if (!c->closing) {
+            llhttp_resume(&c->parser);
+            fs__conn_process(c);
+        }
+    }
+    fs__conn_unref(c); /* the request's reference */
+}
+
+int fs_http_req_header(const fs_http_req_t *req, const char *lname, fs_str_t *out)
+{
+    fs_http_conn_t *c = req->conn;
+    size_t ln = strlen(lname);
+    for (int i = 0; i < c->nhdrs; i++) {
+        const fs__hdr_t *h = &c->hdrs[i];
+        if (h->name_len == ln && strncasecmp(c->head.data + h->name_off, lname, ln) == 0) {
+            const char *v = c->head.data + h->val_off;
+            size_t n = h->val_len;
+            while (n && (*v == ' ' || *v == '\t')) v++, n--;
+            while (n && (v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
+            out->p = v;
+            out->n = n;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- connection processing ---- */
+
+static void fs__arm_timer(fs_http_conn_t *c);
+
+static void fs__dispatch(fs_http_conn_t *c)
+{
+    fs_http_req_t *r = &c->req;
+    memset(r, 0, sizeof *r);
+    r->conn = c;
+    r->method = llhttp_get_method(&c->parser);
+    r->route = -1;
+    r->start_ns = 0;
+    const char *url = c->head.data ? c->head.data : "";
+    size_t ul = c->url_len;
+    const char *q = memchr(url, '?', ul);
+    r->path.p = url;
+    r->path.n = q ? (size_t)(q - url) : ul;
+    r->query.p = q ? q + 1 : url + ul;
+    r->query.n = q ? ul - r->path.n - 1 : 0;
+    fs_buf_reserve(&c->body, 0);
+    c->body.data[c->body.len] = 0;
+    r->body = c->body.data;
+    r->body_len = c->body.len;
+    c->state = FS__BUSY;
+    c->refs++;
+    uv_timer_stop(&c->timer);
+    c->server->o.on_request(r, c->server->o.user);
+}
+
+static void fs__protocol_error(fs_http_conn_t *c, int status)
+{
+    char body[128];
+    const char *code = status == 413 ? "body_too_large"
+                       : status == 431 ? "headers_too_large"
+                       : status == 408 ? "request_timeout"
+                                       : "bad_request";
+    const char *msg = status == 413 ? "request body is over the size limit"
+                      : status == 431 ? "request headers are over the size limit"
+                      : status == 408 ? "the request did not arrive in time"
+                                      : "malformed HTTP request";
+    int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"%s\"}", code, msg);
+    fs__write_response(c, status, NULL, NULL, body, (size_t)n, 1);
+    c->close_after_write = 1;
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+    uv_timer_stop(&c->timer);
+}
+
+static void fs__conn_process(fs_http_conn_t *c)
+{
+    if (c->processing) return; /* the outer call continues the loop */
+    c->processing = 1;
+    while (!c->closing && !c->close_after_write && c->state == FS__READY && c->in.len > 0) {
+        llhttp_errno_t e = llhttp_execute(&c->parser, c->in.data, c->in.len);
+        if (e == HPE_OK) {
+            fs_buf_reset(&c->in);
+            break;
+        }
+        if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+            size_t used = (size_t)(llhttp_get_error_pos(&c->parser) - c->in.data);
+            fs_buf_consume(&c->in, used);
+            if (e == HPE_PAUSED_UPGRADE) c->keep_alive = 0; /* we never upgrade */
+            fs__dispatch(c);
+            continue;
+        }
+        fs__protocol_error(c, c->error_status ? c->error_status : 400);
+        break;
+    }
+    c->processing = 0;
+    if (c->closing || c->close_after_write) return;
+    if (c->state == FS__READY) {
+        if (c->server->draining && !c->in_message && c->in.len == 0) {
+            fs__conn_close(c);
+            return;
+        }
+        fs__arm_timer(c);
+    }
+}
+
+static void fs__alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+    fs_http_conn_t *c = h->data;
+    b->base = c->server->read_buf;
+    b->len = sizeof c->server->read_buf;
+}
+
+static void fs__on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
+{
+    fs_http_conn_t *c = st->data;
+    if (nread < 0) {
+        if (c->in_message && nread == UV_EOF && c->state == FS__READY) {
+            fs__protocol_error(c, 400);
+        } else {
+            fs__conn_close(c);
+        }
+        return;
+    }
+    if (nread == 0) return;
+    fs_buf_append(&c->in, b->base, (size_t)nread);
+    if (c->state == FS__BUSY) {
+        /* A pipelined request arrived while one is being handled: buffer it, read no more. */
+        uv_read_stop(st);
+        c->reading = 0;
+        return;
+    }
+    fs__conn_process(c);
+    if (c->state == FS__BUSY && c->reading) {
+        uv_read_stop(st);
+        c->reading = 0;
+    }
+}
+
+static void fs__start_reading(fs_http_conn_t *c)
+{
+    if (c->reading || c->closing) return;
+    if (uv_read_start((uv_stream_t *)&c->tcp, fs__alloc, fs__on_read) == 0) c->reading = 1;
+}
+
+static void fs__on_timer(uv_timer_t *t)
+{
+    fs_http_conn_t *c = t->data;
+    if (c->state != FS__READY) return;
+    if (c->in_message || c->in.len) {
+        fs__protocol_error(c, 408);
+    } else {
+        fs_debug("http_idle_close", "%s", "");
+        fs__conn_close(c);
+    }
+}
+
+static void fs__arm_timer(fs_http_conn_t *c)
+{
+    /* Idle wait and request arrival share one deadline: it is not pushed back by each read, so a
+     * request trickling in byte by byte cannot hold the connection forever. */
+    if (!uv_is_active((uv_handle_t *)&c->timer))
+        uv_timer_start(&c->timer, fs__on_timer, (uint64_t)c->server->o.idle_timeout_ms, 0);
+    fs__start_reading(c);
+}
+
+static void fs__on_handle_closed(uv_handle_t *h)
+{
+    fs__conn_unref(h->data);
+}
+
+static void fs__conn_close(fs_http_conn_t *c)
+{
+    if (c->closing) return;
+    c->closing = 1;
+    fs_http_server_t *s = c->server;
+    if (c->prev) c->prev->next = c->next;
+    else s->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    s->nconns--;
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, fs__on_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, fs__on_handle_closed);
+}
+
+static void fs__on_connection(uv_stream_t *ls, int status)
+{
+    fs_http_server_t *s = ls->data;
+    if (status < 0) {
+        fs_warn("http_accept_failed", "error=%s", uv_err_name(status));
+        return;
+    }
+    fs_http_conn_t *c = fs_xcalloc(1, sizeof *c);
+    c->server = s;
+    uv_tcp_init(s->loop, &c->tcp);
+    uv_timer_init(s->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->refs = 2; /* the two handles */
+    c->next = s->conns;
+    if (s->conns) s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    s->nalive++;
+    if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0) {
+        fs__conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    llhttp_init(&c->parser, HTTP_REQUEST, &s->settings);
+    c->parser.data = c;
+    c->state = FS__READY;
+    if (s->draining) {
+        fs__conn_close(c);
+        return;
+    }
+    fs__arm_timer(c);
+}
+
+/* ---- server ---- */
+
+int fs_http_server_start(fs_http_server_t **out, uv_loop_t *loop, const fs_http_server_opts_t *o,
+                         char *err, size_t errcap)
+{
+    struct sockaddr_storage addr;
+    if (uv_ip4_addr(o->host, o->port, (struct sockaddr_in *)&addr) != 0 &&
+        uv_ip6_addr(o->host, o->port, (struct sockaddr_in6 *)&addr) != 0) {
+        snprintf(err, errcap, "listen address %s is not a numeric IPv4/IPv6 address", o->host);
+        return FS_EINVAL;
+    }
+    fs_http_server_t *s = fs_xcalloc(1, sizeof *s);
+    s->loop = loop;
+    s->o = *o;
+    llhttp_settings_init(&s->settings);
+    s->settings.on_message_begin = fs__on_message_begin;
+    s->settings.on_url = fs__on_url;
+    s->settings.on_header_field = fs__on_header_field;
+    s->settings.on_header_value = fs__on_header_value;
+    s->settings.on_headers_complete = fs__on_headers_complete;
+    s->settings.on_body = fs__on_body;
+    s->settings.on_message_complete = fs__on_message_complete;
+
+    uv_tcp_init_ex(loop, &s->listener, addr.ss_family);
+    s->listener.data = s;
+    int rc = 0;
+    if (o->reuseport) {
+        uv_os_fd_t fd;
+        int one = 1;
+        uv_fileno((uv_handle_t *)&s->listener, &fd);
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) rc = uv_translate_sys_error(errno);
+    }
+    if (rc == 0) rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0);
+    if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, 4096, fs__on_connection);
+    if (rc != 0) {
+        snprintf(err, errcap, "cannot listen on %s:%d: %s", o->host, o->port, uv_strerror(rc));
+        uv_close((uv_handle_t *)&s->listener, NULL);
+        /* The handle lives inside s: let the loop finish closing it before freeing. */
+        uv_run(loop, UV_RUN_NOWAIT);
+        free(s);
+        return FS_EIO;
+    }
+    *out = s;
+    return FS_OK;
+}
+
+static void fs__on_listener_closed(uv_handle_t *h)
+{
+    fs_http_server_t *s = h->data;
+    s->listener_closed = 1;
+    fs__maybe_drained(s);
+}
+
+static void fs__maybe_drained(fs_http_server_t *s)
+{
+    /* Connections unlink themselves when they start closing; wait until their memory is gone too. */
+    if (!s->listener_closed || s->nalive > 0) return;
+    if (s->drained) {
+        void (*cb)(void *) = s->drained;
+        s->drained = NULL;
+        cb(s->drained_arg); /* may call fs_http_server_close, which frees s */
+        return;
+    }
+    if (s->closing) free(s);
+}
+
+void fs_http_server_drain(fs_http_server_t *s, void (*done)(void *arg), void *arg)
+{
+    if (s->draining) return;
+    s->draining = 1;
+    s->drained = done;
+    s->drained_arg = arg;
+    uv_close((uv_handle_t *)&s->listener, fs__on_listener_closed);
+    for (fs_http_conn_t *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->state == FS__READY && !c->in_message && c->in.len == 0) fs__conn_close(c);
+    }
+}
+
+void fs_http_server_close(fs_http_server_t *s)
+{
+    s->closing = 1;
+    s->drained = NULL;
+    if (!s->draining) {
+        s->draining = 1;
+        uv_close((uv_handle_t *)&s->listener, fs__on_listener_closed);
+    }
+    while (s->conns) fs__conn_close(s->conns);
+    fs__maybe_drained(s);
+}
+
+size_t fs_http_server_connections(const fs_http_server_t *s)
+{
+    return s->nconns;
+}

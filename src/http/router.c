@@ -1,0 +1,60 @@
+/* Route matching (see router.h). */
+#include "router.h"
+
+#include <llhttp.h>
+#include <string.h>
+
+/* Matches one pattern against path; fills params. Returns 1 on match. */
+static int fs__match(const char *pat, fs_str_t path, fs_str_t *params)
+{
+    size_t pi = 0, np = 0;
+    const char *p = pat;
+    while (*p) {
+        if (*p == '{') {
+            const char *close = strchr(p, '}');
+            size_t start = pi;
+            while (pi < path.n && path.p[pi] != '/') pi++;
+            if (pi == start || np >= FS_HTTP_MAX_PARAMS) return 0;
+            params[np].p = path.p + start;
+            params[np].n = pi - start;
+            np++;
+            p = close + 1;
+        } else {
+            if (pi >= path.n || path.p[pi] != *p) return 0;
+            pi++;
+            p++;
+        }
+    }
+    return pi == path.n;
+}
+
+int fs_router_match(const fs_route_t *routes, size_t n, int method, fs_str_t path,
+                    fs_str_t *params, char *allow, size_t allowcap)
+{
+    int path_matched = 0;
+    size_t al = 0;
+    if (allow && allowcap) allow[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        fs_str_t tmp[FS_HTTP_MAX_PARAMS];
+        if (!fs__match(routes[i].pattern, path, tmp)) continue;
+        if (routes[i].method == method) {
+            memcpy(params, tmp, sizeof tmp);
+            return (int)i;
+        }
+        path_matched = 1;
+        if (allow) {
+            const char *m = llhttp_method_name((llhttp_method_t)routes[i].method);
+            size_t ml = strlen(m);
+            if (al + ml + 3 < allowcap) {
+                if (al) {
+                    memcpy(allow + al, ", ", 2);
+                    al += 2;
+                }
+                memcpy(allow + al, m, ml);
+                al += ml;
+                allow[al] = 0;
+            }
+        }
+    }
+    return path_matched ? FS_ROUTE_BAD_METHOD : FS_ROUTE_NOT_FOUND;
+}

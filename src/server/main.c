@@ -1,0 +1,241 @@
+/* flashsale-server: configuration, one worker (event loop + listener + Redis client + stock
+ * queues + API) per thread, signals and graceful shutdown.
+ *
+ * Threads: FLASHSALE_THREADS workers each run their own libuv loop with their own SO_REUSEPORT
+ * listener and Redis connection; nothing mutable is shared but the metrics blocks (atomics). The
+ * main thread waits for SIGTERM/SIGINT and then asks every worker to drain through a uv_async. */
+#include "../api/api.h"
+#include "../common/log.h"
+#include "../common/timeutil.h"
+#include "../http/http.h"
+#include "../redis/redis.h"
+#include "../stock/stock.h"
+#include "flashsale/config.h"
+#include "flashsale/error.h"
+#include "flashsale/version.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern const char fs_lua_library[];
+extern const size_t fs_lua_library_len;
+
+typedef struct {
+    int index;
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_async_t stop_async;
+    uv_timer_t force_timer;
+    fs_http_server_t *http;
+    fs_redis_t *redis;
+    fs_stock_t *stock;
+    fs_api_t *api;
+    fs_metrics_t metrics;
+    int shutdown_timeout_ms;
+    int stopping;
+} fs__worker_t;
+
+static fs_config_t fs__cfg;
+static fs_api_shared_t fs__shared;
+
+static void fs__usage(FILE *f)
+{
+    fprintf(f,
+            "usage: flashsale-server [--config FILE] [--routes] [--help] [--version]\n"
+            "\n"
+            "Serves flash-sale launches: reservations, confirms and cancels over HTTP, with stock in\n"
+            "Redis changed only by the flashsale Redis Functions.\n"
+            "\n"
+            "  -c, --config FILE  read settings from an INI file (environment variables override it)\n"
+            "      --routes       print the HTTP routes and exit\n"
+            "  -h, --help         print this help and exit\n"
+            "  -v, --version      print the version and exit\n"
+            "\n"
+            "Settings ([section] key = environment variable, default):\n"
+            "  [server] listen              FLASHSALE_LISTEN               127.0.0.1:8080\n"
+            "  [server] threads             FLASHSALE_THREADS              1\n"
+            "  [server] log_level           FLASHSALE_LOG_LEVEL            info (debug|info|warn|error)\n"
+            "  [server] idle_timeout_ms     FLASHSALE_IDLE_TIMEOUT_MS      30000\n"
+            "  [server] shutdown_timeout_ms FLASHSALE_SHUTDOWN_TIMEOUT_MS  5000\n"
+            "  [server] sweep_interval_ms   FLASHSALE_SWEEP_INTERVAL_MS    250\n"
+            "  [redis]  url                 FLASHSALE_REDIS                redis://127.0.0.1:6379/0\n"
+            "  [redis]  timeout_ms          FLASHSALE_REDIS_TIMEOUT_MS     1000\n"
+            "  [auth]   api_keys            FLASHSALE_API_KEYS             (required, comma-separated)\n"
+            "  [auth]   admin_token         FLASHSALE_ADMIN_TOKEN          (required)\n");
+}
+
+/* ---- worker lifecycle ---- */
+
+static void fs__on_ready(int ready, void *arg)
+{
+    fs__worker_t *w = arg;
+    atomic_store(&w->metrics.redis_connected, (uint64_t)(ready ? 1 : 0));
+}
+
+static void fs__close_cb(uv_handle_t *h)
+{
+    (void)h;
+}
+
+/* Everything is answered (or abandoned): release Redis, stock and the loop's own handles. */
+static void fs__worker_finish(void *arg)
+{
+    fs__worker_t *w = arg;
+    if (w->stopping == 2) return;
+    w->stopping = 2;
+    if (w->http) fs_http_server_close(w->http);
+    w->http = NULL;
+    /* Redis first: its pending callbacks fire (with FS_EIO) while the stock layer still exists. */
+    fs_redis_close(w->redis);
+    fs_stock_close(w->stock);
+    uv_close((uv_handle_t *)&w->stop_async, fs__close_cb);
+    uv_timer_stop(&w->force_timer);
+    uv_close((uv_handle_t *)&w->force_timer, fs__close_cb);
+}
+
+static void fs__on_force(uv_timer_t *t)
+{
+    fs__worker_t *w = t->data;
+    fs_warn("shutdown_forced", "worker=%d open_connections=%zu", w->index,
+            fs_http_server_connections(w->http));
+    fs_http_server_close(w->http);
+    w->http = NULL;
+    fs__worker_finish(w);
+}
+
+static void fs__on_stop(uv_async_t *a)
+{
+    fs__worker_t *w = a->data;
+    if (w->stopping) return;
+    w->stopping = 1;
+    uv_timer_start(&w->force_timer, fs__on_force, (uint64_t)w->shutdown_timeout_ms, 0);
+    fs_http_server_drain(w->http, fs__worker_finish, w);
+}
+
+static void fs__worker_run(void *arg)
+{
+    fs__worker_t *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+}
+
+static int fs__worker_init(fs__worker_t *w, int index, const char *host, int port,
+                           const char *rhost, int rport, int rdb, char *err, size_t errcap)
+{
+    w->index = index;
+    w->shutdown_timeout_ms = fs__cfg.shutdown_timeout_ms;
+    uv_loop_init(&w->loop);
+    uv_async_init(&w->loop, &w->stop_async, fs__on_stop);
+    w->stop_async.data = w;
+    uv_timer_init(&w->loop, &w->force_timer);
+    w->force_timer.data = w;
+    fs_redis_opts_t ro = {.host = rhost, .port = rport, .db = rdb,
+                          .timeout_ms = fs__cfg.redis_timeout_ms,
+                          .library = fs_lua_library, .library_len = fs_lua_library_len,
+                          .on_ready = fs__on_ready, .arg = w, .name = "main"};
+    fs_http_server_opts_t ho = {.host = host, .port = port,
+                                .idle_timeout_ms = fs__cfg.idle_timeout_ms,
+                                .max_header_bytes = 16384, .max_body_bytes = 16384,
+                                .reuseport = fs__cfg.threads > 1,
+                                .on_request = fs_api_handle};
+    w->redis = fs_redis_new(&w->loop, &ro);
+    w->stock = fs_stock_new(&w->loop, w->redis);
+    w->api = fs_api_new(&fs__shared, &w->metrics, w->stock);
+    ho.user = w->api;
+    int rc = fs_http_server_start(&w->http, &w->loop, &ho, err, errcap);
+    if (rc) return rc;
+    fs_stock_start_sweeper(w->stock, fs__cfg.sweep_interval_ms);
+    return FS_OK;
+}
+
+/* ---- main ---- */
+
+static uv_sem_t fs__signal_sem;
+
+static void fs__on_signal(int sig)
+{
+    (void)sig;
+    uv_sem_post(&fs__signal_sem);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"version", no_argument, NULL, 'v'},
+                                         {"routes", no_argument, NULL, 'r'},
+                                         {NULL, 0, NULL, 0}};
+    const char *config_path = NULL;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "c:hv", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c': config_path = optarg; break;
+        case 'h': fs__usage(stdout); return 0;
+        case 'v': printf("flashsale-server %s\n", FS_VERSION); return 0;
+        case 'r': fs_api_print_routes(stdout); return 0;
+        default: fs__usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "flashsale-server: unexpected argument %s\n", argv[optind]);
+        fs__usage(stderr);
+        return 2;
+    }
+
+    char err[512];
+    fs_config_defaults(&fs__cfg);
+    if (fs_config_load(&fs__cfg, config_path, err, sizeof err) ||
+        fs_config_validate(&fs__cfg, err, sizeof err)) {
+        fprintf(stderr, "flashsale-server: %s\n", err);
+        return 1;
+    }
+    fs_log_set_level((fs_log_level_t)fs__cfg.log_level);
+
+    char host[64], rhost[64];
+    int port, rport, rdb;
+    fs_parse_hostport(fs__cfg.listen, host, sizeof host, &port);
+    fs_parse_redis_url(fs__cfg.redis_url, rhost, sizeof rhost, &rport, &rdb);
+    fs_secret_set_add_csv(&fs__shared.api_keys, fs__cfg.api_keys);
+    fs_secret_set_add_csv(&fs__shared.admin_tokens, fs__cfg.admin_token);
+
+    signal(SIGPIPE, SIG_IGN);
+    int n = fs__cfg.threads;
+    fs__worker_t *workers = fs_xcalloc((size_t)n, sizeof *workers);
+    fs__shared.metrics = fs_xcalloc((size_t)n, sizeof *fs__shared.metrics);
+    fs__shared.nloops = n;
+    for (int i = 0; i < n; i++) {
+        fs__shared.metrics[i] = &workers[i].metrics;
+        if (fs__worker_init(&workers[i], i, host, port, rhost, rport, rdb, err, sizeof err)) {
+            fprintf(stderr, "flashsale-server: %s\n", err);
+            fs_error("startup_failed", "reason=\"%s\"", err);
+            return 1;
+        }
+    }
+    fs_info("listening", "addr=%s threads=%d redis=%s:%d/%d version=%s", fs__cfg.listen, n, rhost,
+            rport, rdb, FS_VERSION);
+
+    uv_sem_init(&fs__signal_sem, 0);
+    struct sigaction sa = {.sa_handler = fs__on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
+    for (int i = 0; i < n; i++) uv_thread_create(&workers[i].thread, fs__worker_run, &workers[i]);
+    uv_sem_wait(&fs__signal_sem);
+    fs_info("shutting_down", "timeout_ms=%d", fs__cfg.shutdown_timeout_ms);
+    for (int i = 0; i < n; i++) uv_async_send(&workers[i].stop_async);
+    for (int i = 0; i < n; i++) {
+        uv_thread_join(&workers[i].thread);
+        fs_api_free(workers[i].api);
+        uv_loop_close(&workers[i].loop);
+    }
+    fs_info("stopped", "%s", "");
+    free(fs__shared.metrics);
+    free(workers);
+    fs_secret_set_free(&fs__shared.api_keys);
+    fs_secret_set_free(&fs__shared.admin_tokens);
+    fs_config_free(&fs__cfg);
+    return 0;
+}

@@ -1,0 +1,243 @@
+/* Per-SKU reservation queues and batching (see stock.h).
+ *
+ * Requests for one SKU are appended to that SKU's queue in arrival order. A check handle runs after
+ * each I/O poll of the loop and sends every non-empty queue as fs_reserve calls of at most
+ * FS__BATCH_MAX requests each; all calls of one turn are pipelined on the one connection. The
+ * queue map only holds SKUs with queued requests: a queue is freed when it is flushed, so unknown
+ * SKU names sent by a client cannot grow memory.
+ *
+ * Ownership: fs_stock_t owns the queues and batches; items belong to the caller. */
+#include "stock.h"
+#include "stock_internal.h"
+#include "../common/buf.h"
+#include "../common/log.h"
+#include "flashsale/error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FS__BATCH_MAX 128
+
+typedef struct fs__queue {
+    struct fs__queue *next_in_bucket, *next_dirty;
+    char *launch, *sku;
+    uint32_t hash;
+    fs_reserve_item_t *head, *tail;
+    size_t count;
+} fs__queue_t;
+
+typedef struct {
+    fs_stock_t *st;
+    fs_reserve_item_t *items;
+    size_t n;
+} fs__batch_t;
+
+static const char *const fs__names[FS_RES__COUNT] = {
+    "ok", "sold_out", "limit_exceeded", "launch_not_open", "not_found", "unavailable", "error"};
+
+const char *fs_res_code_name(fs_res_code_t c)
+{
+    return (unsigned)c < FS_RES__COUNT ? fs__names[c] : "error";
+}
+
+static uint32_t fs__hash(const char *a, const char *b)
+{
+    uint32_t h = 2166136261u;
+    for (; *a; a++) h = (h ^ (uint8_t)*a) * 16777619u;
+    h = (h ^ 0) * 16777619u;
+    for (; *b; b++) h = (h ^ (uint8_t)*b) * 16777619u;
+    return h;
+}
+
+static void fs__finish(fs_stock_t *st, fs_reserve_item_t *it, fs_res_code_t code)
+{
+    it->code = code;
+    st->stats.outcomes[code < FS_RES__COUNT ? code : FS_RES_ERROR]++;
+    it->done(it);
+}
+
+static void fs__fail_list(fs_stock_t *st, fs_reserve_item_t *it, fs_res_code_t code)
+{
+    while (it) {
+        fs_reserve_item_t *next = it->next;
+        fs__finish(st, it, code);
+        it = next;
+    }
+}
+
+static fs_res_code_t fs__code_of(const char *s, size_t n)
+{
+    for (int i = 0; i < FS_RES__COUNT; i++)
+        if (strlen(fs__names[i]) == n && memcmp(fs__names[i], s, n) == 0) return (fs_res_code_t)i;
+    return FS_RES_ERROR;
+}
+
+static void fs__on_batch_reply(redisReply *reply, int err, void *arg)
+{
+    fs__batch_t *b = arg;
+    fs_stock_t *st = b->st;
+    fs_reserve_item_t *it = b->items;
+    if (err || reply->type != REDIS_REPLY_ARRAY || reply->elements != b->n) {
+        if (!err) {
+            char msg[200];
+            fs_error("reserve_bad_reply", "type=%d error=%s", reply->type,
+                     fs_log_quote(msg, sizeof msg, reply->type == REDIS_REPLY_ERROR ? reply->str : ""));
+        }
+        fs__fail_list(st, it, err ? FS_RES_UNAVAILABLE : FS_RES_ERROR);
+        free(b);
+        return;
+    }
+    for (size_t i = 0; i < b->n && it; i++) {
+        fs_reserve_item_t *next = it->next;
+        const redisReply *e = reply->element[i];
+        fs_res_code_t code = FS_RES_ERROR;
+        if (e->type == REDIS_REPLY_ARRAY && e->elements >= 6) {
+            size_t n;
+            const char *s = fs_reply_str(e->element[0], &n);
+            code = fs__code_of(s, n);
+            if (code == FS_RES_OK) {
+                const char *rid = fs_reply_str(e->element[1], &n);
+                if (n == 0 || n > FS_RID_MAX) {
+                    code = FS_RES_ERROR;
+                } else {
+                    memcpy(it->rid, rid, n);
+                    it->rid[n] = 0;
+                    it->rid_len = n;
+                    it->qty_out = (int)fs_reply_i64(e->element[2], NULL);
+                    it->expires_ms = fs_reply_i64(e->element[3], NULL);
+                    it->created_ms = fs_reply_i64(e->element[4], NULL);
+                }
+            }
+            it->replayed = (int)fs_reply_i64(e->element[5], NULL);
+        }
+        fs__finish(st, it, code);
+        it = next;
+    }
+    free(b);
+}
+
+/* Sends items (a list of n) of one SKU as one fs_reserve call. */
+static void fs__send_batch(fs_stock_t *st, const char *launch, const char *sku,
+                           fs_reserve_item_t *items, size_t n)
+{
+    /* KEYS: sku, holds, users, then rkey (+ idem key) per item; ARGV: n, then 4 per item. */
+    size_t maxargs = 3 + 3 + n * 2 + 1 + n * 4;
+    const char **argv = fs_xmalloc(maxargs * sizeof *argv);
+    size_t *lens = fs_xmalloc(maxargs * sizeof *lens);
+    fs_buf_t keys;
+    fs_buf_init(&keys);
+    /* Keys are written into one buffer first and pointed at afterwards (it may move while growing). */
+    size_t nkeys = 0, *offs = fs_xmalloc((3 + n * 2) * sizeof *offs), *klens = fs_xmalloc((3 + n * 2) * sizeof *klens);
+#define FS__KEY(...)                                 \
+    do {                                             \
+        offs[nkeys] = keys.len;                      \
+        fs_buf_printf(&keys, __VA_ARGS__);           \
+        klens[nkeys] = keys.len - offs[nkeys];       \
+        nkeys++;                                     \
+    } while (0)
+    FS__KEY("fs:{%s:%s}:sku", launch, sku);
+    FS__KEY("fs:{%s:%s}:holds", launch, sku);
+    FS__KEY("fs:{%s:%s}:users", launch, sku);
+    for (fs_reserve_item_t *it = items; it; it = it->next) {
+        FS__KEY("fs:{%s:%s}:r:%s", launch, sku, it->rid);
+        if (it->idem) {
+            offs[nkeys] = keys.len;
+            fs_buf_printf(&keys, "fs:{%s:%s}:i:%zu:", launch, sku, it->user_len);
+            fs_buf_append(&keys, it->user, it->user_len);
+            fs_buf_putc(&keys, ':');
+            fs_buf_append(&keys, it->idem, it->idem_len);
+            klens[nkeys] = keys.len - offs[nkeys];
+            nkeys++;
+        }
+    }
+#undef FS__KEY
+    char numkeys[16], nstr[16], qty[FS__BATCH_MAX][12];
+    size_t a = 0;
+    argv[a] = "FCALL", lens[a++] = 5;
+    argv[a] = "fs_reserve", lens[a++] = 10;
+    lens[a] = (size_t)snprintf(numkeys, sizeof numkeys, "%zu", nkeys), argv[a++] = numkeys;
+    for (size_t k = 0; k < nkeys; k++) argv[a] = keys.data + offs[k], lens[a++] = klens[k];
+    lens[a] = (size_t)snprintf(nstr, sizeof nstr, "%zu", n), argv[a++] = nstr;
+    size_t i = 0;
+    for (fs_reserve_item_t *it = items; it; it = it->next, i++) {
+        argv[a] = it->rid, lens[a++] = it->rid_len;
+        argv[a] = it->user, lens[a++] = it->user_len;
+        lens[a] = (size_t)snprintf(qty[i], sizeof qty[i], "%d", it->qty), argv[a++] = qty[i];
+        argv[a] = it->idem ? "1" : "0", lens[a++] = 1;
+    }
+    fs__batch_t *b = fs_xmalloc(sizeof *b);
+    b->st = st;
+    b->items = items;
+    b->n = n;
+    st->stats.batches++;
+    st->stats.batched_items += n;
+    fs_redis_command(st->redis, fs__on_batch_reply, b, (int)a, argv, lens);
+    free(argv);
+    free(lens);
+    free(offs);
+    free(klens);
+    fs_buf_free(&keys);
+}
+
+static void fs__flush(uv_check_t *h)
+{
+    fs_stock_t *st = h->data;
+    fs__queue_t *q = st->dirty;
+    st->dirty = NULL;
+    uv_check_stop(h);
+    /* Empty the map first: callbacks that fire synchronously may queue new requests. */
+    memset(st->buckets, 0, sizeof st->buckets);
+    while (q) {
+        fs__queue_t *next = q->next_dirty;
+        fs_reserve_item_t *it = q->head;
+        while (it) {
+            fs_reserve_item_t *first = it, *last = it;
+            size_t n = 1;
+            while (last->next && n < FS__BATCH_MAX) last = last->next, n++;
+            it = last->next;
+            last->next = NULL;
+            fs__send_batch(st, q->launch, q->sku, first, n);
+        }
+        free(q->launch);
+        free(q->sku);
+        free(q);
+        q = next;
+    }
+}
+
+void fs_stock_reserve(fs_stock_t *st, fs_reserve_item_t *it)
+{
+    it->next = NULL;
+    it->replayed = 0;
+    it->rid_len = fs_rid_new(it->launch, strlen(it->launch), it->sku, strlen(it->sku), it->rid);
+    if (!fs_redis_ready(st->redis)) {
+        fs__finish(st, it, FS_RES_UNAVAILABLE);
+        return;
+    }
+    uint32_t h = fs__hash(it->launch, it->sku);
+    fs__queue_t **bucket = &st->buckets[h % FS__NBUCKETS], *q;
+    for (q = *bucket; q; q = q->next_in_bucket)
+        if (q->hash == h && strcmp(q->launch, it->launch) == 0 && strcmp(q->sku, it->sku) == 0) break;
+    if (!q) {
+        q = fs_xcalloc(1, sizeof *q);
+        q->launch = fs_xstrndup(it->launch, strlen(it->launch));
+        q->sku = fs_xstrndup(it->sku, strlen(it->sku));
+        q->hash = h;
+        q->next_in_bucket = *bucket;
+        *bucket = q;
+        q->next_dirty = st->dirty;
+        st->dirty = q;
+    }
+    if (q->tail) q->tail->next = it;
+    else q->head = it;
+    q->tail = it;
+    q->count++;
+    if (!uv_is_active((uv_handle_t *)&st->check)) uv_check_start(&st->check, fs__flush);
+}
+
+void fs__stock_queues_init(fs_stock_t *st)
+{
+    uv_check_init(st->loop, &st->check);
+    st->check.data = st;
+}

@@ -1,0 +1,120 @@
+/* The stock layer: every call that changes or reads stock, as calls of the `flashsale` Redis
+ * Functions (docs/redis.md), and the per-SKU reservation queues that batch reservations.
+ *
+ * Reservations are queued per SKU in arrival order and sent as one `fs_reserve` call per SKU per
+ * loop turn (a libuv check handle flushes after each I/O poll), so one Function call decides a
+ * whole batch atomically, in order. Other calls go straight to Redis.
+ *
+ * Knows nothing of HTTP. One fs_stock_t per loop. */
+#ifndef FS_STOCK_H
+#define FS_STOCK_H
+
+#include "../common/ids.h"
+#include "../redis/redis.h"
+
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct fs_stock fs_stock_t;
+
+typedef enum {
+    FS_RES_OK = 0,
+    FS_RES_SOLD_OUT,
+    FS_RES_LIMIT_EXCEEDED,
+    FS_RES_NOT_OPEN,
+    FS_RES_NOT_FOUND,
+    FS_RES_UNAVAILABLE, /* Redis not reachable, not ready, or timed out */
+    FS_RES_ERROR,       /* Redis answered something unexpected */
+    FS_RES__COUNT
+} fs_res_code_t;
+
+const char *fs_res_code_name(fs_res_code_t c); /* "ok", "sold_out", ... */
+
+/* One reservation request. The caller owns it (usually inside its per-request context) and keeps
+ * it and every pointer in it valid until `done` fires, exactly once. */
+typedef struct fs_reserve_item {
+    /* in */
+    const char *launch, *sku, *user, *idem; /* launch/sku/user NUL-terminated; idem may be NULL */
+    size_t user_len, idem_len;
+    int qty;
+    void (*done)(struct fs_reserve_item *it);
+    void *arg;
+    /* out */
+    fs_res_code_t code;
+    char rid[FS_RID_MAX + 1];
+    size_t rid_len;
+    int qty_out;
+    int64_t expires_ms, created_ms;
+    int replayed;
+    /* internal */
+    struct fs_reserve_item *next;
+} fs_reserve_item_t;
+
+typedef struct {
+    uint64_t batches, batched_items;
+    uint64_t outcomes[FS_RES__COUNT];
+} fs_stock_stats_t;
+
+fs_stock_t *fs_stock_new(uv_loop_t *loop, fs_redis_t *redis);
+void fs_stock_close(fs_stock_t *st);
+fs_stock_stats_t fs_stock_stats(const fs_stock_t *st);
+fs_redis_t *fs_stock_redis(fs_stock_t *st);
+
+/* Queues a reservation; `done` fires later (or synchronously with FS_RES_UNAVAILABLE when Redis is
+ * not ready). */
+void fs_stock_reserve(fs_stock_t *st, fs_reserve_item_t *it);
+
+/* Direct calls. Each sends one FCALL and passes the raw reply to cb (see fs_redis_cb); the reply
+ * formats are in docs/redis.md. String arguments are copied before the call returns. */
+void fs_stock_confirm(fs_stock_t *st, const char *launch, const char *sku, const char *rid,
+                      const char *user, size_t user_len, const char *payment_ref, size_t pref_len,
+                      fs_redis_cb cb, void *arg);
+void fs_stock_cancel(fs_stock_t *st, const char *launch, const char *sku, const char *rid,
+                     const char *user, size_t user_len, fs_redis_cb cb, void *arg);
+void fs_stock_get_reservation(fs_stock_t *st, const char *launch, const char *sku, const char *rid,
+                              const char *user, size_t user_len, fs_redis_cb cb, void *arg);
+void fs_stock_restock(fs_stock_t *st, const char *launch, const char *sku, int64_t delta,
+                      fs_redis_cb cb, void *arg);
+void fs_stock_launch_get(fs_stock_t *st, const char *launch, fs_redis_cb cb, void *arg);
+void fs_stock_launch_state(fs_stock_t *st, const char *launch, const char *action, fs_redis_cb cb,
+                           void *arg);
+
+typedef struct {
+    const char *sku;
+    int64_t stock, per_user_limit, price_cents;
+} fs_sku_def_t;
+
+typedef struct {
+    const char *launch, *name;
+    int64_t hold_seconds, starts_at_ms, ends_at_ms;
+    const fs_sku_def_t *skus;
+    size_t nskus;
+} fs_launch_def_t;
+
+void fs_stock_launch_put(fs_stock_t *st, const fs_launch_def_t *def, fs_redis_cb cb, void *arg);
+
+/* A launch as fs_launch_get returns it (also the tail of put/state replies), parsed. */
+typedef struct {
+    int64_t total, available, held, sold, per_user_limit, price_cents;
+    const char *sku; /* points into the reply */
+    size_t sku_len;
+} fs_sku_view_t;
+
+typedef struct {
+    const char *launch, *name, *state;
+    size_t launch_len, name_len, state_len;
+    int64_t hold_seconds, starts_at_ms, ends_at_ms, now_ms;
+    size_t nskus;
+    fs_sku_view_t *skus; /* malloc'd; free with fs_launch_view_free */
+} fs_launch_view_t;
+
+/* Parses reply elements [first..] in the fs_launch_get layout ("ok", created, launch, ...).
+ * Returns 0 or FS_EPROTO. */
+int fs_launch_view_parse(const redisReply *reply, fs_launch_view_t *v);
+void fs_launch_view_free(fs_launch_view_t *v);
+
+/* The sweeper: every interval, refreshes the SKU list (at most once a second) and expires due
+ * holds of every SKU. */
+void fs_stock_start_sweeper(fs_stock_t *st, int interval_ms);
+
+#endif

@@ -1,0 +1,307 @@
+/* Direct stock calls, launch views and the expiry sweeper (see stock.h). */
+#include "stock.h"
+#include "stock_internal.h"
+#include "../common/buf.h"
+#include "../common/log.h"
+#include "../common/timeutil.h"
+#include "flashsale/error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FS__SWEEP_MAX "200"
+
+/* Builds and sends "FCALL fn numkeys keys... args..." where keys and args are NUL-terminated
+ * strings, except that args may carry explicit lengths (arglens[i] == (size_t)-1 means strlen). */
+static void fs__fcall(fs_stock_t *st, const char *fn, int nkeys, const char **keys, int nargs,
+                      const char **args, const size_t *arglens, fs_redis_cb cb, void *arg)
+{
+    const char *argv[32];
+    size_t lens[32];
+    char nk[8];
+    int a = 0;
+    fs_assert(3 + nkeys + nargs <= 32);
+    argv[a] = "FCALL", lens[a++] = 5;
+    argv[a] = fn, lens[a++] = strlen(fn);
+    lens[a] = (size_t)snprintf(nk, sizeof nk, "%d", nkeys), argv[a++] = nk;
+    for (int i = 0; i < nkeys; i++) argv[a] = keys[i], lens[a++] = strlen(keys[i]);
+    for (int i = 0; i < nargs; i++) {
+        argv[a] = args[i];
+        lens[a++] = arglens && arglens[i] != (size_t)-1 ? arglens[i] : strlen(args[i]);
+    }
+    fs_redis_command(st->redis, cb, arg, a, argv, lens);
+}
+
+/* Key of SKU (launch, sku) with a suffix, into a buffer the caller frees. */
+static char *fs__key(const char *launch, const char *sku, const char *suffix, const char *rid)
+{
+    fs_buf_t b;
+    fs_buf_init(&b);
+    fs_buf_printf(&b, "fs:{%s:%s}:%s%s", launch, sku, suffix, rid ? rid : "");
+    return b.data;
+}
+
+void fs_stock_confirm(fs_stock_t *st, const char *launch, const char *sku, const char *rid,
+                      const char *user, size_t user_len, const char *payment_ref, size_t pref_len,
+                      fs_redis_cb cb, void *arg)
+{
+    char *k[5] = {fs__key(launch, sku, "sku", NULL), fs__key(launch, sku, "holds", NULL),
+                  fs__key(launch, sku, "users", NULL), fs__key(launch, sku, "r:", rid),
+                  fs__key(launch, sku, "orders", NULL)};
+    char oid[32];
+    fs_order_id_new(oid);
+    const char *args[] = {rid, user, oid, payment_ref ? payment_ref : ""};
+    size_t lens[] = {(size_t)-1, user_len, (size_t)-1, payment_ref ? pref_len : 0};
+    fs__fcall(st, "fs_confirm", 5, (const char **)k, 4, args, lens, cb, arg);
+    for (int i = 0; i < 5; i++) free(k[i]);
+}
+
+void fs_stock_cancel(fs_stock_t *st, const char *launch, const char *sku, const char *rid,
+                     const char *user, size_t user_len, fs_redis_cb cb, void *arg)
+{
+    char *k[4] = {fs__key(launch, sku, "sku", NULL), fs__key(launch, sku, "holds", NULL),
+                  fs__key(launch, sku, "users", NULL), fs__key(launch, sku, "r:", rid)};
+    const char *args[] = {rid, user};
+    size_t lens[] = {(size_t)-1, user_len};
+    fs__fcall(st, "fs_cancel", 4, (const char **)k, 2, args, lens, cb, arg);
+    for (int i = 0; i < 4; i++) free(k[i]);
+}
+
+void fs_stock_get_reservation(fs_stock_t *st, const char *launch, const char *sku, const char *rid,
+                              const char *user, size_t user_len, fs_redis_cb cb, void *arg)
+{
+    char *k = fs__key(launch, sku, "r:", rid);
+    const char *args[] = {user};
+    size_t lens[] = {user_len};
+    fs__fcall(st, "fs_get_reservation", 1, (const char **)&k, 1, args, lens, cb, arg);
+    free(k);
+}
+
+void fs_stock_restock(fs_stock_t *st, const char *launch, const char *sku, int64_t delta,
+                      fs_redis_cb cb, void *arg)
+{
+    char *k = fs__key(launch, sku, "sku", NULL);
+    char d[24];
+    snprintf(d, sizeof d, "%lld", (long long)delta);
+    const char *args[] = {d};
+    fs__fcall(st, "fs_restock", 1, (const char **)&k, 1, args, NULL, cb, arg);
+    free(k);
+}
+
+static void fs__launch_keys(const char *launch, char k1[160], char k2[160])
+{
+    snprintf(k1, 160, "fs:launch:{%s}", launch);
+    snprintf(k2, 160, "fs:launch:{%s}:skus", launch);
+}
+
+void fs_stock_launch_get(fs_stock_t *st, const char *launch, fs_redis_cb cb, void *arg)
+{
+    char k1[160], k2[160];
+    fs__launch_keys(launch, k1, k2);
+    const char *keys[] = {k1, k2};
+    fs__fcall(st, "fs_launch_get", 2, keys, 0, NULL, NULL, cb, arg);
+}
+
+void fs_stock_launch_state(fs_stock_t *st, const char *launch, const char *action, fs_redis_cb cb,
+                           void *arg)
+{
+    char k1[160], k2[160];
+    fs__launch_keys(launch, k1, k2);
+    const char *keys[] = {k1, k2};
+    const char *args[] = {action};
+    fs__fcall(st, "fs_launch_state", 2, keys, 1, args, NULL, cb, arg);
+}
+
+void fs_stock_launch_put(fs_stock_t *st, const fs_launch_def_t *def, fs_redis_cb cb, void *arg)
+{
+    char k1[160], k2[160];
+    fs__launch_keys(def->launch, k1, k2);
+    size_t argc = 3 + 3 + 6 + def->nskus * 4;
+    const char **argv = fs_xmalloc(argc * sizeof *argv);
+    size_t *lens = fs_xmalloc(argc * sizeof *lens);
+    char *nums = fs_xmalloc((4 + def->nskus * 3) * 24);
+    size_t a = 0, ni = 0;
+#define FS__NUM(v)                                                                    \
+    do {                                                                              \
+        char *p = nums + 24 * ni++;                                                   \
+        lens[a] = (size_t)snprintf(p, 24, "%lld", (long long)(v));                   \
+        argv[a++] = p;                                                                \
+    } while (0)
+#define FS__STR(s) (argv[a] = (s), lens[a++] = strlen(s))
+    FS__STR("FCALL");
+    FS__STR("fs_launch_put");
+    FS__STR("3");
+    FS__STR(k1);
+    FS__STR(k2);
+    FS__STR("fs:launches");
+    FS__STR(def->launch);
+    FS__STR(def->name);
+    FS__NUM(def->hold_seconds);
+    FS__NUM(def->starts_at_ms);
+    FS__NUM(def->ends_at_ms);
+    FS__NUM(def->nskus);
+    for (size_t i = 0; i < def->nskus; i++) {
+        FS__STR(def->skus[i].sku);
+        FS__NUM(def->skus[i].stock);
+        FS__NUM(def->skus[i].per_user_limit);
+        FS__NUM(def->skus[i].price_cents);
+    }
+#undef FS__NUM
+#undef FS__STR
+    fs_redis_command(st->redis, cb, arg, (int)a, argv, lens);
+    free(argv);
+    free(lens);
+    free(nums);
+}
+
+int fs_launch_view_parse(const redisReply *r, fs_launch_view_t *v)
+{
+    memset(v, 0, sizeof *v);
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 10) return FS_EPROTO;
+    /* "ok", created, launch, name, state, hold_seconds, starts_at_ms, ends_at_ms, now_ms, n, ... */
+    v->launch = fs_reply_str(r->element[2], &v->launch_len);
+    v->name = fs_reply_str(r->element[3], &v->name_len);
+    v->state = fs_reply_str(r->element[4], &v->state_len);
+    int ok = 1, k;
+    v->hold_seconds = fs_reply_i64(r->element[5], &k), ok &= k;
+    v->starts_at_ms = fs_reply_i64(r->element[6], &k), ok &= k;
+    v->ends_at_ms = fs_reply_i64(r->element[7], &k), ok &= k;
+    v->now_ms = fs_reply_i64(r->element[8], &k), ok &= k;
+    int64_t n = fs_reply_i64(r->element[9], &k);
+    ok &= k;
+    if (!ok || n < 0 || r->elements != 10 + (size_t)n * 7) return FS_EPROTO;
+    v->nskus = (size_t)n;
+    v->skus = fs_xcalloc(v->nskus ? v->nskus : 1, sizeof *v->skus);
+    for (size_t i = 0; i < v->nskus; i++) {
+        redisReply **e = r->element + 10 + i * 7;
+        fs_sku_view_t *s = &v->skus[i];
+        s->sku = fs_reply_str(e[0], &s->sku_len);
+        s->total = fs_reply_i64(e[1], NULL);
+        s->available = fs_reply_i64(e[2], NULL);
+        s->held = fs_reply_i64(e[3], NULL);
+        s->sold = fs_reply_i64(e[4], NULL);
+        s->per_user_limit = fs_reply_i64(e[5], NULL);
+        s->price_cents = fs_reply_i64(e[6], NULL);
+    }
+    return FS_OK;
+}
+
+void fs_launch_view_free(fs_launch_view_t *v)
+{
+    free(v->skus);
+    v->skus = NULL;
+}
+
+/* ---- sweeper ---- */
+
+static void fs__sweep_skus(fs_stock_t *st);
+
+static void fs__on_expired(redisReply *reply, int err, void *arg)
+{
+    fs_stock_t *st = arg;
+    st->sweeping--;
+    if (!err && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0) {
+        fs_debug("holds_expired", "count=%lld", (long long)reply->integer);
+        if (reply->integer >= atoi(FS__SWEEP_MAX)) st->sweep_again = 1;
+    } else if (!err && reply->type == REDIS_REPLY_ERROR) {
+        fs_warn("sweep_failed", "error=\"%s\"", reply->str);
+    }
+}
+
+static void fs__free_sku_list(fs_stock_t *st)
+{
+    for (size_t i = 0; i < st->sweep_nskus * 2; i++) free(st->sweep_skus[i]);
+    free(st->sweep_skus);
+    st->sweep_skus = NULL;
+    st->sweep_nskus = 0;
+}
+
+static void fs__on_sku_list(redisReply *reply, int err, void *arg)
+{
+    fs_stock_t *st = arg;
+    st->sweeping--;
+    if (err || reply->type != REDIS_REPLY_ARRAY || reply->elements % 2) return;
+    fs__free_sku_list(st);
+    st->sweep_skus = fs_xcalloc(reply->elements ? reply->elements : 1, sizeof(char *));
+    for (size_t i = 0; i < reply->elements; i++) {
+        size_t n;
+        const char *s = fs_reply_str(reply->element[i], &n);
+        st->sweep_skus[i] = fs_xstrndup(s, n);
+    }
+    st->sweep_nskus = reply->elements / 2;
+    st->skus_fetched_ns = fs_mono_ns();
+    fs__sweep_skus(st);
+}
+
+static void fs__sweep_skus(fs_stock_t *st)
+{
+    for (size_t i = 0; i < st->sweep_nskus; i++) {
+        const char *l = st->sweep_skus[2 * i], *s = st->sweep_skus[2 * i + 1];
+        char *k[3] = {fs__key(l, s, "sku", NULL), fs__key(l, s, "holds", NULL),
+                      fs__key(l, s, "users", NULL)};
+        const char *args[] = {FS__SWEEP_MAX};
+        st->sweeping++;
+        fs__fcall(st, "fs_expire", 3, (const char **)k, 1, args, NULL, fs__on_expired, st);
+        for (int j = 0; j < 3; j++) free(k[j]);
+    }
+}
+
+static void fs__on_sweep_tick(uv_timer_t *t)
+{
+    fs_stock_t *st = t->data;
+    if (st->sweeping > 0 || !fs_redis_ready(st->redis)) return;
+    st->sweep_again = 0;
+    if (!st->sweep_skus || fs_mono_ns() - st->skus_fetched_ns > 1000000000u) {
+        const char *keys[] = {"fs:launches"};
+        st->sweeping++;
+        fs__fcall(st, "fs_sku_list", 1, keys, 0, NULL, NULL, fs__on_sku_list, st);
+    } else {
+        fs__sweep_skus(st);
+    }
+}
+
+void fs_stock_start_sweeper(fs_stock_t *st, int interval_ms)
+{
+    uv_timer_start(&st->sweep_timer, fs__on_sweep_tick, (uint64_t)interval_ms, (uint64_t)interval_ms);
+}
+
+/* ---- lifecycle ---- */
+
+fs_stock_t *fs_stock_new(uv_loop_t *loop, fs_redis_t *redis)
+{
+    fs_stock_t *st = fs_xcalloc(1, sizeof *st);
+    st->loop = loop;
+    st->redis = redis;
+    fs__stock_queues_init(st);
+    uv_timer_init(loop, &st->sweep_timer);
+    st->sweep_timer.data = st;
+    return st;
+}
+
+static void fs__on_closed(uv_handle_t *h)
+{
+    fs_stock_t *st = h->data;
+    if (--st->open_handles == 0) {
+        fs__free_sku_list(st);
+        free(st);
+    }
+}
+
+void fs_stock_close(fs_stock_t *st)
+{
+    st->closing = 1;
+    st->open_handles = 2;
+    uv_close((uv_handle_t *)&st->check, fs__on_closed);
+    uv_close((uv_handle_t *)&st->sweep_timer, fs__on_closed);
+}
+
+fs_stock_stats_t fs_stock_stats(const fs_stock_t *st)
+{
+    return st->stats;
+}
+
+fs_redis_t *fs_stock_redis(fs_stock_t *st)
+{
+    return st->redis;
+}
