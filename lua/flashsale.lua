@@ -1,0 +1,967 @@
+#!lua name=flashsale
+--[[
+flashsale: every rule about stock, as one Redis 7.0 Functions library.
+
+The server (flashsale-server) loads this text with FUNCTION LOAD REPLACE and calls the functions
+below with FCALL. docs/redis.md is the contract: key layout, arguments and reply formats. In short:
+
+  fs:launches                  set     every launch id
+  fs:launch:{L}                hash    name state hold_seconds starts_at_ms ends_at_ms created_ms updated_ms
+  fs:launch:{L}:skus           list    SKU ids in the order they were added
+  fs:{L:S}:sku                 hash    launch sku stock total available held sold per_user_limit
+                                       price_cents + copies of state hold_ms starts_at_ms ends_at_ms
+  fs:{L:S}:holds               zset    reservation id -> expires_ms, one member per held reservation
+  fs:{L:S}:users               hash    user -> units held + sold by that user
+  fs:{L:S}:r:<rid>             hash    one reservation
+  fs:{L:S}:i:<n>:<user>:<key>  string  idempotency record  code|rid|qty|expires_ms|created_ms
+  fs:{L:S}:orders              stream  one entry per confirmed order
+
+Invariant kept by every function, for every SKU:
+  available + held + sold == total, none negative;
+  held == sum of qty over the members of holds; sold == sum of qty over the entries of orders;
+  users[u] == qty of u's held and confirmed reservations.
+
+Conventions:
+  * The clock is Redis's TIME (now_ms); the server's clock never decides anything here.
+  * Check, then change: every function reads and checks all it needs before its first write, so a
+    rule outcome or an error never leaves a half-done change behind.
+  * Bad arity, malformed arguments and corrupt data raise an error reply
+    "ERR flashsale <function>: <reason>"; rule outcomes are status strings in the reply.
+  * Integers are read from ARGV as decimal strings and returned as Redis integers.
+]]
+
+local ENDED_TTL_S = 7 * 86400 -- a reservation hash lives this long after it ends
+local IDEM_TTL_S = 86400 -- idempotency records live 24 h
+local MAX_BATCH = 1000 -- most requests per fs_reserve call and holds per fs_expire call
+
+---------------------------------------------------------------------------------------------------
+-- Helpers
+---------------------------------------------------------------------------------------------------
+
+-- Raises an error that guard() turns into "ERR flashsale <function>: <msg>".
+local function fail(msg)
+    error({ fs_msg = msg }, 0)
+end
+
+-- Wraps a function so that our own failures come back as clean error replies, and errors raised by
+-- redis.call (WRONGTYPE, OOM, ...) pass through unchanged.
+local function guard(name, fn)
+    return function(keys, args)
+        local ok, res = pcall(fn, keys, args)
+        if ok then
+            return res
+        end
+        if type(res) == 'table' then
+            if res.fs_msg then
+                return redis.error_reply('ERR flashsale ' .. name .. ': ' .. res.fs_msg)
+            end
+            if res.err then
+                return redis.error_reply(res.err)
+            end
+        end
+        return redis.error_reply('ERR flashsale ' .. name .. ': ' .. tostring(res))
+    end
+end
+
+-- Strict decimal integer (no sign tricks, no hex, no exponent, fits a double exactly).
+local function parse_int(s, what)
+    if type(s) ~= 'string' or #s > 16 or not string.find(s, '^%-?%d+$') then
+        fail('bad integer for ' .. what)
+    end
+    return tonumber(s)
+end
+
+local function parse_nonneg(s, what)
+    local v = parse_int(s, what)
+    if v < 0 then
+        fail(what .. ' must not be negative')
+    end
+    return v
+end
+
+-- Integer read back from data this library wrote; anything else means the data is corrupt.
+-- (Cheaper than parse_int: it runs for every field the rush path reads.)
+local function stored_int(s, what)
+    local v = tonumber(s)
+    if not v or v % 1 ~= 0 then
+        fail('corrupt data: ' .. what)
+    end
+    return v
+end
+
+local function fmt_int(n)
+    return string.format('%d', n)
+end
+
+local function now_ms()
+    local t = redis.call('TIME')
+    return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- RFC 3339 UTC with milliseconds from Unix milliseconds, e.g. 2026-11-27T01:02:03.456Z.
+-- Civil date from a day count: shift the epoch to 0000-03-01 so that leap days fall at the end of
+-- a year, split into 400-year eras (146097 days each), then year-of-era, day-of-year and a month
+-- index counted from March (153 days per 5 months).
+local function rfc3339_ms(ms)
+    local secs = math.floor(ms / 1000)
+    local milli = ms - secs * 1000
+    local days = math.floor(secs / 86400)
+    local sod = secs - days * 86400
+    local z = days + 719468 -- days since 0000-03-01
+    local era = math.floor(z / 146097)
+    local doe = z - era * 146097 -- day of era, 0..146096
+    local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+        - math.floor(doe / 146096)) / 365) -- year of era, 0..399
+    local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100)) -- 0..365
+    local mp = math.floor((5 * doy + 2) / 153) -- month from March, 0..11
+    local day = doy - math.floor((153 * mp + 2) / 5) + 1
+    local month = mp < 10 and mp + 3 or mp - 9
+    local year = yoe + era * 400
+    if month <= 2 then
+        year = year + 1
+    end
+    return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', year, month, day,
+        math.floor(sod / 3600), math.floor(sod / 60) % 60, sod % 60, milli)
+end
+
+-- The state the rules use (docs/redis.md, "Effective launch state").
+local function effective_state(state, starts_at_ms, ends_at_ms, now)
+    if state == 'closed' or (ends_at_ms > 0 and now >= ends_at_ms) then
+        return 'closed'
+    end
+    if state == 'scheduled' and starts_at_ms > 0 and now >= starts_at_ms then
+        return 'open'
+    end
+    return state
+end
+
+local STATES = { scheduled = true, open = true, paused = true, closed = true }
+
+-- "fs:{L:S}:sku" -> "fs:{L:S}", the prefix of every key of that SKU.
+local function sku_prefix(key)
+    local prefix = type(key) == 'string' and string.match(key, '^(fs:{[^{}:]+:[^{}:]+}):sku$')
+    if not prefix then
+        fail('bad SKU key')
+    end
+    return prefix
+end
+
+local function expect_key(got, want, what)
+    if got ~= want then
+        fail('bad key for ' .. what)
+    end
+end
+
+-- "fs:launch:{L}" -> "L"
+local function launch_id_of(key)
+    local id = type(key) == 'string' and string.match(key, '^fs:launch:{([^{}:]+)}$')
+    if not id then
+        fail('bad launch key')
+    end
+    return id
+end
+
+local function sku_key(launch, sku)
+    return 'fs:{' .. launch .. ':' .. sku .. '}:sku'
+end
+
+-- Field lists for read_sku: each caller reads only what it uses (the first must be total).
+local SKU_COUNTERS = { 'total', 'available', 'held', 'sold' }
+local SKU_RESERVE = { 'total', 'available', 'held', 'sold', 'per_user_limit', 'state', 'hold_ms',
+    'starts_at_ms', 'ends_at_ms' }
+local SKU_CONFIRM = { 'total', 'available', 'held', 'sold', 'price_cents', 'launch', 'sku' }
+local SKU_VIEW = { 'total', 'available', 'held', 'sold', 'per_user_limit', 'price_cents' }
+local SKU_STRINGS = { state = true, launch = true, sku = true }
+
+-- Reads the given fields of one SKU hash with a single HMGET and checks the counter invariant.
+-- Returns nil when the SKU does not exist; raises on a partial or inconsistent hash.
+local function read_sku(key, fields)
+    local v = redis.call('HMGET', key, unpack(fields))
+    if not v[1] then
+        for i = 2, #fields do
+            if v[i] then
+                fail('corrupt data: SKU hash without total: ' .. key)
+            end
+        end
+        return nil
+    end
+    local s = {}
+    for i = 1, #fields do
+        local name, x = fields[i], v[i]
+        if not x then
+            fail('corrupt data: SKU hash without ' .. name .. ': ' .. key)
+        end
+        if SKU_STRINGS[name] then
+            s[name] = x
+        else
+            s[name] = stored_int(x, name .. ' of ' .. key)
+        end
+    end
+    if s.state and not STATES[s.state] then
+        fail('corrupt data: state of ' .. key)
+    end
+    if s.total < 0 or s.available < 0 or s.held < 0 or s.sold < 0
+        or s.available + s.held + s.sold ~= s.total then
+        fail('corrupt data: counters of ' .. key)
+    end
+    return s
+end
+
+local R_FIELDS = { 'user', 'qty', 'status', 'created_ms', 'expires_ms', 'order_id', 'confirmed_ms',
+    'payment_ref', 'price_cents', 'stream_id' }
+local R_STATUS = { held = true, confirmed = true, cancelled = true, expired = true }
+
+-- Reads one reservation hash. Returns nil when it does not exist.
+local function read_reservation(key)
+    local v = redis.call('HMGET', key, unpack(R_FIELDS))
+    if not v[1] then
+        if v[2] or v[3] then
+            fail('corrupt data: reservation without user')
+        end
+        return nil
+    end
+    local r = {
+        user = v[1],
+        qty = stored_int(v[2], 'reservation qty'),
+        status = v[3],
+        created_ms = stored_int(v[4], 'reservation created_ms'),
+        expires_ms = stored_int(v[5], 'reservation expires_ms'),
+    }
+    if not R_STATUS[r.status] or r.qty < 1 then
+        fail('corrupt data: reservation ' .. key)
+    end
+    if r.status == 'confirmed' then
+        if not (v[6] and v[8] and v[10]) then
+            fail('corrupt data: confirmed reservation without order')
+        end
+        r.order_id = v[6]
+        r.confirmed_ms = stored_int(v[7], 'reservation confirmed_ms')
+        r.payment_ref = v[8]
+        r.price_cents = stored_int(v[9], 'reservation price_cents')
+        r.stream_id = v[10]
+    end
+    return r
+end
+
+-- Ends one held reservation (cancelled or expired): its units go back from held to available and
+-- off users[user]; it leaves holds; the hash is kept ENDED_TTL_S more. Checks everything first.
+local function end_hold(skey, hkey, ukey, rkey, rid, r, status)
+    local s = read_sku(skey, SKU_COUNTERS)
+    if not s then
+        fail('corrupt data: reservation of a missing SKU')
+    end
+    if not redis.call('ZSCORE', hkey, rid) then
+        fail('corrupt data: held reservation missing from holds')
+    end
+    local used = tonumber(redis.call('HGET', ukey, r.user) or '0')
+    if s.held < r.qty or not used or used < r.qty then
+        fail('corrupt data: counters below a held reservation')
+    end
+    redis.call('ZREM', hkey, rid)
+    redis.call('HSET', skey, 'held', fmt_int(s.held - r.qty), 'available',
+        fmt_int(s.available + r.qty))
+    if used == r.qty then
+        redis.call('HDEL', ukey, r.user)
+    else
+        redis.call('HSET', ukey, r.user, fmt_int(used - r.qty))
+    end
+    redis.call('HSET', rkey, 'status', status)
+    redis.call('EXPIRE', rkey, ENDED_TTL_S)
+end
+
+---------------------------------------------------------------------------------------------------
+-- fs_reserve: decide a batch of reservations for one SKU, in order (the rush path).
+--   KEYS: fs:{L:S}:sku, fs:{L:S}:holds, fs:{L:S}:users, then per request i fs:{L:S}:r:<rid_i>
+--         and, only when has_idem_i is 1, its idempotency key fs:{L:S}:i:...
+--   ARGV: n (1..1000), then per request rid_i, user_i, qty_i (>= 1), has_idem_i (0/1)
+--   Returns n entries {code, rid, qty, expires_ms, created_ms, replayed}; code is ok, sold_out,
+--     limit_exceeded, launch_not_open or not_found; rid/qty/expires_ms/created_ms are ""/0 unless
+--     ok; replayed is 1 when the entry is the stored first answer for the idempotency key.
+--   Invariant: each ok moves qty from available to held, adds one member to holds and qty to
+--     users[user]; checks run per request against the running values, and the counters are
+--     written once at the end of the batch, so no counter goes negative and held == sum(holds).
+---------------------------------------------------------------------------------------------------
+local function fs_reserve(keys, args)
+    local n = parse_int(args[1], 'n')
+    if n < 1 or n > MAX_BATCH or #args ~= 1 + 4 * n then
+        fail('wrong number of arguments')
+    end
+    if #keys < 3 + n then
+        fail('wrong number of keys')
+    end
+    local prefix = sku_prefix(keys[1])
+    expect_key(keys[2], prefix .. ':holds', 'holds')
+    expect_key(keys[3], prefix .. ':users', 'users')
+    local rprefix, iprefix = prefix .. ':r:', prefix .. ':i:'
+
+    -- Parse and check the whole batch before anything is read or written.
+    local reqs, k, rids = {}, 4, {}
+    for i = 1, n do
+        local b = 2 + (i - 1) * 4
+        local q = { rid = args[b], user = args[b + 1], qty = parse_int(args[b + 2], 'qty') }
+        if q.qty < 1 then
+            fail('qty must be at least 1')
+        end
+        q.qty_s = fmt_int(q.qty)
+        if q.rid == '' or string.find(q.rid, '|', 1, true) then
+            fail('bad reservation id')
+        end
+        if rids[q.rid] then
+            fail('duplicate reservation id')
+        end
+        rids[q.rid] = true
+        if q.user == '' then
+            fail('empty user')
+        end
+        expect_key(keys[k], rprefix .. q.rid, 'reservation')
+        q.rkey = keys[k]
+        k = k + 1
+        local has = args[b + 3]
+        if has == '1' then
+            local ikey = keys[k]
+            if type(ikey) ~= 'string' or string.sub(ikey, 1, #iprefix) ~= iprefix then
+                fail('bad key for idempotency record')
+            end
+            q.ikey = ikey
+            k = k + 1
+        elseif has ~= '0' then
+            fail('has_idem must be 0 or 1')
+        end
+        reqs[i] = q
+    end
+    if k - 1 ~= #keys then
+        fail('wrong number of keys')
+    end
+
+    local out = {}
+    local s = read_sku(keys[1], SKU_RESERVE)
+    if not s then
+        for i = 1, n do
+            out[i] = { 'not_found', '', 0, 0, 0, 0 }
+        end
+        return out
+    end
+    local now = now_ms()
+    local open = effective_state(s.state, s.starts_at_ms, s.ends_at_ms, now) == 'open'
+
+    -- Units each shopper of the batch already holds or bought: one HMGET for the batch.
+    local used, user_list = {}, {}
+    if open then
+        for i = 1, n do
+            local u = reqs[i].user
+            if used[u] == nil then
+                used[u] = false
+                user_list[#user_list + 1] = u
+            end
+        end
+        local v = redis.call('HMGET', keys[3], unpack(user_list))
+        for i = 1, #user_list do
+            local x = v[i] and stored_int(v[i], 'users entry') or 0
+            if x < 0 then
+                fail('corrupt data: negative users entry')
+            end
+            used[user_list[i]] = x
+        end
+    end
+
+    -- Earlier answers, all read and checked before the first write: a stored idempotency record,
+    -- or a reservation that already has this id (a batch re-sent after a timeout). Either is
+    -- answered again with replayed = 1 and takes no stock.
+    for i = 1, n do
+        local q = reqs[i]
+        if q.ikey then
+            local rec = redis.call('GET', q.ikey)
+            if rec then
+                local code, rid, qty, exp, created = string.match(rec,
+                    '^([a-z_]+)|([^|]*)|(%d+)|(%d+)|(%d+)$')
+                if not code then
+                    fail('corrupt data: idempotency record')
+                end
+                q.replay = { code, rid, tonumber(qty), tonumber(exp), tonumber(created), 1 }
+            end
+        end
+        if not q.replay then
+            local old = redis.call('HMGET', q.rkey, 'user', 'qty', 'expires_ms', 'created_ms')
+            if old[1] then
+                if old[1] ~= q.user then
+                    fail('reservation id in use by another user')
+                end
+                q.replay = { 'ok', q.rid, stored_int(old[2], 'reservation qty'),
+                    stored_int(old[3], 'reservation expires_ms'),
+                    stored_int(old[4], 'reservation created_ms'), 1 }
+            end
+        end
+    end
+
+    local available, held = s.available, s.held
+    local expires = now + s.hold_ms
+    local now_s, expires_s = fmt_int(now), fmt_int(expires)
+    local changed_users, zadd = {}, {}
+    local written = {} -- idempotency key -> the answer stored by an earlier request of this batch
+    for i = 1, n do
+        local q = reqs[i]
+        local first = q.ikey and written[q.ikey]
+        if first then
+            out[i] = { first[1], first[2], first[3], first[4], first[5], 1 }
+        elseif q.replay then
+            out[i] = q.replay
+        else
+            local code
+            if not open then
+                code = 'launch_not_open'
+            elseif used[q.user] + q.qty > s.per_user_limit then
+                code = 'limit_exceeded'
+            elseif available < q.qty then
+                code = 'sold_out'
+            else
+                code = 'ok'
+            end
+            if code == 'ok' then
+                available = available - q.qty
+                held = held + q.qty
+                used[q.user] = used[q.user] + q.qty
+                changed_users[q.user] = true
+                zadd[#zadd + 1] = expires_s
+                zadd[#zadd + 1] = q.rid
+                redis.call('HSET', q.rkey, 'user', q.user, 'qty', q.qty_s, 'status', 'held',
+                    'created_ms', now_s, 'expires_ms', expires_s)
+                out[i] = { 'ok', q.rid, q.qty, expires, now, 0 }
+            else
+                out[i] = { code, '', 0, 0, 0, 0 }
+            end
+            -- launch_not_open is not stored: a retry after the launch opens is a new attempt.
+            if q.ikey and code ~= 'launch_not_open' then
+                local rec = code .. '||0|0|0'
+                if code == 'ok' then
+                    rec = 'ok|' .. q.rid .. '|' .. q.qty_s .. '|' .. expires_s .. '|' .. now_s
+                end
+                redis.call('SET', q.ikey, rec, 'EX', IDEM_TTL_S)
+                written[q.ikey] = out[i]
+            end
+        end
+    end
+
+    if #zadd > 0 then
+        redis.call('HSET', keys[1], 'available', fmt_int(available), 'held', fmt_int(held))
+        redis.call('ZADD', keys[2], unpack(zadd))
+        local hset = {}
+        for u in pairs(changed_users) do
+            hset[#hset + 1] = u
+            hset[#hset + 1] = fmt_int(used[u])
+        end
+        redis.call('HSET', keys[3], unpack(hset))
+    end
+    return out
+end
+
+---------------------------------------------------------------------------------------------------
+-- fs_confirm: turn a hold into an order.
+--   KEYS: fs:{L:S}:sku, fs:{L:S}:holds, fs:{L:S}:users, fs:{L:S}:r:<rid>, fs:{L:S}:orders
+--   ARGV: rid, user, order_id (used only if this call confirms), payment_ref (may be empty)
+--   Returns {code, order_id, qty, confirmed_ms, price_cents, payment_ref, stream_id}; code is
+--     confirmed (a repeat returns the first order unchanged), not_found, reservation_expired or
+--     reservation_cancelled; the other fields are ""/0 unless confirmed.
+--   Invariant: a confirm moves qty from held to sold, removes the hold and appends exactly one
+--     order entry in the same call (sold == sum of qty in orders). A hold past expires_ms is
+--     expired here, exactly as the sweeper would, and never confirmed.
+---------------------------------------------------------------------------------------------------
+local function fs_confirm(keys, args)
+    if #keys ~= 5 or #args ~= 4 then
+        fail('wrong number of arguments')
+    end
+    local prefix = sku_prefix(keys[1])
+    local rid, user, order_id, payment_ref = args[1], args[2], args[3], args[4]
+    expect_key(keys[2], prefix .. ':holds', 'holds')
+    expect_key(keys[3], prefix .. ':users', 'users')
+    expect_key(keys[4], prefix .. ':r:' .. rid, 'reservation')
+    expect_key(keys[5], prefix .. ':orders', 'orders')
+    if order_id == '' then
+        fail('empty order_id')
+    end
+
+    local function answer(code)
+        return { code, '', 0, 0, 0, '', '' }
+    end
+    local r = read_reservation(keys[4])
+    if not r or r.user ~= user then
+        return answer('not_found')
+    end
+    if r.status == 'confirmed' then
+        return { 'confirmed', r.order_id, r.qty, r.confirmed_ms, r.price_cents, r.payment_ref,
+            r.stream_id }
+    elseif r.status == 'cancelled' then
+        return answer('reservation_cancelled')
+    elseif r.status == 'expired' then
+        return answer('reservation_expired')
+    end
+
+    local now = now_ms()
+    if now >= r.expires_ms then
+        end_hold(keys[1], keys[2], keys[3], keys[4], rid, r, 'expired')
+        return answer('reservation_expired')
+    end
+
+    local s = read_sku(keys[1], SKU_CONFIRM)
+    if not s then
+        fail('corrupt data: reservation of a missing SKU')
+    end
+    if s.held < r.qty or not redis.call('ZSCORE', keys[2], rid) then
+        fail('corrupt data: held reservation not counted in held/holds')
+    end
+    local qty, price = fmt_int(r.qty), fmt_int(s.price_cents)
+    redis.call('ZREM', keys[2], rid)
+    redis.call('HSET', keys[1], 'held', fmt_int(s.held - r.qty), 'sold', fmt_int(s.sold + r.qty))
+    local stream_id = redis.call('XADD', keys[5], '*', 'order_id', order_id, 'reservation_id', rid,
+        'launch', s.launch, 'sku', s.sku, 'user_id', user, 'qty', qty, 'price_cents', price,
+        'payment_ref', payment_ref, 'confirmed_at', rfc3339_ms(now))
+    redis.call('HSET', keys[4], 'status', 'confirmed', 'order_id', order_id, 'confirmed_ms',
+        fmt_int(now), 'payment_ref', payment_ref, 'price_cents', price, 'stream_id', stream_id)
+    redis.call('EXPIRE', keys[4], ENDED_TTL_S)
+    return { 'confirmed', order_id, r.qty, now, s.price_cents, payment_ref, stream_id }
+end
+
+---------------------------------------------------------------------------------------------------
+-- fs_cancel: give a hold back.
+--   KEYS: fs:{L:S}:sku, fs:{L:S}:holds, fs:{L:S}:users, fs:{L:S}:r:<rid>
+--   ARGV: rid, user
+--   Returns {code}: cancelled (also when it already was), not_found, reservation_confirmed,
+--     reservation_expired (also for a hold past expires_ms, which this call expires).
+--   Invariant: qty moves from held back to available and off users[user]; the hold leaves holds.
+---------------------------------------------------------------------------------------------------
+local function fs_cancel(keys, args)
+    if #keys ~= 4 or #args ~= 2 then
+        fail('wrong number of arguments')
+    end
+    local prefix = sku_prefix(keys[1])
+    local rid, user = args[1], args[2]
+    expect_key(keys[2], prefix .. ':holds', 'holds')
+    expect_key(keys[3], prefix .. ':users', 'users')
+    expect_key(keys[4], prefix .. ':r:' .. rid, 'reservation')
+
+    local r = read_reservation(keys[4])
+    if not r or r.user ~= user then
+        return { 'not_found' }
+    end
+    if r.status == 'cancelled' then
+        return { 'cancelled' }
+    elseif r.status == 'confirmed' then
+        return { 'reservation_confirmed' }
+    elseif r.status == 'expired' then
+        return { 'reservation_expired' }
+    end
+    if now_ms() >= r.expires_ms then
+        end_hold(keys[1], keys[2], keys[3], keys[4], rid, r, 'expired')
+        return { 'reservation_expired' }
+    end
+    end_hold(keys[1], keys[2], keys[3], keys[4], rid, r, 'cancelled')
+    return { 'cancelled' }
+end
+
+---------------------------------------------------------------------------------------------------
+-- fs_get_reservation (read-only).
+--   KEYS: fs:{L:S}:r:<rid>   ARGV: user
+--   Returns {code, qty, status, created_ms, expires_ms, order_id, confirmed_ms, payment_ref};
+--     code is ok or not_found (also for another user's reservation; then the rest is ""/0).
+--     status reads expired for a hold past expires_ms that the sweeper has not reached yet.
+--   Invariant: changes nothing.
+---------------------------------------------------------------------------------------------------
+local function fs_get_reservation(keys, args)
+    if #keys ~= 1 or #args ~= 1 then
+        fail('wrong number of arguments')
+    end
+    local r = read_reservation(keys[1])
+    if not r or r.user ~= args[1] then
+        return { 'not_found', 0, '', 0, 0, '', 0, '' }
+    end
+    local status = r.status
+    if status == 'held' and now_ms() >= r.expires_ms then
+        status = 'expired'
+    end
+    return { 'ok', r.qty, status, r.created_ms, r.expires_ms, r.order_id or '',
+        r.confirmed_ms or 0, r.payment_ref or '' }
+end
+
+---------------------------------------------------------------------------------------------------
+-- fs_expire: the sweeper.
+--   KEYS: fs:{L:S}:sku, fs:{L:S}:holds, fs:{L:S}:users   ARGV: max (1..1000)
+--   Returns the number of holds expired (integer), at most max, those with expires_ms <= now_ms.
+--   Invariant: each expired hold leaves holds in the same call that returns its qty from held to
+--     available and takes it off users[user], so concurrent sweepers return a unit exactly once.
+---------------------------------------------------------------------------------------------------
+local function fs_expire(keys, args)
+    if #keys ~= 3 or #args ~= 1 then
+        fail('wrong number of arguments')
+    end
+    local max = parse_int(args[1], 'max')
+    if max < 1 or max > MAX_BATCH then
+        fail('max must be 1..1000')
+    end
+    local prefix = sku_prefix(keys[1])
+    expect_key(keys[2], prefix .. ':holds', 'holds')
+    expect_key(keys[3], prefix .. ':users', 'users')
+
+    local now = now_ms()
+    local due = redis.call('ZRANGEBYSCORE', keys[2], '-inf', fmt_int(now), 'LIMIT', 0, max)
+    if #due == 0 then
+        return 0
+    end
+    local s = read_sku(keys[1], SKU_COUNTERS)
+    if not s then
+        fail('corrupt data: holds of a missing SKU')
+    end
+
+    -- Read and check every due hold before changing anything.
+    local rprefix = prefix .. ':r:'
+    local total, per_user, user_list = 0, {}, {}
+    for i = 1, #due do
+        local r = read_reservation(rprefix .. due[i])
+        if not r or r.status ~= 'held' then
+            fail('corrupt data: member of holds is not a held reservation')
+        end
+        total = total + r.qty
+        if not per_user[r.user] then
+            per_user[r.user] = 0
+            user_list[#user_list + 1] = r.user
+        end
+        per_user[r.user] = per_user[r.user] + r.qty
+    end
+    if s.held < total then
+        fail('corrupt data: held below the sum of holds')
+    end
+    local v = redis.call('HMGET', keys[3], unpack(user_list))
+    local hset, hdel = {}, {}
+    for i = 1, #user_list do
+        local u = user_list[i]
+        local left = (v[i] and stored_int(v[i], 'users entry') or 0) - per_user[u]
+        if left < 0 then
+            fail('corrupt data: users entry below its holds')
+        elseif left == 0 then
+            hdel[#hdel + 1] = u
+        else
+            hset[#hset + 1] = u
+            hset[#hset + 1] = fmt_int(left)
+        end
+    end
+
+    redis.call('ZREM', keys[2], unpack(due))
+    redis.call('HSET', keys[1], 'held', fmt_int(s.held - total), 'available',
+        fmt_int(s.available + total))
+    if #hdel > 0 then
+        redis.call('HDEL', keys[3], unpack(hdel))
+    end
+    if #hset > 0 then
+        redis.call('HSET', keys[3], unpack(hset))
+    end
+    for i = 1, #due do
+        local rkey = rprefix .. due[i]
+        redis.call('HSET', rkey, 'status', 'expired')
+        redis.call('EXPIRE', rkey, ENDED_TTL_S)
+    end
+    return #due
+end
+
+---------------------------------------------------------------------------------------------------
+-- fs_restock: add units (delta > 0) or remove available units (delta < 0).
+--   KEYS: fs:{L:S}:sku   ARGV: delta (non-zero integer)
+--   Returns {code, total, available, held, sold}; code is ok, not_found (counters 0) or
+--     insufficient_available (delta < 0 and available < -delta; nothing changes; the current
+--     counters are returned).
+--   Invariant: total and available move together; held and sold are untouched; none negative.
+---------------------------------------------------------------------------------------------------
+local function fs_restock(keys, args)
+    if #keys ~= 1 or #args ~= 1 then
+        fail('wrong number of arguments')
+    end
+    sku_prefix(keys[1])
+    local delta = parse_int(args[1], 'delta')
+    if delta == 0 then
+        fail('delta must not be 0')
+    end
+    local s = read_sku(keys[1], SKU_COUNTERS)
+    if not s then
+        return { 'not_found', 0, 0, 0, 0 }
+    end
+    if delta < 0 and s.available < -delta then
+        return { 'insufficient_available', s.total, s.available, s.held, s.sold }
+    end
+    local total, available = s.total + delta, s.available + delta
+    redis.call('HSET', keys[1], 'total', fmt_int(total), 'available', fmt_int(available))
+    return { 'ok', total, available, s.held, s.sold }
+end
+
+---------------------------------------------------------------------------------------------------
+-- Launch-wide helpers
+---------------------------------------------------------------------------------------------------
+
+local L_FIELDS = { 'name', 'state', 'hold_seconds', 'starts_at_ms', 'ends_at_ms' }
+
+local function read_launch(key)
+    local v = redis.call('HMGET', key, unpack(L_FIELDS))
+    if not v[1] and not v[2] then
+        return nil
+    end
+    if not v[1] or not STATES[v[2]] then
+        fail('corrupt data: launch hash ' .. key)
+    end
+    return {
+        name = v[1],
+        state = v[2],
+        hold_seconds = stored_int(v[3], 'hold_seconds'),
+        starts_at_ms = stored_int(v[4], 'starts_at_ms'),
+        ends_at_ms = stored_int(v[5], 'ends_at_ms'),
+    }
+end
+
+-- The reply of fs_launch_get (and the tail of fs_launch_put/fs_launch_state):
+-- {"ok", created, launch, name, state, hold_seconds, starts_at_ms, ends_at_ms, now_ms, n,
+--  then n groups of sku, total, available, held, sold, per_user_limit, price_cents}.
+local function launch_view(launch, l, skus, created, now)
+    local out = { 'ok', created, launch, l.name,
+        effective_state(l.state, l.starts_at_ms, l.ends_at_ms, now), l.hold_seconds,
+        l.starts_at_ms, l.ends_at_ms, now, #skus }
+    for i = 1, #skus do
+        local s = read_sku(sku_key(launch, skus[i]), SKU_VIEW)
+        if not s then
+            fail('corrupt data: listed SKU without hash: ' .. skus[i])
+        end
+        local o = #out
+        out[o + 1], out[o + 2], out[o + 3], out[o + 4] = skus[i], s.total, s.available, s.held
+        out[o + 5], out[o + 6], out[o + 7] = s.sold, s.per_user_limit, s.price_cents
+    end
+    return out
+end
+
+local function check_launch_keys(keys, with_set)
+    local launch = launch_id_of(keys[1])
+    expect_key(keys[2], 'fs:launch:{' .. launch .. '}:skus', 'skus')
+    if with_set then
+        expect_key(keys[3], 'fs:launches', 'launches')
+    end
+    return launch
+end
+
+---------------------------------------------------------------------------------------------------
+-- fs_launch_put: create or update a launch.
+--   KEYS: fs:launch:{L}, fs:launch:{L}:skus, fs:launches
+--   ARGV: launch, name, hold_seconds, starts_at_ms, ends_at_ms (0 = not set), n,
+--         then per SKU sku, stock, per_user_limit, price_cents
+--   Returns {"ok", created (1/0), <launch as fs_launch_get returns it from its third element>}
+--     or {"use_restock", sku} when an existing SKU is given a stock other than the one it was
+--     created with (then nothing changes). A SKU listed twice in one call is an error.
+--   Invariant: a new SKU starts with total = available = stock, held = sold = 0; existing
+--     counters are never touched here (restock does that). The launch's state, hold_ms,
+--     starts_at_ms and ends_at_ms are mirrored into every SKU hash of the launch.
+---------------------------------------------------------------------------------------------------
+local function fs_launch_put(keys, args)
+    if #keys ~= 3 or #args < 6 then
+        fail('wrong number of arguments')
+    end
+    local launch = check_launch_keys(keys, true)
+    if args[1] ~= launch then
+        fail('launch id does not match its key')
+    end
+    local name = args[2]
+    local hold_seconds = parse_int(args[3], 'hold_seconds')
+    if hold_seconds < 1 then
+        fail('hold_seconds must be at least 1')
+    end
+    local starts_at_ms = parse_nonneg(args[4], 'starts_at_ms')
+    local ends_at_ms = parse_nonneg(args[5], 'ends_at_ms')
+    local n = parse_nonneg(args[6], 'n')
+    if #args ~= 6 + 4 * n then
+        fail('wrong number of arguments')
+    end
+
+    -- Everything is read and checked before the first write.
+    local listed = {}
+    local skus = redis.call('LRANGE', keys[2], 0, -1)
+    for i = 1, #skus do
+        listed[skus[i]] = true
+    end
+    local given, seen = {}, {}
+    for i = 1, n do
+        local b = 7 + (i - 1) * 4
+        local g = {
+            sku = args[b],
+            stock = parse_nonneg(args[b + 1], 'stock'),
+            per_user_limit = parse_nonneg(args[b + 2], 'per_user_limit'),
+            price_cents = parse_nonneg(args[b + 3], 'price_cents'),
+        }
+        if g.sku == '' or string.find(g.sku, '[:{}]') then
+            fail('bad sku id')
+        end
+        if seen[g.sku] then
+            fail('duplicate sku ' .. g.sku)
+        end
+        seen[g.sku] = true
+        g.key = sku_key(launch, g.sku)
+        local stock = redis.call('HGET', g.key, 'stock')
+        if stock then
+            if not listed[g.sku] then
+                fail('corrupt data: SKU hash not listed in its launch: ' .. g.sku)
+            end
+            if stored_int(stock, 'stock') ~= g.stock then
+                return { 'use_restock', g.sku }
+            end
+            g.exists = true
+        elseif listed[g.sku] then
+            fail('corrupt data: listed SKU without hash: ' .. g.sku)
+        end
+        given[i] = g
+    end
+
+    local now = now_ms()
+    local l = read_launch(keys[1])
+    local created = 0
+    if l then
+        l.name, l.hold_seconds, l.starts_at_ms, l.ends_at_ms = name, hold_seconds, starts_at_ms,
+            ends_at_ms
+        redis.call('HSET', keys[1], 'name', name, 'hold_seconds', fmt_int(hold_seconds),
+            'starts_at_ms', fmt_int(starts_at_ms), 'ends_at_ms', fmt_int(ends_at_ms),
+            'updated_ms', fmt_int(now))
+    else
+        created = 1
+        l = { name = name, state = 'scheduled', hold_seconds = hold_seconds,
+            starts_at_ms = starts_at_ms, ends_at_ms = ends_at_ms }
+        redis.call('HSET', keys[1], 'name', name, 'state', 'scheduled', 'hold_seconds',
+            fmt_int(hold_seconds), 'starts_at_ms', fmt_int(starts_at_ms), 'ends_at_ms',
+            fmt_int(ends_at_ms), 'created_ms', fmt_int(now), 'updated_ms', fmt_int(now))
+        redis.call('SADD', keys[3], launch)
+    end
+
+    local copies = { 'state', l.state, 'hold_ms', fmt_int(hold_seconds * 1000), 'starts_at_ms',
+        fmt_int(starts_at_ms), 'ends_at_ms', fmt_int(ends_at_ms) }
+    for i = 1, n do
+        local g = given[i]
+        if g.exists then
+            redis.call('HSET', g.key, 'per_user_limit', fmt_int(g.per_user_limit), 'price_cents',
+                fmt_int(g.price_cents))
+        else
+            local stock = fmt_int(g.stock)
+            redis.call('HSET', g.key, 'launch', launch, 'sku', g.sku, 'stock', stock, 'total', stock,
+                'available', stock, 'held', '0', 'sold', '0', 'per_user_limit',
+                fmt_int(g.per_user_limit), 'price_cents', fmt_int(g.price_cents), unpack(copies))
+            redis.call('RPUSH', keys[2], g.sku)
+            skus[#skus + 1] = g.sku
+        end
+    end
+    for i = 1, #skus do
+        redis.call('HSET', sku_key(launch, skus[i]), unpack(copies))
+    end
+    return launch_view(launch, l, skus, created, now)
+end
+
+---------------------------------------------------------------------------------------------------
+-- fs_launch_state: operator state change.
+--   KEYS: fs:launch:{L}, fs:launch:{L}:skus   ARGV: action (open, pause or close)
+--   Returns {"ok", 0, <launch as fs_launch_get>}, {"not_found"} or
+--     {"invalid_transition", effective_state}.
+--   Transitions on the effective state: open from scheduled/paused/open; pause from
+--     open/paused; close from scheduled/open/paused.
+--   Invariant: the new state is mirrored into every SKU hash of the launch in the same call.
+---------------------------------------------------------------------------------------------------
+local ACTIONS = {
+    open = { to = 'open', from = { scheduled = true, paused = true, open = true } },
+    pause = { to = 'paused', from = { open = true, paused = true } },
+    close = { to = 'closed', from = { scheduled = true, open = true, paused = true } },
+}
+
+local function fs_launch_state(keys, args)
+    if #keys ~= 2 or #args ~= 1 then
+        fail('wrong number of arguments')
+    end
+    local launch = check_launch_keys(keys, false)
+    local action = ACTIONS[args[1]]
+    if not action then
+        fail('unknown action')
+    end
+    local l = read_launch(keys[1])
+    if not l then
+        return { 'not_found' }
+    end
+    local now = now_ms()
+    local eff = effective_state(l.state, l.starts_at_ms, l.ends_at_ms, now)
+    if not action.from[eff] then
+        return { 'invalid_transition', eff }
+    end
+    local skus = redis.call('LRANGE', keys[2], 0, -1)
+    for i = 1, #skus do
+        if redis.call('EXISTS', sku_key(launch, skus[i])) == 0 then
+            fail('corrupt data: listed SKU without hash: ' .. skus[i])
+        end
+    end
+    l.state = action.to
+    redis.call('HSET', keys[1], 'state', l.state, 'updated_ms', fmt_int(now))
+    for i = 1, #skus do
+        redis.call('HSET', sku_key(launch, skus[i]), 'state', l.state)
+    end
+    return launch_view(launch, l, skus, 0, now)
+end
+
+---------------------------------------------------------------------------------------------------
+-- fs_launch_get (read-only).
+--   KEYS: fs:launch:{L}, fs:launch:{L}:skus   ARGV: none
+--   Returns {"not_found"} or {"ok", 0, launch, name, state (effective), hold_seconds,
+--     starts_at_ms, ends_at_ms, now_ms, n, then n groups of sku, total, available, held, sold,
+--     per_user_limit, price_cents}.
+--   Invariant: changes nothing.
+---------------------------------------------------------------------------------------------------
+local function fs_launch_get(keys, args)
+    if #keys ~= 2 or #args ~= 0 then
+        fail('wrong number of arguments')
+    end
+    local launch = check_launch_keys(keys, false)
+    local l = read_launch(keys[1])
+    if not l then
+        return { 'not_found' }
+    end
+    return launch_view(launch, l, redis.call('LRANGE', keys[2], 0, -1), 0, now_ms())
+end
+
+---------------------------------------------------------------------------------------------------
+-- fs_sku_list (read-only): what the sweeper sweeps.
+--   KEYS: fs:launches   ARGV: none
+--   Returns a flat array L1, S1, L2, S2, ... of every SKU of every launch (launches sorted by id,
+--     SKUs in the order they were added).
+--   Invariant: changes nothing.
+---------------------------------------------------------------------------------------------------
+local function fs_sku_list(keys, args)
+    if #keys ~= 1 or #args ~= 0 then
+        fail('wrong number of arguments')
+    end
+    expect_key(keys[1], 'fs:launches', 'launches')
+    local launches = redis.call('SMEMBERS', keys[1])
+    table.sort(launches)
+    local out = {}
+    for i = 1, #launches do
+        local skus = redis.call('LRANGE', 'fs:launch:{' .. launches[i] .. '}:skus', 0, -1)
+        for j = 1, #skus do
+            out[#out + 1] = launches[i]
+            out[#out + 1] = skus[j]
+        end
+    end
+    return out
+end
+
+---------------------------------------------------------------------------------------------------
+-- Registration
+---------------------------------------------------------------------------------------------------
+
+local function register(name, fn, read_only)
+    local spec = { function_name = name, callback = guard(name, fn) }
+    if read_only then
+        spec.flags = { 'no-writes' }
+    end
+    redis.register_function(spec)
+end
+
+register('fs_reserve', fs_reserve)
+register('fs_confirm', fs_confirm)
+register('fs_cancel', fs_cancel)
+register('fs_get_reservation', fs_get_reservation, true)
+register('fs_expire', fs_expire)
+register('fs_restock', fs_restock)
+register('fs_launch_put', fs_launch_put)
+register('fs_launch_state', fs_launch_state)
+register('fs_launch_get', fs_launch_get, true)
+register('fs_sku_list', fs_sku_list, true)
