@@ -11,6 +11,41 @@
 
 _Static_assert(sizeof(jsmntok_t) >= sizeof(fs_json_tok_t), "token layout");
 
+/* 1 if [s, e) is true, false, null or a JSON number. */
+static int fs__primitive_valid(const char *s, const char *e)
+{
+    size_t n = (size_t)(e - s);
+    if ((n == 4 && (!memcmp(s, "true", 4) || !memcmp(s, "null", 4))) || (n == 5 && !memcmp(s, "false", 5)))
+        return 1;
+    const char *p = s;
+    if (p < e && *p == '-') p++;
+    if (p >= e) return 0;
+    if (*p == '0') p++;
+    else if (*p >= '1' && *p <= '9') while (p < e && *p >= '0' && *p <= '9') p++;
+    else return 0;
+    if (p < e && *p == '.') {
+        if (++p >= e || *p < '0' || *p > '9') return 0;
+        while (p < e && *p >= '0' && *p <= '9') p++;
+    }
+    if (p < e && (*p == 'e' || *p == 'E')) {
+        if (++p < e && (*p == '+' || *p == '-')) p++;
+        if (p >= e || *p < '0' || *p > '9') return 0;
+        while (p < e && *p >= '0' && *p <= '9') p++;
+    }
+    return p == e;
+}
+
+/* jsmn is lenient: it accepts keys without values and misspelt literals. Check both. */
+static int fs__valid(const fs_json_doc_t *d)
+{
+    for (int i = 0; i < d->n; i++) {
+        const fs_json_tok_t *t = &d->tok[i];
+        if (t->type == FS_JSON_PRIMITIVE && !fs__primitive_valid(d->js + t->start, d->js + t->end))
+            return 0;
+    }
+    return 1;
+}
+
 int fs_json_parse(fs_json_doc_t *d, const char *js, size_t len)
 {
     jsmn_parser p;
@@ -25,12 +60,22 @@ int fs_json_parse(fs_json_doc_t *d, const char *js, size_t len)
     d->len = len;
     d->n = n;
     for (int i = 0; i < n; i++) {
-        d->tok[i].type = (int)toks[i].type;
+        switch (toks[i].type) {
+        case JSMN_OBJECT: d->tok[i].type = FS_JSON_OBJECT; break;
+        case JSMN_ARRAY: d->tok[i].type = FS_JSON_ARRAY; break;
+        case JSMN_STRING: d->tok[i].type = FS_JSON_STRING; break;
+        case JSMN_PRIMITIVE: d->tok[i].type = FS_JSON_PRIMITIVE; break;
+        default: return FS_EINVAL;
+        }
+        /* Every key of an object must have exactly one value. */
+        if (toks[i].type == JSMN_STRING && toks[i].parent >= 0 &&
+            toks[toks[i].parent].type == JSMN_OBJECT && toks[i].size != 1)
+            return FS_EINVAL;
         d->tok[i].start = toks[i].start;
         d->tok[i].end = toks[i].end;
         d->tok[i].size = toks[i].size;
     }
-    return FS_OK;
+    return fs__valid(d) ? FS_OK : FS_EINVAL;
 }
 
 /* Index just past the subtree rooted at token i. */

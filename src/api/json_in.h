@@ -13,8 +13,7 @@ typedef struct {
     int start, end, size;
 } fs_json_tok_t;
 
-enum { FS_JSON_UNDEFINED = 0, FS_JSON_OBJECT = 1, FS_JSON_ARRAY = 2, FS_JSON_STRING = 4,
-       FS_JSON_PRIMITIVE = 8 };
+enum { FS_JSON_UNDEFINED = 0, FS_JSON_OBJECT, FS_JSON_ARRAY, FS_JSON_STRING, FS_JSON_PRIMITIVE };
 
 typedef struct {
     const char *js;

@@ -1,0 +1,45 @@
+/* Unit tests for src/common/buf.c: growth and JSON writing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "common/buf.h"
+
+static void test_growth(void **state)
+{
+    fs_buf_t b;
+    fs_buf_init(&b);
+    for (int i = 0; i < 10000; i++) fs_buf_putc(&b, (char)('a' + i % 26));
+    assert_int_equal(b.len, 10000);
+    assert_int_equal(b.data[b.len], 0);
+    fs_buf_consume(&b, 9998);
+    assert_string_equal(b.data, "op");
+    fs_buf_printf(&b, "-%d-", 42);
+    fs_buf_i64(&b, -9000000000LL);
+    assert_string_equal(b.data, "op-42--9000000000");
+    fs_buf_free(&b);
+}
+
+static void test_json(void **state)
+{
+    fs_buf_t b;
+    fs_buf_init(&b);
+    int first = 1;
+    fs_buf_putc(&b, '{');
+    fs_json_kv_cstr(&b, &first, "s", "a\"b\\c\n\x01\xe5\xbc\xa0");
+    fs_json_kv_i64(&b, &first, "n", -5);
+    fs_json_kv_time(&b, &first, "t", 0, 1);
+    fs_json_kv_time(&b, &first, "u", 1795743301025LL, 1);
+    fs_buf_putc(&b, '}');
+    assert_string_equal(b.data, "{\"s\":\"a\\\"b\\\\c\\u000a\\u0001\xe5\xbc\xa0\",\"n\":-5,\"t\":null,"
+                                "\"u\":\"2026-11-27T01:35:01.025Z\"}");
+    fs_buf_free(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_growth), cmocka_unit_test(test_json)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
