@@ -13,7 +13,9 @@ RedisServer(appendonly=False)
     .client()   a new Redis connected to it
     .stop()     SIGTERM, SIGKILL after 5 s      .kill()  SIGKILL
     .restart()  stop, then start on the same port and directory (AOF data survives)
-    Every server still running at interpreter exit is stopped, and its directory removed.
+    Every server still running at interpreter exit is stopped, and its directory removed; on Linux
+    the child also gets SIGKILL if the thread that started it dies (PR_SET_PDEATHSIG), so a test
+    killed by a watchdog leaks no redis-server either.
 
 Redis(host, port, timeout=10.0)
     .call(*args)  one command; bulk strings come back as str (None for nil), integers as int,
@@ -23,6 +25,7 @@ Redis(host, port, timeout=10.0)
 """
 
 import atexit
+import ctypes
 import os
 import shutil
 import signal
@@ -134,6 +137,14 @@ class Redis:
 _live = set()
 
 
+def _die_with_parent():
+    """In the child before exec: ask Linux to SIGKILL it when its parent goes away."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 def _stop_all():
     for srv in list(_live):
         try:
@@ -169,7 +180,7 @@ class RedisServer:
                "--appendonly", "yes" if self.appendonly else "no", "--dir", self.dir,
                "--daemonize", "no"]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         _live.add(self)
 
     def _wait_ready(self, deadline_s=10.0):
