@@ -302,9 +302,10 @@ static int fs__query_param(fs_str_t q, const char *name, char *out, size_t cap, 
     return 0;
 }
 
+/* Reads and checks the request (user, payment_ref) before the id: bad input is 400 even when the
+ * id is unknown too. */
 static void fs__reservation_call(fs_api_ctx_t *c, int route)
 {
-    if (fs__rid_param(c)) return;
     fs_stock_t *st = c->api->stock;
     if (route == FS_ROUTE_GET_RESERVATION) {
         if (!fs__query_param(c->req->query, "user_id", c->user, sizeof c->user, &c->user_len) ||
@@ -313,12 +314,14 @@ static void fs__reservation_call(fs_api_ctx_t *c, int route)
                          "query parameter user_id is required: 1 to 128 bytes without control characters");
             return;
         }
+        if (fs__rid_param(c)) return;
         fs_stock_get_reservation(st, c->launch, c->sku, c->rid, c->user, c->user_len, fs__on_got, c);
         return;
     }
     fs_json_doc_t d;
     if (fs__parse_body(c, &d) || fs__body_user(c, &d)) return;
     if (route == FS_ROUTE_CANCEL) {
+        if (fs__rid_param(c)) return;
         fs_stock_cancel(st, c->launch, c->sku, c->rid, c->user, c->user_len, fs__on_cancelled, c);
         return;
     }
@@ -333,6 +336,7 @@ static void fs__reservation_call(fs_api_ctx_t *c, int route)
             return;
         }
     }
+    if (fs__rid_param(c)) return;
     fs_stock_confirm(st, c->launch, c->sku, c->rid, c->user, c->user_len, c->payment_ref,
                      c->payment_ref_len, fs__on_confirmed, c);
 }

@@ -28,7 +28,7 @@ static const fs__setting_t fs__settings[] = {
     {"server", "log_level", "FLASHSALE_LOG_LEVEL", FS__LEVEL, FS__OFF(log_level), 0, 0},
     {"server", "idle_timeout_ms", "FLASHSALE_IDLE_TIMEOUT_MS", FS__INT, FS__OFF(idle_timeout_ms), 50, 3600000},
     {"server", "shutdown_timeout_ms", "FLASHSALE_SHUTDOWN_TIMEOUT_MS", FS__INT, FS__OFF(shutdown_timeout_ms), 0, 600000},
-    {"server", "sweep_interval_ms", "FLASHSALE_SWEEP_INTERVAL_MS", FS__INT, FS__OFF(sweep_interval_ms), 10, 60000},
+    {"server", "sweep_interval_ms", "FLASHSALE_SWEEP_INTERVAL_MS", FS__INT, FS__OFF(sweep_interval_ms), 10, 3600000},
     {"redis", "url", "FLASHSALE_REDIS", FS__STR, FS__OFF(redis_url), 0, 0},
     {"redis", "timeout_ms", "FLASHSALE_REDIS_TIMEOUT_MS", FS__INT, FS__OFF(redis_timeout_ms), 10, 600000},
     {"auth", "api_keys", "FLASHSALE_API_KEYS", FS__STR, FS__OFF(api_keys), 0, 0},

@@ -52,6 +52,7 @@ typedef struct {
     int reuseport;        /* set SO_REUSEPORT before binding (several loops, one port) */
     fs_http_on_request on_request;
     void *user;
+    _Atomic uint64_t *open_gauge; /* optional: kept equal to the number of open connections */
 } fs_http_server_opts_t;
 
 /* Binds and listens. On failure returns a negative code and writes a message into err (for

@@ -12,6 +12,7 @@
 #include "flashsale/error.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <llhttp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -474,6 +475,7 @@ static void fs__conn_close(fs_http_conn_t *c)
     else s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     s->nconns--;
+    if (s->o.open_gauge) atomic_fetch_sub_explicit(s->o.open_gauge, 1, memory_order_relaxed);
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, fs__on_handle_closed);
     uv_close((uv_handle_t *)&c->tcp, fs__on_handle_closed);
@@ -497,6 +499,7 @@ static void fs__on_connection(uv_stream_t *ls, int status)
     s->conns = c;
     s->nconns++;
     s->nalive++;
+    if (s->o.open_gauge) atomic_fetch_add_explicit(s->o.open_gauge, 1, memory_order_relaxed);
     if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0) {
         fs__conn_close(c);
         return;

@@ -139,7 +139,8 @@ static int fs__worker_init(fs__worker_t *w, int index, const char *host, int por
                                 .idle_timeout_ms = fs__cfg.idle_timeout_ms,
                                 .max_header_bytes = 16384, .max_body_bytes = 16384,
                                 .reuseport = fs__cfg.threads > 1,
-                                .on_request = fs_api_handle};
+                                .on_request = fs_api_handle,
+                                .open_gauge = &w->metrics.connections_open};
     w->redis = fs_redis_new(&w->loop, &ro);
     w->stock = fs_stock_new(&w->loop, w->redis);
     w->api = fs_api_new(&fs__shared, &w->metrics, w->stock);
