@@ -251,7 +251,90 @@ class StartupTest(unittest.TestCase):
             self.assertEqual(r.status, 201, r.body)
             self.assertEqual(srv.confirm(r.body["reservation_id"], "u1").status, 200)
             import checks
-            checks.check_invariants(rs.client(), lid2, ["a"])
+            with rs.client() as c:
+                checks.check_invariants(c, lid2, ["a"])
+        finally:
+            srv.stop()
+            rs.cleanup()
+            untrack(rs)
+
+    def test_redis_stalled_requests_time_out(self):
+        # A stopped (SIGSTOP) Redis accepts nothing and answers nothing: only the server's own
+        # deadline (FLASHSALE_REDIS_TIMEOUT_MS) can end the request; the loop must stay responsive.
+        rs = track(fsredis.RedisServer())
+        rs.start()
+        srv = Server(rs.url, env={"FLASHSALE_REDIS_TIMEOUT_MS": "300", "FLASHSALE_SHUTDOWN_TIMEOUT_MS": "1000"})
+        stopped = False
+        try:
+            lid = unique()
+            self.assertEqual(srv.admin_put_launch(lid, [sku("a", 5, 5)]).status, 200)
+            self.assertEqual(srv.open(lid).status, 200)
+            os.kill(rs.pid, signal.SIGSTOP)
+            stopped = True
+            t0 = time.monotonic()
+            r = srv.reserve(lid, "a", "u1")
+            took = time.monotonic() - t0
+            self.assertEqual((r.status, r.body.get("error")), (503, "unavailable"), r.body)
+            self.assertIn("retry-after", r.headers)
+            self.assertLess(took, 2.0, "the request waited %.2fs for a stalled Redis" % took)
+            t0 = time.monotonic()
+            self.assertEqual(srv.request("GET", "/healthz").status, 200)
+            self.assertLess(time.monotonic() - t0, 0.5)
+            m = srv.request("GET", "/metrics").body
+            self.assertRegex(m, r"(?m)^fs_redis_timeouts_total(\{[^}]*\})? [1-9]")
+            # SIGTERM with a request in flight against the stalled Redis: bounded, exit 0
+            c = srv.raw()
+            c.send(fsserver.raw_request("POST", "/v1/launches/%s/reservations" % lid,
+                                        {"sku": "a", "user_id": "u2"},
+                                        {"Authorization": "Bearer " + fsserver.DEFAULT_API_KEYS[0]}))
+            time.sleep(0.05)
+            t0 = time.monotonic()
+            self.assertEqual(srv.stop(), 0)
+            self.assertLess(time.monotonic() - t0, 3.0)
+            try:
+                resp = c.read_response()
+            except OSError:
+                resp = None
+            if resp is not None:
+                self.assertEqual(resp.status, 503, resp)
+            c.close()
+            os.kill(rs.pid, signal.SIGCONT)
+            stopped = False
+            # a fresh server recovers, and whatever the stalled commands did keeps the invariant
+            srv = Server(rs.url)
+            r = srv.reserve(lid, "a", "u3")
+            self.assertEqual(r.status, 201, r.body)
+            import checks
+            with rs.client() as cl:
+                checks.check_invariants(cl, lid, ["a"])
+        finally:
+            if stopped:
+                os.kill(rs.pid, signal.SIGCONT)
+            if srv.alive():
+                srv.stop()
+            rs.cleanup()
+            untrack(rs)
+
+    def test_redis_stall_then_resume_same_server(self):
+        rs = track(fsredis.RedisServer())
+        rs.start()
+        srv = Server(rs.url, env={"FLASHSALE_REDIS_TIMEOUT_MS": "300"})
+        try:
+            lid = unique()
+            self.assertEqual(srv.admin_put_launch(lid, [sku("a", 5, 5)]).status, 200)
+            self.assertEqual(srv.open(lid).status, 200)
+            os.kill(rs.pid, signal.SIGSTOP)
+            try:
+                self.assertEqual(srv.reserve(lid, "a", "u1").status, 503)
+            finally:
+                os.kill(rs.pid, signal.SIGCONT)
+            # the dropped connection is rebuilt by itself
+            wait_until(lambda: srv.reserve(lid, "a", "u2").status == 201, 10,
+                       what="reservations to work again after Redis resumed")
+            srv.wait_ready(5)
+            import checks
+            with rs.client() as cl:
+                checks.check_invariants(cl, lid, ["a"])
         finally:
             srv.stop()
             rs.cleanup()
@@ -263,14 +346,16 @@ class StartupTest(unittest.TestCase):
             lid = unique()
             self.assertEqual(srv.admin_put_launch(lid, [sku("a", 5, 5)]).status, 200)
             self.assertEqual(srv.open(lid).status, 200)
-            self.redis.client().call("FUNCTION", "FLUSH")
+            with self.redis.client() as c:
+                c.call("FUNCTION", "FLUSH")
             r = srv.reserve(lid, "a", "u1")
             self.assertIn(r.status, (201, 503), r.body)
             if r.status != 201:
                 wait_until(lambda: srv.reserve(lid, "a", "u1").status == 201, 3,
                            what="reservations to work again after FUNCTION FLUSH")
             import checks
-            checks.check_invariants(self.redis.client(), lid, ["a"])
+            with self.redis.client() as c:
+                checks.check_invariants(c, lid, ["a"])
         finally:
             srv.stop()
 
