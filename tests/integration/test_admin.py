@@ -65,11 +65,18 @@ class AdminTest(fsserver.ServerTestCase):
         self.assertEqual(self.srv.open(lid).status, 200)
         res = self.srv.reserve(lid, "a", "u1", 2)
         self.assertEqual(res.status, 201, res.body)
-        r = self.srv.admin_put_launch(lid, [sku("a", 5, 3, 150), sku("b", 7, 2, 200)], name="Newer")
+        r = self.srv.admin_put_launch(lid, [sku("a", 5, 3, 150), sku("b", 7, 2, 200)], name="Newer",
+                                      hold_seconds=45)
         self.assertEqual(r.status, 200, r.body)
         self.assertEqual(r.body["state"], "open")
         a = {s["sku"]: s for s in r.body["skus"]}["a"]
         self.assertEqual((a["total"], a["available"], a["held"], a["sold"]), (5, 3, 2, 0))
+        self.assertEqual(r.body["hold_seconds"], 45)
+        # the new hold time applies to new holds; existing holds keep theirs
+        res2 = self.srv.reserve(lid, "b", "u2", 1).body
+        self.assertAlmostEqual(parse_rfc3339(res2["expires_at"]) - parse_rfc3339(res2["created_at"]), 45, delta=0.01)
+        self.assertAlmostEqual(parse_rfc3339(res.body["expires_at"]) - parse_rfc3339(res.body["created_at"]), 30,
+                               delta=0.01)
         self.check_invariants(lid, ["a", "b"])
 
     def test_different_stock_is_use_restock_and_changes_nothing(self):

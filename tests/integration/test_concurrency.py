@@ -223,5 +223,11 @@ class ConcurrencyTest(fsserver.ServerTestCase):
         self.assertEqual((d["available"], d["held"]), (0, 10))
 
 
+class ConcurrencyTwoThreadsTest(ConcurrencyTest):
+    """The same races against a server running two event loops (FLASHSALE_THREADS=2)."""
+
+    server_env = {"FLASHSALE_THREADS": "2"}
+
+
 if __name__ == "__main__":
     fsserver.main(timeout=110)

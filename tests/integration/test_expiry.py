@@ -55,6 +55,21 @@ class ExpiryTest(fsserver.ServerTestCase):
         # limit is free again; units can be reserved again
         self.assertEqual(self.srv.reserve(lid, "a", "u1", 3).status, 201)
 
+    def test_sold_out_clears_when_holds_expire(self):
+        lid = self.new_launch([sku("one", 1, 1)], hold_seconds=1)
+        r = self.srv.reserve(lid, "one", "u1")
+        self.assertEqual(r.status, 201, r.body)
+        exp = parse_rfc3339(r.body["expires_at"])
+        self.assertError(self.srv.reserve(lid, "one", "u2"), 409, "sold_out")
+
+        def got_it():
+            x = self.srv.reserve(lid, "one", "u2")
+            self.assertIn(x.status, (201, 409), x.body)
+            return x.status == 201
+        wait_until(got_it, exp - time.time() + SWEEP_BOUND + SLACK, interval=0.1,
+                   what="a shopper to get the expired unit")
+        self.check_invariants(lid, ["one"])
+
     def test_confirmed_hold_is_not_expired(self):
         lid = self.new_launch([sku("a", 2, 2)], hold_seconds=1)
         r = self.srv.reserve(lid, "a", "u1", 1).body

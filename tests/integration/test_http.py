@@ -262,6 +262,28 @@ class HttpTest(fsserver.ServerTestCase):
             self.assertEqual(c.read_response().status, 200)
         self.check_invariants(lid, ["p"])
 
+    def test_expect_100_continue(self):
+        lid = self.new_launch([sku("e", 2, 1)])
+        body = b'{"sku": "e", "user_id": "curl-user"}'
+        with self.srv.raw() as c:
+            c.send(("POST /v1/launches/%s/reservations HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\n"
+                    "Content-Type: application/json\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n"
+                    % (lid, API["Authorization"], len(body))).encode())
+            c.sock.settimeout(IDLE_MS / 1000 / 3)   # less than the idle timeout
+            try:
+                c._fill()
+            except OSError:
+                pass
+            c.sock.settimeout(5)
+            if c.buf:
+                self.assertTrue(c.buf.startswith(b"HTTP/1.1 100"), c.buf[:100])
+                c.buf = c.buf.partition(b"\r\n\r\n")[2]
+            c.send(body)
+            r = c.read_response()
+            self.assertEqual(r.status, 201, r)
+        self.assertEqual(self.srv.request("GET", "/healthz?probe=1").status, 200)
+        self.assertEqual(self.srv.request("GET", "/v1/launches/%s?x=y" % lid).status, 200)
+
     def test_idle_connection_closed(self):
         # silent from the start
         with self.srv.raw() as c:

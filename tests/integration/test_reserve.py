@@ -73,6 +73,19 @@ class ReserveTest(fsserver.ServerTestCase):
         self.assertEqual(self.srv.reserve(lid, "a", "u1", 1).status, 201)
         self.check_invariants(lid, ["a"])
 
+    def test_sold_out_clears_when_units_come_back(self):
+        lid = self.new_launch([sku("one", 1, 1)])
+        rid = self.srv.reserve(lid, "one", "u1").body["reservation_id"]
+        for _ in range(3):
+            self.assertError(self.srv.reserve(lid, "one", "u2"), 409, "sold_out")
+        self.assertEqual(self.srv.cancel(rid, "u1").status, 200)
+        r = self.srv.reserve(lid, "one", "u2")
+        self.assertEqual(r.status, 201, r.body)
+        self.assertError(self.srv.reserve(lid, "one", "u3"), 409, "sold_out")
+        self.assertEqual(self.srv.restock(lid, "one", 1).status, 200)
+        self.assertEqual(self.srv.reserve(lid, "one", "u3").status, 201)
+        self.check_invariants(lid, ["one"])
+
     def test_launch_not_open(self):
         lid = self.new_launch([sku("a", 3)], open_it=False)
         self.assertError(self.srv.reserve(lid, "a", "u1"), 409, "launch_not_open")

@@ -110,6 +110,20 @@ class TwoServersTest(fsserver.ServerTestCase):
             g = self.srv2.get_res(r.body["reservation_id"], r.body["user_id"])
             self.assertEqual(g.body.get("status"), "expired")
 
+    def test_sold_out_on_one_server_clears_after_cancel_on_the_other(self):
+        lid = self.new_launch([sku("one", 1, 1)])
+        rid = self.srv.reserve(lid, "one", "u1").body["reservation_id"]
+        for _ in range(3):
+            self.assertEqual(self.srv2.reserve(lid, "one", "u2").status, 409)
+        self.assertEqual(self.srv.cancel(rid, "u1").status, 200)
+        t0 = time.monotonic()
+
+        def got_it():
+            return self.srv2.reserve(lid, "one", "u2").status == 201
+        wait_until(got_it, 1.5, interval=0.05, what="server 2 to sell the unit cancelled on server 1")
+        self.assertLess(time.monotonic() - t0, 1.5)
+        self.check_invariants(lid, ["one"])
+
     def test_idempotency_across_servers(self):
         lid = self.new_launch([sku("i", 5, 5)])
         a = self.srv.reserve(lid, "i", "u1", 2, idem="cross")
