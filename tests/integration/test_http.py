@@ -284,6 +284,106 @@ class HttpTest(fsserver.ServerTestCase):
         self.assertEqual(self.srv.request("GET", "/healthz?probe=1").status, 200)
         self.assertEqual(self.srv.request("GET", "/v1/launches/%s?x=y" % lid).status, 200)
 
+    def test_long_pipeline(self):
+        n = 300
+        with self.srv.raw(timeout=10) as c:
+            c.send(b"".join(raw_request("GET", "/healthz?n=%d" % i) for i in range(n)))
+            got = [c.read_response() for _ in range(n)]
+        self.assertEqual([r.status for r in got], [200] * n)
+        lid = self.new_launch([sku("x", 60, 1), sku("y", 60, 1)])
+        reqs = [raw_request("POST", "/v1/launches/%s/reservations" % lid,
+                            {"sku": "xy"[i % 2], "user_id": "pipe-%d" % (i // 2 % 60)}, API) for i in range(200)]
+        with self.srv.raw(timeout=10) as c:
+            c.send(b"".join(reqs))
+            got = [c.read_response() for _ in reqs]
+        # users pipe-0..59 each try x and y 1-2 times (limit 1): the first try of each wins
+        for i, r in enumerate(got):
+            user, s = "pipe-%d" % (i // 2 % 60), "xy"[i % 2]
+            if i < 120:
+                self.assertEqual(r.status, 201, (i, r.body))
+                self.assertEqual((r.body["user_id"], r.body["sku"]), (user, s))
+            else:
+                self.assertEqual((r.status, r.body.get("error")), (409, "limit_exceeded"), (i, r.body))
+        d = self.check_invariants(lid, ["x", "y"])
+        self.assertEqual((d["x"]["held"], d["y"]["held"]), (60, 60))
+
+    def test_half_close_after_request(self):
+        import socket
+        with self.srv.raw() as c:
+            c.send(raw_request("GET", "/healthz"))
+            c.sock.shutdown(socket.SHUT_WR)
+            r = c.read_response()
+            self.assertEqual(r.status, 200, r)
+
+    def test_client_gone_before_answer(self):
+        # Connections that vanish with requests in flight must not hurt the server.
+        lid = self.new_launch([sku("g", 100, 1)])
+        for i in range(30):
+            c = self.srv.raw()
+            c.send(b"".join(raw_request("POST", "/v1/launches/%s/reservations" % lid,
+                                        {"sku": "g", "user_id": "gone-%d-%d" % (i, k)}, API) for k in range(5)))
+            if i % 2:
+                import socket
+                import struct
+                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+            c.close()
+        time.sleep(0.3)
+        self.assertTrue(self.srv.alive())
+        self.assertEqual(self.srv.request("GET", "/healthz").status, 200)
+        self.check_invariants(lid, ["g"])
+        r = self.srv.reserve(lid, "g", "after")
+        self.assertEqual(r.status, 201, r.body)
+
+    def test_json_escapes_and_utf8(self):
+        lid = self.new_launch([sku("j", 5, 1)])
+        path = "/v1/launches/%s/reservations" % lid
+        r = self.srv.request("POST", path, b'{"sku":"j","user_id":"caf\\u00e9 \\ud83d\\ude00 \\/"}')
+        self.assertEqual(r.status, 201, r.body)
+        self.assertEqual(r.body["user_id"], "caf\u00e9 \U0001F600 /")
+        # the same shopper written without escapes: same user (limit 1)
+        r2 = self.srv.reserve(lid, "j", "caf\u00e9 \U0001F600 /")
+        self.assertError(r2, 409, "limit_exceeded")
+        g = self.srv.get_res(r.body["reservation_id"], "caf\u00e9 \U0001F600 /")
+        self.assertEqual(g.status, 200, g.body)
+        # escaped control characters are still control characters
+        r = self.srv.request("POST", path, b'{"sku":"j","user_id":"a\\u0001b"}')
+        self.assertError(r, 400, "invalid_request", "user_id")
+        # invalid UTF-8 is not a user id
+        for raw in (b'{"sku":"j","user_id":"bad\xff"}', b'{"sku":"j","user_id":"\xc3"}',
+                    b'{"sku":"j","user_id":"\\ud800"}'):
+            r = self.srv.request("POST", path, raw)
+            self.assertError(r, 400, "invalid_request")
+        self.assertEqual(self.srv.sku_counters(lid)["j"]["held"], 1)
+
+    def test_header_names_and_auth_scheme_are_case_insensitive(self):
+        lid = self.new_launch([sku("h", 5, 5)])
+        key = fsserver.DEFAULT_API_KEYS[0]
+        for hdr in ("authorization: Bearer %s", "AUTHORIZATION: Bearer %s", "Authorization: bearer %s"):
+            with self.srv.raw() as c:
+                c.send("GET /v1/launches/%s HTTP/1.1\r\nHost: x\r\n%s\r\n\r\n" % (lid, hdr % key))
+                r = c.read_response()
+                self.assertEqual(r.status, 200, (hdr, r))
+        with self.srv.raw() as c:
+            c.send(raw_request("POST", "/v1/launches/%s/reservations" % lid, {"sku": "h", "user_id": "ci"},
+                               {"authorization": "Bearer " + key, "idempotency-key": "ci-1"}))
+            first = c.read_response()
+            c.send(raw_request("POST", "/v1/launches/%s/reservations" % lid, {"sku": "h", "user_id": "ci"},
+                               {"AUTHORIZATION": "Bearer " + key, "IDEMPOTENCY-KEY": "ci-1"}))
+            second = c.read_response()
+        self.assertEqual((first.status, second.status), (201, 201))
+        self.assertEqual(first.body["reservation_id"], second.body["reservation_id"])
+
+    def test_chunked_request_body(self):
+        lid = self.new_launch([sku("c", 5, 5)])
+        body = b'{"sku": "c", "user_id": "chunky", "qty": 2}'
+        with self.srv.raw() as c:
+            c.send(("POST /v1/launches/%s/reservations HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\n"
+                    "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    % (lid, API["Authorization"])).encode()
+                   + b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (10, body[:10], len(body) - 10, body[10:]))
+            r = c.read_response()
+        self.assertEqual((r.status, r.body.get("qty")), (201, 2), r.body)
+
     def test_idle_connection_closed(self):
         # silent from the start
         with self.srv.raw() as c:
