@@ -83,16 +83,23 @@ class ConcurrencyTest(fsserver.ServerTestCase):
         for u in range(shoppers):
             s = rnd.choice(skus)
             reqs = [rnd.choice([1, 1, 1, 2]) if limit > 1 else 1 for _ in range(parallel_per_user)]
-            plan.append(("shopper-%d" % u, s, reqs, rnd.random()))
+            plan.append(("shopper-%d" % u, s, reqs))
         tally = Tally()
         n = sum(len(p[2]) for p in plan)
         barrier = threading.Barrier(n)
         race_over = threading.Event()
         slots = [(u, k) for u in range(shoppers) for k in range(len(plan[u][2]))]
+        wins = [0]
+
+        def next_action():
+            # by order of winning: confirm, cancel, confirm, keep, ... so every outcome occurs
+            with tally.lock:
+                wins[0] += 1
+                return ("confirm", "cancel", "confirm", "keep")[(wins[0] - 1) % 4]
 
         def one(i):
             u, k = slots[i]
-            user, s, reqs, coin = plan[u]
+            user, s, reqs = plan[u]
             h = self.srv.clone()
             try:
                 barrier.wait(30)
@@ -109,13 +116,14 @@ class ConcurrencyTest(fsserver.ServerTestCase):
                         tally.complain("bad 201 body", b)
                     rid = b["reservation_id"]
                     tally.add(rid, user, s, reqs[k])
-                    if coin < 0.5:
+                    action = next_action()
+                    if action == "confirm":
                         c = h.confirm(rid, user, payment_ref="pay-%s-%d" % (user, k))
                         if c.status != 200 or c.body.get("status") != "confirmed":
                             tally.complain("confirm", c.status, c.body)
                         else:
                             tally.set_state(rid, "confirmed", c.body["order_id"])
-                    elif coin < 0.75:
+                    elif action == "cancel":
                         c = h.cancel(rid, user)
                         if c.status != 200:
                             tally.complain("cancel", c.status, c.body)
