@@ -1,0 +1,3 @@
+#ifndef FS_LOAD_VERIFY_H
+#define FS_LOAD_VERIFY_H
+#endif
