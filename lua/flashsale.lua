@@ -146,6 +146,14 @@ local function sku_prefix(key)
     return prefix
 end
 
+-- Tells every server that the stock or state of SKU "fs:{L:S}" changed (units came back, a
+-- restock, a state change), so that they drop what they cached about it, e.g. "sold out". The
+-- message is "L:S" on channel fs:stock. Pub/sub is best effort: servers re-check on their own too.
+local STOCK_CHANNEL = 'fs:stock'
+local function announce(prefix)
+    redis.call('PUBLISH', STOCK_CHANNEL, string.sub(prefix, 5, -2))
+end
+
 local function expect_key(got, want, what)
     if got ~= want then
         fail('bad key for ' .. what)
@@ -267,6 +275,7 @@ local function end_hold(skey, hkey, ukey, rkey, rid, r, status)
     end
     redis.call('HSET', rkey, 'status', status)
     redis.call('EXPIRE', rkey, ENDED_TTL_S)
+    announce(sku_prefix(skey))
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -407,12 +416,14 @@ local function fs_reserve(keys, args)
             out[i] = q.replay
         else
             local code
+            -- Stock before the limit: "sold out" needs nothing but the SKU's counters, so servers
+            -- can answer it from memory once a SKU is empty, with the same answer Redis gives.
             if not open then
                 code = 'launch_not_open'
-            elseif used[q.user] + q.qty > s.per_user_limit then
-                code = 'limit_exceeded'
             elseif available < q.qty then
                 code = 'sold_out'
+            elseif used[q.user] + q.qty > s.per_user_limit then
+                code = 'limit_exceeded'
             else
                 code = 'ok'
             end
@@ -657,6 +668,7 @@ local function fs_expire(keys, args)
         redis.call('HSET', rkey, 'status', 'expired')
         redis.call('EXPIRE', rkey, ENDED_TTL_S)
     end
+    announce(sku_prefix(keys[1]))
     return #due
 end
 
@@ -686,6 +698,7 @@ local function fs_restock(keys, args)
     end
     local total, available = s.total + delta, s.available + delta
     redis.call('HSET', keys[1], 'total', fmt_int(total), 'available', fmt_int(available))
+    announce(sku_prefix(keys[1]))
     return { 'ok', total, available, s.held, s.sold }
 end
 
@@ -894,6 +907,7 @@ local function fs_launch_state(keys, args)
     redis.call('HSET', keys[1], 'state', l.state, 'updated_ms', fmt_int(now))
     for i = 1, #skus do
         redis.call('HSET', sku_key(launch, skus[i]), 'state', l.state)
+        redis.call('PUBLISH', STOCK_CHANNEL, launch .. ':' .. skus[i])
     end
     return launch_view(launch, l, skus, 0, now)
 end

@@ -13,6 +13,7 @@ typedef struct {
     int idle_timeout_ms;
     int shutdown_timeout_ms;
     int sweep_interval_ms;
+    int soldout_recheck_ms;
     char *redis_url;
     int redis_timeout_ms;
     char *api_keys;     /* comma-separated */

@@ -157,6 +157,9 @@ static void fs__service(fs_api_ctx_t *c, int route)
         fs_stock_stats_t ss = fs_stock_stats(api->stock);
         for (int i = 0; i < FS_RES__COUNT && i < FS_METRICS_OUTCOMES; i++)
             atomic_store(&m->reservations[i], ss.outcomes[i]);
+        atomic_store(&m->sold_out_cached, ss.sold_out_cached);
+        atomic_store(&m->reserve_batches, ss.batches);
+        atomic_store(&m->reserve_batched, ss.batched_items);
         const char *outcomes[FS_RES__COUNT + 1];
         for (int i = 0; i < FS_RES__COUNT; i++) outcomes[i] = fs_res_code_name((fs_res_code_t)i);
         outcomes[FS_RES__COUNT] = NULL;

@@ -76,6 +76,15 @@ void fs_metrics_write(fs_buf_t *o, fs_metrics_t *const *ms, int n, const char *c
         fs_buf_printf(o, "fs_reservations_total{outcome=\"%s\"} %llu\n", outcome_names[i],
                       (unsigned long long)FS__SUM(reservations[i]));
     fs_buf_printf(o,
+                  "# HELP fs_reservations_sold_out_cached_total sold_out answers given from memory.\n"
+                  "# TYPE fs_reservations_sold_out_cached_total counter\nfs_reservations_sold_out_cached_total %llu\n"
+                  "# HELP fs_reserve_batches_total fs_reserve calls sent to Redis.\n"
+                  "# TYPE fs_reserve_batches_total counter\nfs_reserve_batches_total %llu\n"
+                  "# HELP fs_reserve_batched_total Reservation requests sent in those calls.\n"
+                  "# TYPE fs_reserve_batched_total counter\nfs_reserve_batched_total %llu\n",
+                  (unsigned long long)FS__SUM(sold_out_cached), (unsigned long long)FS__SUM(reserve_batches),
+                  (unsigned long long)FS__SUM(reserve_batched));
+    fs_buf_printf(o,
                   "# HELP fs_redis_commands_total Commands sent to Redis.\n"
                   "# TYPE fs_redis_commands_total counter\nfs_redis_commands_total %llu\n"
                   "# HELP fs_redis_errors_total Redis error replies and failed commands.\n"

@@ -5,7 +5,6 @@
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
-#include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -103,10 +102,24 @@ int fs_b64url_decode(const char *in, size_t n, uint8_t *out, size_t cap)
 
 void fs_random_bytes(void *buf, size_t n)
 {
-    if (RAND_bytes(buf, (int)n) != 1) {
-        fs_error("random_failed", "bytes=%zu", n);
-        abort();
+    static _Thread_local uint8_t pool[4096];
+    static _Thread_local size_t left;
+    if (n > sizeof pool / 4) {
+        if (RAND_bytes(buf, (int)n) != 1) goto fail;
+        return;
     }
+    if (left < n) {
+        if (RAND_bytes(pool, sizeof pool) != 1) goto fail;
+        left = sizeof pool;
+    }
+    /* Hand out each pooled byte once, and wipe it. */
+    memcpy(buf, pool + sizeof pool - left, n);
+    memset(pool + sizeof pool - left, 0, n);
+    left -= n;
+    return;
+fail:
+    fs_error("random_failed", "bytes=%zu", n);
+    abort();
 }
 
 size_t fs_rid_new(const char *launch, size_t ll, const char *sku, size_t sl, char *out)
@@ -164,8 +177,10 @@ void fs_secret_set_add_csv(fs_secret_set_t *set, const char *csv)
         while (n && (*s == ' ' || *s == '\t')) s++, n--;
         while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
         if (n) {
-            set->digests = fs_xrealloc(set->digests, (set->count + 1) * sizeof *set->digests);
-            SHA256((const unsigned char *)s, n, set->digests[set->count++]);
+            set->items = fs_xrealloc(set->items, (set->count + 1) * sizeof *set->items);
+            set->items[set->count].p = fs_xstrndup(s, n);
+            set->items[set->count].n = n;
+            set->count++;
         }
         p = end ? end + 1 : NULL;
     }
@@ -173,19 +188,22 @@ void fs_secret_set_add_csv(fs_secret_set_t *set, const char *csv)
 
 int fs_secret_set_match(const fs_secret_set_t *set, const char *token, size_t n)
 {
-    uint8_t d[32];
-    SHA256((const unsigned char *)token, n, d);
     int found = -1;
     for (size_t i = 0; i < set->count; i++) {
         /* Compare against every secret, so the time does not say which one matched. */
-        if (CRYPTO_memcmp(d, set->digests[i], sizeof d) == 0 && found < 0) found = (int)i;
+        if (set->items[i].n == n && CRYPTO_memcmp(token, set->items[i].p, n) == 0 && found < 0)
+            found = (int)i;
     }
     return found;
 }
 
 void fs_secret_set_free(fs_secret_set_t *set)
 {
-    free(set->digests);
-    set->digests = NULL;
+    for (size_t i = 0; i < set->count; i++) {
+        OPENSSL_cleanse(set->items[i].p, set->items[i].n);
+        free(set->items[i].p);
+    }
+    free(set->items);
+    set->items = NULL;
     set->count = 0;
 }

@@ -20,7 +20,9 @@ int fs_user_valid(const char *s, size_t n);
 size_t fs_b64url_encode(const uint8_t *in, size_t n, char *out);
 int fs_b64url_decode(const char *in, size_t n, uint8_t *out, size_t cap);
 
-/* Fills buf with cryptographically random bytes; aborts if OpenSSL cannot. */
+/* Fills buf with cryptographically random bytes from OpenSSL's generator, drawn through a
+ * per-thread pool refilled 4 KiB at a time (one RAND_bytes call per 256 ids); aborts if OpenSSL
+ * cannot. */
 void fs_random_bytes(void *buf, size_t n);
 
 /* A new reservation id for (launch, sku): base64url(1, len L, L, len S, S, 16 random bytes).
@@ -33,9 +35,13 @@ int fs_rid_parse(const char *rid, size_t n, char *launch, char *sku);
 /* A new order id: "o_" + base64url of 16 random bytes. out must hold 32 bytes. Returns the length. */
 size_t fs_order_id_new(char *out);
 
-/* A set of secrets compared in constant time: only SHA-256 digests are kept. */
+/* A set of secrets compared in constant time (CRYPTO_memcmp against every secret of the same
+ * length; only the length of a guess can be told apart by timing, never its content). */
 typedef struct {
-    uint8_t (*digests)[32];
+    struct fs_secret {
+        char *p;
+        size_t n;
+    } *items;
     size_t count;
 } fs_secret_set_t;
 

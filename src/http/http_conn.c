@@ -36,7 +36,7 @@ struct fs_http_conn {
     int refs;
     fs__state_t state;
     unsigned closing : 1, processing : 1, keep_alive : 1, close_after_write : 1,
-        in_message : 1, reading : 1, header_value_open : 1;
+        in_message : 1, reading : 1, header_value_open : 1, peer_eof : 1;
     int error_status;     /* set by a callback that rejects the request (413, 431) */
     int writes_pending;
     fs_buf_t in;          /* received bytes not parsed yet */
@@ -244,13 +244,30 @@ static void fs__on_write(uv_write_t *w, int status)
     fs__conn_unref(c);
 }
 
-/* Queues one write of head+body (a single buffer: one syscall). */
+/* Writes head+body with one writev. Most responses go out at once (uv_try_write, no allocation);
+ * whatever the socket does not take is copied and queued. */
 static void fs__write(fs_http_conn_t *c, const char *head, size_t hl, const char *body, size_t bl)
 {
-    fs__write_t *wr = fs_xmalloc(sizeof *wr + hl + bl);
-    memcpy(wr->data, head, hl);
-    if (bl) memcpy(wr->data + hl, body, bl);
-    wr->len = hl + bl;
+    uv_buf_t bufs[2] = {uv_buf_init((char *)head, (unsigned)hl), uv_buf_init((char *)body, (unsigned)bl)};
+    int done = uv_try_write((uv_stream_t *)&c->tcp, bufs, bl ? 2 : 1);
+    size_t sent = done > 0 ? (size_t)done : 0;
+    if (done < 0 && done != UV_EAGAIN) {
+        fs__conn_close(c);
+        return;
+    }
+    if (sent == hl + bl) {
+        if (c->close_after_write && c->writes_pending == 0) fs__conn_close(c);
+        return;
+    }
+    size_t rest = hl + bl - sent;
+    fs__write_t *wr = fs_xmalloc(sizeof *wr + rest);
+    if (sent < hl) {
+        memcpy(wr->data, head + sent, hl - sent);
+        if (bl) memcpy(wr->data + hl - sent, body, bl);
+    } else {
+        memcpy(wr->data, body + (sent - hl), rest);
+    }
+    wr->len = rest;
     wr->conn = c;
     uv_buf_t b = uv_buf_init(wr->data, (unsigned)wr->len);
     c->refs++;
@@ -278,6 +295,7 @@ static void fs__write_response(fs_http_conn_t *c, int status, const char *extra,
         hl = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n%s\r\n", status,
                       fs_http_reason(status), bl, close ? "Connection: close\r\n" : "");
     }
+    if (close) c->close_after_write = 1;
     fs__write(c, head, (size_t)hl, body, bl);
 }
 
@@ -288,12 +306,10 @@ void fs_http_respond(fs_http_req_t *req, int status, const char *extra_headers,
     fs_assert(c->state == FS__BUSY);
     c->state = FS__READY;
     if (!c->closing) {
-        int close = !c->keep_alive || c->server->draining;
+        int close = !c->keep_alive || c->peer_eof || c->server->draining;
         if (req->method == HTTP_HEAD) body_len = 0;
         fs__write_response(c, status, extra_headers, content_type, body, body_len, close);
-        if (close) {
-            c->close_after_write = 1;
-        } else if (!c->closing) {
+        if (!close && !c->closing) {
             llhttp_resume(&c->parser);
             fs__conn_process(c);
         }
@@ -362,8 +378,7 @@ static void fs__protocol_error(fs_http_conn_t *c, int status)
                                       : "malformed HTTP request";
     int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"%s\"}", code, msg);
     fs__write_response(c, status, NULL, NULL, body, (size_t)n, 1);
-    c->close_after_write = 1;
-    if (c->reading) {
+    if (c->reading && !c->closing) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = 0;
     }
@@ -408,11 +423,19 @@ static void fs__alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
     b->len = sizeof c->server->read_buf;
 }
 
+/* Pipelined bytes are buffered while a request is being handled, up to this much. */
+#define FS__MAX_BUFFERED (64 * 1024)
+
 static void fs__on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 {
     fs_http_conn_t *c = st->data;
     if (nread < 0) {
-        if (c->in_message && nread == UV_EOF && c->state == FS__READY) {
+        if (c->state == FS__BUSY) {
+            /* The peer is done sending (or gone): answer what it asked, then close. */
+            c->peer_eof = 1;
+            uv_read_stop(st);
+            c->reading = 0;
+        } else if (c->in_message && nread == UV_EOF) {
             fs__protocol_error(c, 400);
         } else {
             fs__conn_close(c);
@@ -422,16 +445,15 @@ static void fs__on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
     if (nread == 0) return;
     fs_buf_append(&c->in, b->base, (size_t)nread);
     if (c->state == FS__BUSY) {
-        /* A pipelined request arrived while one is being handled: buffer it, read no more. */
-        uv_read_stop(st);
-        c->reading = 0;
+        /* Keep reading while a request is handled (stopping and restarting costs two epoll_ctl
+         * calls per request), but only up to a bound. */
+        if (c->in.len > FS__MAX_BUFFERED) {
+            uv_read_stop(st);
+            c->reading = 0;
+        }
         return;
     }
     fs__conn_process(c);
-    if (c->state == FS__BUSY && c->reading) {
-        uv_read_stop(st);
-        c->reading = 0;
-    }
 }
 
 static void fs__start_reading(fs_http_conn_t *c)

@@ -61,6 +61,7 @@ static void fs__usage(FILE *f)
             "  [server] idle_timeout_ms     FLASHSALE_IDLE_TIMEOUT_MS      30000\n"
             "  [server] shutdown_timeout_ms FLASHSALE_SHUTDOWN_TIMEOUT_MS  5000\n"
             "  [server] sweep_interval_ms   FLASHSALE_SWEEP_INTERVAL_MS    250\n"
+            "  [server] soldout_recheck_ms  FLASHSALE_SOLDOUT_RECHECK_MS   1000\n"
             "  [redis]  url                 FLASHSALE_REDIS                redis://127.0.0.1:6379/0\n"
             "  [redis]  timeout_ms          FLASHSALE_REDIS_TIMEOUT_MS     1000\n"
             "  [auth]   api_keys            FLASHSALE_API_KEYS             (required, comma-separated)\n"
@@ -142,7 +143,9 @@ static int fs__worker_init(fs__worker_t *w, int index, const char *host, int por
                                 .on_request = fs_api_handle,
                                 .open_gauge = &w->metrics.connections_open};
     w->redis = fs_redis_new(&w->loop, &ro);
-    w->stock = fs_stock_new(&w->loop, w->redis);
+    fs_stock_opts_t so = {.redis_host = rhost, .redis_port = rport,
+                          .soldout_recheck_ms = fs__cfg.soldout_recheck_ms};
+    w->stock = fs_stock_new(&w->loop, w->redis, &so);
     w->api = fs_api_new(&fs__shared, &w->metrics, w->stock);
     ho.user = w->api;
     int rc = fs_http_server_start(&w->http, &w->loop, &ho, err, errcap);

@@ -111,6 +111,9 @@ static void fs__on_batch_reply(redisReply *reply, int err, void *arg)
             }
             it->replayed = (int)fs_reply_i64(e->element[5], NULL);
         }
+        /* sold_out for one unit means none was left; ok means some was. */
+        if ((code == FS_RES_SOLD_OUT && it->qty == 1) || (code == FS_RES_OK && !it->replayed))
+            fs__soldout_update(st, it->launch, it->sku, code == FS_RES_SOLD_OUT);
         fs__finish(st, it, code);
         it = next;
     }
@@ -210,11 +213,16 @@ void fs_stock_reserve(fs_stock_t *st, fs_reserve_item_t *it)
 {
     it->next = NULL;
     it->replayed = 0;
-    it->rid_len = fs_rid_new(it->launch, strlen(it->launch), it->sku, strlen(it->sku), it->rid);
     if (!fs_redis_ready(st->redis)) {
         fs__finish(st, it, FS_RES_UNAVAILABLE);
         return;
     }
+    if (!it->idem && fs__soldout_hit(st, it->launch, it->sku)) {
+        st->stats.sold_out_cached++;
+        fs__finish(st, it, FS_RES_SOLD_OUT);
+        return;
+    }
+    it->rid_len = fs_rid_new(it->launch, strlen(it->launch), it->sku, strlen(it->sku), it->rid);
     uint32_t h = fs__hash(it->launch, it->sku);
     fs__queue_t **bucket = &st->buckets[h % FS__NBUCKETS], *q;
     for (q = *bucket; q; q = q->next_in_bucket)

@@ -53,15 +53,23 @@ typedef struct fs_reserve_item {
 typedef struct {
     uint64_t batches, batched_items;
     uint64_t outcomes[FS_RES__COUNT];
+    uint64_t sold_out_cached; /* sold_out answers given from memory (also counted in outcomes) */
 } fs_stock_stats_t;
 
-fs_stock_t *fs_stock_new(uv_loop_t *loop, fs_redis_t *redis);
+typedef struct {
+    const char *redis_host; /* for the fs:stock subscription */
+    int redis_port;
+    int soldout_recheck_ms; /* a cached "sold out" lets one request through to Redis this often */
+} fs_stock_opts_t;
+
+fs_stock_t *fs_stock_new(uv_loop_t *loop, fs_redis_t *redis, const fs_stock_opts_t *o);
 void fs_stock_close(fs_stock_t *st);
 fs_stock_stats_t fs_stock_stats(const fs_stock_t *st);
 fs_redis_t *fs_stock_redis(fs_stock_t *st);
 
-/* Queues a reservation; `done` fires later (or synchronously with FS_RES_UNAVAILABLE when Redis is
- * not ready). */
+/* Queues a reservation; `done` fires later, or synchronously: FS_RES_UNAVAILABLE when Redis is not
+ * ready, FS_RES_SOLD_OUT when the SKU is known to be sold out (requests with an idempotency key
+ * always go to Redis, which may hold their first answer). */
 void fs_stock_reserve(fs_stock_t *st, fs_reserve_item_t *it);
 
 /* Direct calls. Each sends one FCALL and passes the raw reply to cb (see fs_redis_cb); the reply

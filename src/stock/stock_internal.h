@@ -7,6 +7,8 @@
 #define FS__NBUCKETS 256
 
 struct fs__queue;
+struct fs__soldout;
+struct fs_redis_sub;
 
 struct fs_stock {
     uv_loop_t *loop;
@@ -15,6 +17,9 @@ struct fs_stock {
     struct fs__queue *buckets[FS__NBUCKETS]; /* SKU → queue, only while requests wait */
     struct fs__queue *dirty;               /* queues with requests to send this turn */
     fs_stock_stats_t stats;
+    struct fs__soldout *soldout[FS__NBUCKETS]; /* SKU → sold-out mark (soldout.c) */
+    uint64_t soldout_recheck_ns;
+    struct fs_redis_sub *sub;              /* fs:stock messages drop marks */
     /* sweeper */
     uv_timer_t sweep_timer;
     int sweeping;                          /* calls in flight */
@@ -26,5 +31,11 @@ struct fs_stock {
 };
 
 void fs__stock_queues_init(fs_stock_t *st);
+
+/* soldout.c */
+int fs__soldout_hit(fs_stock_t *st, const char *launch, const char *sku);
+void fs__soldout_update(fs_stock_t *st, const char *launch, const char *sku, int sold_out);
+void fs__soldout_on_message(const char *msg, size_t len, void *arg);
+void fs__soldout_free(fs_stock_t *st);
 
 #endif

@@ -4,6 +4,7 @@
 #include "../common/buf.h"
 #include "../common/log.h"
 #include "../common/timeutil.h"
+#include "../redis/redis_sub.h"
 #include "flashsale/error.h"
 
 #include <stdio.h>
@@ -268,11 +269,14 @@ void fs_stock_start_sweeper(fs_stock_t *st, int interval_ms)
 
 /* ---- lifecycle ---- */
 
-fs_stock_t *fs_stock_new(uv_loop_t *loop, fs_redis_t *redis)
+fs_stock_t *fs_stock_new(uv_loop_t *loop, fs_redis_t *redis, const fs_stock_opts_t *o)
 {
     fs_stock_t *st = fs_xcalloc(1, sizeof *st);
     st->loop = loop;
     st->redis = redis;
+    st->soldout_recheck_ns = (uint64_t)o->soldout_recheck_ms * 1000000u;
+    st->sub = fs_redis_sub_new(loop, o->redis_host, o->redis_port, "fs:stock",
+                               fs__soldout_on_message, st);
     fs__stock_queues_init(st);
     uv_timer_init(loop, &st->sweep_timer);
     st->sweep_timer.data = st;
@@ -284,6 +288,7 @@ static void fs__on_closed(uv_handle_t *h)
     fs_stock_t *st = h->data;
     if (--st->open_handles == 0) {
         fs__free_sku_list(st);
+        fs__soldout_free(st);
         free(st);
     }
 }
@@ -292,6 +297,7 @@ void fs_stock_close(fs_stock_t *st)
 {
     st->closing = 1;
     st->open_handles = 2;
+    fs_redis_sub_close(st->sub);
     uv_close((uv_handle_t *)&st->check, fs__on_closed);
     uv_close((uv_handle_t *)&st->sweep_timer, fs__on_closed);
 }

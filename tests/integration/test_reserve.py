@@ -56,10 +56,13 @@ class ReserveTest(fsserver.ServerTestCase):
         self.assertError(self.srv.reserve(lid, "a", "u2", 2), 409, "sold_out")
         self.assertEqual(self.srv.reserve(lid, "a", "u2", 1).status, 201)
         self.assertError(self.srv.reserve(lid, "a", "u3", 1), 409, "sold_out")
-        # limit is checked before stock: u2 holds 1, asks for 2 -> limit
-        self.assertError(self.srv.reserve(lid, "a", "u2", 2), 409, "limit_exceeded")
+        # stock is checked before the limit: u2 holds 1 and asks for 2 while none is left
+        self.assertError(self.srv.reserve(lid, "a", "u2", 2), 409, "sold_out")
         c = self.srv.sku_counters(lid)["a"]
         self.assertEqual((c["available"], c["held"], c["sold"]), (0, 3, 0))
+        # with stock back, the same request passes the limit
+        self.assertEqual(self.srv.restock(lid, "a", 5).status, 200)
+        self.assertError(self.srv.reserve(lid, "a", "u2", 2), 409, "limit_exceeded")
         self.check_invariants(lid, ["a"])
 
     def test_limit_counts_sold_units_and_cancel_frees_it(self):

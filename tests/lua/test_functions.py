@@ -350,9 +350,10 @@ class TestReserve(Base):
                                     ("u5", 1), ("u1", 1)])
         t1 = fs.now_ms()
         codes = [o[0] for o in out]
-        # u3 wants 2 of 1 left; u1 would pass its limit (checked before stock); u4 takes the
-        # last unit exactly at the boundary; u5 finds none; u1 has 1 of its limit left but no stock.
-        self.assertEqual(codes, ["ok", "ok", "sold_out", "limit_exceeded", "ok", "sold_out",
+        # u3 wants 2 of 1 left; u1 wants 2 of 1 left (stock is checked before the limit, which
+        # u1 would pass too); u4 takes the last unit exactly at the boundary; u5 finds none; u1
+        # has 1 of its limit left but no stock.
+        self.assertEqual(codes, ["ok", "ok", "sold_out", "sold_out", "ok", "sold_out",
                                  "sold_out"])
         for o in out:
             self.assertEqual(len(o), 6)
@@ -428,10 +429,10 @@ class TestReserve(Base):
         self.assertEqual(out[1], out[0][:5] + [1])
         # sold_out and limit_exceeded are stored answers too, even once stock comes back.
         so = fs.reserve("L", "A", [("u3", 1, "k-so")])[0]
-        le = fs.reserve("L", "A", [("u1", 1, "k-le")])[0]
+        fs.restock("L", "A", 5)
+        le = fs.reserve("L", "A", [("u1", 1, "k-le")])[0]  # stock now, but u1 is at its limit
         self.assertEqual((so[0], le[0]), ("sold_out", "limit_exceeded"))
         self.assertEqual(self.r.call("GET", fs.idem_key("L", "A", "u3", "k-so")), "sold_out||0|0|0")
-        fs.restock("L", "A", 5)
         self.assertEqual(fs.cancel("L", "A", first[1], "u1"), ["cancelled"])
         self.assertEqual(fs.reserve("L", "A", [("u3", 1, "k-so"), ("u1", 1, "k-le")]),
                          [["sold_out", "", 0, 0, 0, 1], ["limit_exceeded", "", 0, 0, 0, 1]])

@@ -1,0 +1,123 @@
+/* Pub/sub subscriber with reconnects (see redis_sub.h). */
+#include "redis_sub.h"
+#include "../common/log.h"
+
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/async.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct fs_redis_sub {
+    uv_loop_t *loop;
+    char *host, *channel;
+    int port;
+    fs_redis_sub_cb cb;
+    void *arg;
+    redisAsyncContext *ac;
+    uv_timer_t timer; /* reconnect backoff */
+    int backoff_ms;
+    int closing;
+};
+
+static void fs__sub_connect(fs_redis_sub_t *s);
+
+static void fs__sub_on_timer(uv_timer_t *t)
+{
+    fs__sub_connect(t->data);
+}
+
+static void fs__sub_retry(fs_redis_sub_t *s)
+{
+    if (s->closing) return;
+    uv_timer_start(&s->timer, fs__sub_on_timer, (uint64_t)s->backoff_ms, 0);
+    s->backoff_ms = s->backoff_ms * 2 > 2000 ? 2000 : s->backoff_ms * 2;
+}
+
+static void fs__sub_on_message(redisAsyncContext *ac, void *rep, void *privdata)
+{
+    fs_redis_sub_t *s = privdata;
+    redisReply *r = rep;
+    if (!r || !s || s->ac != ac || r->type != REDIS_REPLY_ARRAY || r->elements != 3) return;
+    const redisReply *kind = r->element[0];
+    if (kind->type != REDIS_REPLY_STRING) return;
+    if (strcmp(kind->str, "subscribe") == 0) {
+        s->backoff_ms = 100;
+        fs_debug("redis_subscribed", "channel=%s", s->channel);
+        s->cb(NULL, 0, s->arg);
+    } else if (strcmp(kind->str, "message") == 0 && r->element[2]->type == REDIS_REPLY_STRING) {
+        s->cb(r->element[2]->str, r->element[2]->len, s->arg);
+    }
+}
+
+static void fs__sub_on_connect(const redisAsyncContext *ac, int status)
+{
+    fs_redis_sub_t *s = ac->data;
+    if (!s || s->ac != ac) return;
+    if (status != REDIS_OK) {
+        s->ac = NULL; /* hiredis frees it */
+        fs__sub_retry(s);
+    }
+}
+
+static void fs__sub_on_disconnect(const redisAsyncContext *ac, int status)
+{
+    fs_redis_sub_t *s = ac->data;
+    if (!s || s->ac != ac) return;
+    s->ac = NULL;
+    fs_debug("redis_unsubscribed", "channel=%s", s->channel);
+    fs__sub_retry(s);
+}
+
+static void fs__sub_connect(fs_redis_sub_t *s)
+{
+    redisAsyncContext *ac = redisAsyncConnect(s->host, s->port);
+    if (!ac || ac->err || redisLibuvAttach(ac, s->loop) != REDIS_OK) {
+        if (ac) redisAsyncFree(ac);
+        fs__sub_retry(s);
+        return;
+    }
+    ac->data = s;
+    s->ac = ac;
+    redisAsyncSetConnectCallback(ac, fs__sub_on_connect);
+    redisAsyncSetDisconnectCallback(ac, fs__sub_on_disconnect);
+    /* Queued until connected; the callback then fires for the confirmation and every message. */
+    redisAsyncCommand(ac, fs__sub_on_message, s, "SUBSCRIBE %s", s->channel);
+}
+
+fs_redis_sub_t *fs_redis_sub_new(uv_loop_t *loop, const char *host, int port, const char *channel,
+                                 fs_redis_sub_cb cb, void *arg)
+{
+    fs_redis_sub_t *s = fs_xcalloc(1, sizeof *s);
+    s->loop = loop;
+    s->host = fs_xstrndup(host, strlen(host));
+    s->channel = fs_xstrndup(channel, strlen(channel));
+    s->port = port;
+    s->cb = cb;
+    s->arg = arg;
+    s->backoff_ms = 100;
+    uv_timer_init(loop, &s->timer);
+    s->timer.data = s;
+    fs__sub_connect(s);
+    return s;
+}
+
+static void fs__sub_on_closed(uv_handle_t *h)
+{
+    fs_redis_sub_t *s = h->data;
+    free(s->host);
+    free(s->channel);
+    free(s);
+}
+
+void fs_redis_sub_close(fs_redis_sub_t *s)
+{
+    s->closing = 1;
+    if (s->ac) {
+        redisAsyncContext *ac = s->ac;
+        s->ac = NULL;
+        ac->data = NULL;
+        redisAsyncFree(ac);
+    }
+    uv_timer_stop(&s->timer);
+    uv_close((uv_handle_t *)&s->timer, fs__sub_on_closed);
+}

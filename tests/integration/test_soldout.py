@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""The sold-out fast path: once a SKU is empty, servers answer sold_out from memory; stock that
+comes back (cancel, expiry, restock, reopen) reaches every server through the fs:stock channel.
+The periodic re-check is set to ten minutes here, so only the channel can clear the mark."""
+
+import os
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import fsserver  # noqa: E402
+from fsserver import ServerTestCase, Server, sku, wait_until  # noqa: E402
+
+ENV = {"FLASHSALE_SOLDOUT_RECHECK_MS": "600000", "FLASHSALE_SWEEP_INTERVAL_MS": "100"}
+BOUND = 3.0  # seconds; the design bound is 100 ms, this only proves the message arrives at all
+
+
+def cached(srv):
+    for line in srv.request("GET", "/metrics").body.splitlines():
+        if line.startswith("fs_reservations_sold_out_cached_total "):
+            return int(line.split()[1])
+    raise AssertionError("fs_reservations_sold_out_cached_total missing")
+
+
+class SoldOutCacheTest(ServerTestCase):
+    server_env = ENV
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.b = Server(cls.redis.url, env=ENV)
+        cls.addClassCleanup(lambda: cls.b.alive() and cls.b.stop())
+
+    def drain(self, lid, name):
+        """Make both servers see the SKU sold out (and cache it)."""
+        for srv in (self.srv, self.b):
+            self.assertError(srv.reserve(lid, name, "probe-%d" % srv.port), 409, "sold_out")
+            before = cached(srv)
+            self.assertError(srv.reserve(lid, name, "probe2-%d" % srv.port), 409, "sold_out")
+            self.assertEqual(cached(srv), before + 1, "second sold_out should come from memory")
+
+    def wait_stock(self, srv, lid, name, user):
+        t0 = time.monotonic()
+        r = wait_until(lambda: (lambda x: x if x.status == 201 else None)(srv.reserve(lid, name, user)),
+                       BOUND, interval=0.02, what="a unit on the other server")
+        return r, time.monotonic() - t0
+
+    def test_cancel_clears_every_server(self):
+        lid = self.new_launch([sku("a", 1)])
+        rid = self.srv.reserve(lid, "a", "u1").body["reservation_id"]
+        self.drain(lid, "a")
+        self.assertEqual(self.srv.cancel(rid, "u1").status, 200)
+        self.wait_stock(self.b, lid, "a", "u2")
+        self.check_invariants(lid, ["a"])
+
+    def test_expiry_and_restock_clear_every_server(self):
+        lid = self.new_launch([sku("a", 1)], hold_seconds=1)
+        self.assertEqual(self.srv.reserve(lid, "a", "u1").status, 201)
+        self.drain(lid, "a")
+        self.wait_stock(self.b, lid, "a", "u2")  # u1's hold expired and was swept
+        self.drain(lid, "a")
+        self.assertEqual(self.srv.restock(lid, "a", 1).status, 200)
+        self.wait_stock(self.b, lid, "a", "u3")
+        self.check_invariants(lid, ["a"])
+
+    def test_reopen_clears(self):
+        lid = self.new_launch([sku("a", 1)])
+        rid = self.srv.reserve(lid, "a", "u1").body["reservation_id"]
+        self.drain(lid, "a")
+        self.assertEqual(self.srv.pause(lid).status, 200)
+        self.assertEqual(self.srv.cancel(rid, "u1").status, 200)
+        self.assertError(self.b.reserve(lid, "a", "u2"), 409, "launch_not_open")
+        self.assertEqual(self.srv.open(lid).status, 200)
+        self.wait_stock(self.b, lid, "a", "u2")
+
+    def test_idempotent_requests_bypass_the_cache(self):
+        lid = self.new_launch([sku("a", 1)])
+        first = self.b.reserve(lid, "a", "u1", idem="k-1")
+        self.assertEqual(first.status, 201)
+        self.drain(lid, "a")
+        again = self.b.reserve(lid, "a", "u1", idem="k-1")
+        self.assertEqual(again.status, 201, again.body)
+        self.assertEqual(again.body["reservation_id"], first.body["reservation_id"])
+
+
+if __name__ == "__main__":
+    fsserver.main(timeout=90)
