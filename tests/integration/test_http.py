@@ -290,7 +290,8 @@ class HttpTest(fsserver.ServerTestCase):
             c.send(b"".join(raw_request("GET", "/healthz?n=%d" % i) for i in range(n)))
             got = [c.read_response() for _ in range(n)]
         self.assertEqual([r.status for r in got], [200] * n)
-        lid = self.new_launch([sku("x", 60, 1), sku("y", 60, 1)])
+        # more stock than shoppers, so that the refusals are about the limit, not the stock
+        lid = self.new_launch([sku("x", 100, 1), sku("y", 100, 1)])
         reqs = [raw_request("POST", "/v1/launches/%s/reservations" % lid,
                             {"sku": "xy"[i % 2], "user_id": "pipe-%d" % (i // 2 % 60)}, API) for i in range(200)]
         with self.srv.raw(timeout=10) as c:

@@ -82,7 +82,8 @@ class IdempotencyTest(fsserver.ServerTestCase):
         # sold_out is stored: after a restock, the same key still answers sold_out
         so = self.srv.reserve(lid, "a", "u2", 1, idem="late")
         self.assertError(so, 409, "sold_out")
-        self.assertEqual(self.srv.restock(lid, "a", 1).status, 200)
+        # two more units: one for u2's fresh attempt, one left so that "over" is about the limit
+        self.assertEqual(self.srv.restock(lid, "a", 2).status, 200)
         again = self.srv.reserve(lid, "a", "u2", 1, idem="late")
         self.assertError(again, 409, "sold_out")
         self.assertTrue(replayed(again), again.headers)
