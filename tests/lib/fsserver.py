@@ -18,6 +18,7 @@ import faulthandler
 import http.client
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -514,6 +515,7 @@ class Server:
         if data is not None:
             h["Content-Type"] = "application/json"
         h.update(headers or {})
+        self._check_idle_conn()
         for attempt in (0, 1):
             fresh = self.conn is None
             if fresh:
@@ -533,6 +535,23 @@ class Server:
             if r.will_close:
                 self.close_conn()
             return Response(r.status, hdrs, _decode_body(hdrs, raw))
+
+    def _check_idle_conn(self):
+        """Between requests a keep-alive connection must carry nothing from the server: EOF
+        (closed while idle) means reconnect; any bytes are an unsolicited or duplicate answer."""
+        sock = self.conn.sock if self.conn is not None else None
+        if sock is None:
+            return
+        if not select.select([sock], [], [], 0)[0]:
+            return
+        try:
+            data = sock.recv(4096, socket.MSG_PEEK)
+        except OSError:
+            data = b""
+        if data:
+            raise AssertionError("the server sent %d bytes nobody asked for on a keep-alive "
+                                 "connection: %r" % (len(data), data[:300]))
+        self.close_conn()
 
     def clone(self):
         """Another handle on the same process with its own keep-alive connection (for threads)."""
