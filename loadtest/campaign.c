@@ -336,9 +336,9 @@ static int fs__validate(fs__ctx_t *x, char *err, size_t errcap)
         snprintf(err, errcap, "%s: [launch] id: missing (the launch id to create, e.g. id = phone-x)", f);
         return FS_EINVAL;
     }
-    if (c->unique_id && strlen(c->launch_id) + 15 > 128) {
-        snprintf(err, errcap, "%s:%d: [launch] id: at most 113 characters when unique_id is on "
-                              "(15 are appended)", f, x->line_id);
+    if (c->unique_id && strlen(c->launch_id) + 20 > 128) {
+        snprintf(err, errcap, "%s:%d: [launch] id: at most 108 characters when unique_id is on "
+                              "(20 are appended)", f, x->line_id);
         return FS_EINVAL;
     }
     if (c->nskus == 0) {

@@ -42,7 +42,7 @@ typedef struct {
     char launch_id[129];
     char launch_name[200];
     int hold_seconds;
-    int unique_id;            /* append "-<UTC yyyymmddhhmmss>" so that every run has a fresh launch */
+    int unique_id;            /* append "-<UTC yyyymmddhhmmss>-<4 hex>": every run gets a fresh launch */
     double open_after_s;      /* open the launch this long after the first arrival */
     int close_at_end;
     /* [sku ...] */
