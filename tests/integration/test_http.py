@@ -308,6 +308,46 @@ class HttpTest(fsserver.ServerTestCase):
         d = self.check_invariants(lid, ["x", "y"])
         self.assertEqual((d["x"]["held"], d["y"]["held"]), (60, 60))
 
+    def test_client_that_never_reads_cannot_grow_server_memory(self):
+        # 40,000 pipelined GET /metrics are ~1 MB of requests but ~160 MB of answers. A client
+        # that sends them and reads nothing must meet backpressure (the server stops reading
+        # while its unsent output is large), not a server that buffers every answer.
+        # (Own server: the short idle timeout of this class could end the connection early.)
+        srv = fsserver.Server(self.redis.url)
+
+        def rss_mb():
+            with open("/proc/%d/status" % srv.pid) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) / 1024
+        try:
+            self.assertGreater(len(srv.request("GET", "/metrics", auth=None).body), 1000)
+            before = rss_mb()
+            c = srv.raw(timeout=3)
+            try:
+                req = raw_request("GET", "/metrics") * 100
+                try:
+                    for _ in range(400):
+                        c.send(req)
+                except OSError:
+                    pass      # the send blocked: backpressure reached us, as it should
+                grown = 0
+                t0 = time.monotonic()
+                while time.monotonic() - t0 < 2.0:     # the peak while the server works through them
+                    grown = max(grown, rss_mb() - before)
+                    time.sleep(0.05)
+                # a few answers can still be read, in order
+                for _ in range(3):
+                    r = c.read_response()
+                    self.assertEqual(r.status, 200)
+            finally:
+                c.close()
+            self.assertLess(grown, 48, "server memory grew by %.0f MB for one connection that does not read"
+                            % grown)
+            self.assertEqual(srv.request("GET", "/healthz").status, 200)
+        finally:
+            srv.stop()
+
     def test_half_close_after_request(self):
         import socket
         with self.srv.raw() as c:
