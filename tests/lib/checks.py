@@ -2,7 +2,7 @@
 
 check_invariants(redis_client, launch, skus) verifies, for every SKU of the launch:
   available + held + sold == total, none negative;
-  held == sum of qty over the members of fs:{L:S}:holds (each a reservation still `held`);
+  held == sum of qty over the members of fs:{L:S}:holds, each with its record in fs:{L:S}:held;
   sold == sum of qty over the entries of fs:{L:S}:orders, order and reservation ids unique,
   every entry with exactly the documented fields;
   fs:{L:S}:users[user] == that user's held + sold units, never above per_user_limit.
@@ -60,17 +60,33 @@ def check_sku(r, launch, sku):
 
     holds = {_s(k): int(float(_s(v))) for k, v in
              _pairs(r.call("ZRANGE", sku_key(launch, sku, "holds"), "0", "-1", "WITHSCORES")).items()}
+    # A held reservation lives in the SKU's `held` hash (rid -> "qty|created_ms|expires_ms|user");
+    # older layouts kept it in its own hash fs:{L:S}:r:<rid> with status `held`. Accept both.
+    held_hash = {_s(k): _s(v) for k, v in _pairs(r.call("HGETALL", sku_key(launch, sku, "held"))).items()}
+    for rid in held_hash:
+        if rid not in holds:
+            fail("reservation %s is in held but not in holds" % rid)
     per_user = {}
     held_sum = 0
-    for rid in holds:
-        rh = {_s(k): _s(v) for k, v in _pairs(r.call("HGETALL", sku_key(launch, sku, "r:" + rid))).items()}
-        if not rh:
-            fail("hold %s has no reservation hash" % rid)
-        if rh.get("status") != "held":
-            fail("member %s of holds has status %r" % (rid, rh.get("status")))
-        q = int(rh["qty"])
+    for rid, score in holds.items():
+        if rid in held_hash:
+            parts = held_hash[rid].split("|", 3)
+            if len(parts) != 4 or not all(p.isdigit() for p in parts[:3]) or not parts[3]:
+                fail("bad held entry %s = %r" % (rid, held_hash[rid]))
+            q, user, expires = int(parts[0]), parts[3], int(parts[2])
+            if expires != score:
+                fail("hold %s expires at %d in held but %d in holds" % (rid, expires, score))
+        else:
+            rh = {_s(k): _s(v) for k, v in _pairs(r.call("HGETALL", sku_key(launch, sku, "r:" + rid))).items()}
+            if not rh:
+                fail("hold %s has no reservation record" % rid)
+            if rh.get("status") != "held":
+                fail("member %s of holds has status %r" % (rid, rh.get("status")))
+            q, user = int(rh["qty"]), rh["user"]
+        if q < 1:
+            fail("hold %s has qty %d" % (rid, q))
         held_sum += q
-        per_user[rh["user"]] = per_user.get(rh["user"], 0) + q
+        per_user[user] = per_user.get(user, 0) + q
     if held_sum != held:
         fail("held %d but holds zset sums to %d (%d members)" % (held, held_sum, len(holds)))
 
