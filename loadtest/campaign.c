@@ -19,6 +19,7 @@ typedef struct {
     fs_campaign_t *c;
     const char *name;          /* file name for messages */
     int line;                  /* line being parsed (counted by the reader) */
+    int section_line;          /* line of the latest [section] header */
     char msg[400];
     /* string source (fs_campaign_parse) or FILE (fs_campaign_load) */
     const char *text;
@@ -44,7 +45,12 @@ static char *fs__reader(char *buf, int size, void *stream)
         x->text += take;
         r = buf;
     }
-    if (r) x->line++;
+    if (r) {
+        x->line++;
+        const char *p = r;
+        while (*p == ' ' || *p == '\t') p++;
+        if (*p == '[') x->section_line = x->line;
+    }
     return r;
 }
 
@@ -178,7 +184,7 @@ static int fs__sku_key(fs__ctx_t *x, const char *section, const char *k, const c
         memset(sku, 0, sizeof *sku);
         strcpy(sku->id, id);
         sku->weight = 1;
-        sku->line = x->line;
+        sku->line = x->section_line;
     }
     if (!strcmp(k, "stock")) {
         if (fs__ll(v, 1, 100000000, &sku->stock)) return fs__fail(x, section, k, "must be an integer from 1 to 100000000");
