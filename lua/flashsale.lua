@@ -11,8 +11,9 @@ below with FCALL. docs/redis.md is the contract: key layout, arguments and reply
   fs:{L:S}:sku                 hash    launch sku stock total available held sold per_user_limit
                                        price_cents + copies of state hold_ms starts_at_ms ends_at_ms
   fs:{L:S}:holds               zset    reservation id -> expires_ms, one member per held reservation
+  fs:{L:S}:held                hash    reservation id -> "qty|created_ms|expires_ms|user", each held one
   fs:{L:S}:users               hash    user -> units held + sold by that user
-  fs:{L:S}:r:<rid>             hash    one reservation
+  fs:{L:S}:r:<rid>             hash    one reservation once it ended (confirmed, cancelled, expired)
   fs:{L:S}:i:<n>:<user>:<key>  string  idempotency record  code|rid|qty|expires_ms|created_ms
   fs:{L:S}:orders              stream  one entry per confirmed order
 
@@ -219,9 +220,24 @@ local R_FIELDS = { 'user', 'qty', 'status', 'created_ms', 'expires_ms', 'order_i
     'payment_ref', 'price_cents', 'stream_id' }
 local R_STATUS = { held = true, confirmed = true, cancelled = true, expired = true }
 
--- Reads one reservation hash. Returns nil when it does not exist.
-local function read_reservation(key)
-    local v = redis.call('HMGET', key, unpack(R_FIELDS))
+-- "qty|created_ms|expires_ms|user" -> reservation (the user comes last: it may contain '|').
+local function unpack_held(v, what)
+    local qty, created, expires, user = string.match(v, '^(%d+)|(%d+)|(%d+)|(.+)$')
+    if not qty then
+        fail('corrupt data: ' .. what)
+    end
+    return { user = user, qty = tonumber(qty), status = 'held', created_ms = tonumber(created),
+        expires_ms = tonumber(expires) }
+end
+
+-- Reads one reservation: a held one from the SKU's held hash, an ended one from its own hash.
+-- Returns nil when neither exists.
+local function read_reservation(heldkey, rkey, rid)
+    local h = redis.call('HGET', heldkey, rid)
+    if h then
+        return unpack_held(h, 'held reservation')
+    end
+    local v = redis.call('HMGET', rkey, unpack(R_FIELDS))
     if not v[1] then
         if v[2] or v[3] then
             fail('corrupt data: reservation without user')
@@ -235,8 +251,8 @@ local function read_reservation(key)
         created_ms = stored_int(v[4], 'reservation created_ms'),
         expires_ms = stored_int(v[5], 'reservation expires_ms'),
     }
-    if not R_STATUS[r.status] or r.qty < 1 then
-        fail('corrupt data: reservation ' .. key)
+    if not R_STATUS[r.status] or r.status == 'held' or r.qty < 1 then
+        fail('corrupt data: reservation ' .. rkey)
     end
     if r.status == 'confirmed' then
         if not (v[6] and v[8] and v[10]) then
@@ -251,9 +267,17 @@ local function read_reservation(key)
     return r
 end
 
+-- Writes an ended reservation to its own hash, kept ENDED_TTL_S, and drops it from held.
+local function write_ended(heldkey, rkey, rid, r, status, extra)
+    redis.call('HDEL', heldkey, rid)
+    redis.call('HSET', rkey, 'user', r.user, 'qty', fmt_int(r.qty), 'status', status,
+        'created_ms', fmt_int(r.created_ms), 'expires_ms', fmt_int(r.expires_ms), unpack(extra or {}))
+    redis.call('EXPIRE', rkey, ENDED_TTL_S)
+end
+
 -- Ends one held reservation (cancelled or expired): its units go back from held to available and
 -- off users[user]; it leaves holds; the hash is kept ENDED_TTL_S more. Checks everything first.
-local function end_hold(skey, hkey, ukey, rkey, rid, r, status)
+local function end_hold(skey, hkey, ukey, heldkey, rkey, rid, r, status)
     local s = read_sku(skey, SKU_COUNTERS)
     if not s then
         fail('corrupt data: reservation of a missing SKU')
@@ -273,38 +297,40 @@ local function end_hold(skey, hkey, ukey, rkey, rid, r, status)
     else
         redis.call('HSET', ukey, r.user, fmt_int(used - r.qty))
     end
-    redis.call('HSET', rkey, 'status', status)
-    redis.call('EXPIRE', rkey, ENDED_TTL_S)
+    write_ended(heldkey, rkey, rid, r, status)
     announce(sku_prefix(skey))
 end
 
 ---------------------------------------------------------------------------------------------------
 -- fs_reserve: decide a batch of reservations for one SKU, in order (the rush path).
---   KEYS: fs:{L:S}:sku, fs:{L:S}:holds, fs:{L:S}:users, then per request i fs:{L:S}:r:<rid_i>
---         and, only when has_idem_i is 1, its idempotency key fs:{L:S}:i:...
---   ARGV: n (1..1000), then per request rid_i, user_i, qty_i (>= 1), has_idem_i (0/1)
+--   KEYS: fs:{L:S}:sku, fs:{L:S}:holds, fs:{L:S}:users, fs:{L:S}:held, then, for each request i
+--         whose has_idem_i is 1 (in order), its idempotency key fs:{L:S}:i:...
+--   ARGV: n (1..1000), then per request rid_i (fresh, unique), user_i, qty_i (>= 1), has_idem_i
+--         (0/1)
 --   Returns n entries {code, rid, qty, expires_ms, created_ms, replayed}; code is ok, sold_out,
 --     limit_exceeded, launch_not_open or not_found; rid/qty/expires_ms/created_ms are ""/0 unless
 --     ok; replayed is 1 when the entry is the stored first answer for the idempotency key.
---   Invariant: each ok moves qty from available to held, adds one member to holds and qty to
---     users[user]; checks run per request against the running values, and the counters are
---     written once at the end of the batch, so no counter goes negative and held == sum(holds).
+--   Invariant: each ok moves qty from available to held, adds one member to holds and to held
+--     and qty to users[user]; checks run per request against the running values, and everything
+--     is written once at the end of the batch (one HSET/ZADD per key, whatever n is), so no
+--     counter goes negative and held == sum(holds).
 ---------------------------------------------------------------------------------------------------
 local function fs_reserve(keys, args)
     local n = parse_int(args[1], 'n')
     if n < 1 or n > MAX_BATCH or #args ~= 1 + 4 * n then
         fail('wrong number of arguments')
     end
-    if #keys < 3 + n then
+    if #keys < 4 then
         fail('wrong number of keys')
     end
     local prefix = sku_prefix(keys[1])
     expect_key(keys[2], prefix .. ':holds', 'holds')
     expect_key(keys[3], prefix .. ':users', 'users')
-    local rprefix, iprefix = prefix .. ':r:', prefix .. ':i:'
+    expect_key(keys[4], prefix .. ':held', 'held')
+    local iprefix = prefix .. ':i:'
 
     -- Parse and check the whole batch before anything is read or written.
-    local reqs, k, rids = {}, 4, {}
+    local reqs, k, rids = {}, 5, {}
     for i = 1, n do
         local b = 2 + (i - 1) * 4
         local q = { rid = args[b], user = args[b + 1], qty = parse_int(args[b + 2], 'qty') }
@@ -322,9 +348,6 @@ local function fs_reserve(keys, args)
         if q.user == '' then
             fail('empty user')
         end
-        expect_key(keys[k], rprefix .. q.rid, 'reservation')
-        q.rkey = keys[k]
-        k = k + 1
         local has = args[b + 3]
         if has == '1' then
             local ikey = keys[k]
@@ -373,9 +396,9 @@ local function fs_reserve(keys, args)
         end
     end
 
-    -- Earlier answers, all read and checked before the first write: a stored idempotency record,
-    -- or a reservation that already has this id (a batch re-sent after a timeout). Either is
-    -- answered again with replayed = 1 and takes no stock.
+    -- Earlier answers, all read before the first write: a stored idempotency record is answered
+    -- again with replayed = 1 and takes no stock. (Reservation ids are 128 random bits chosen by
+    -- the server for each request and never sent twice, so they are not looked up.)
     for i = 1, n do
         local q = reqs[i]
         if q.ikey then
@@ -389,23 +412,12 @@ local function fs_reserve(keys, args)
                 q.replay = { code, rid, tonumber(qty), tonumber(exp), tonumber(created), 1 }
             end
         end
-        if not q.replay then
-            local old = redis.call('HMGET', q.rkey, 'user', 'qty', 'expires_ms', 'created_ms')
-            if old[1] then
-                if old[1] ~= q.user then
-                    fail('reservation id in use by another user')
-                end
-                q.replay = { 'ok', q.rid, stored_int(old[2], 'reservation qty'),
-                    stored_int(old[3], 'reservation expires_ms'),
-                    stored_int(old[4], 'reservation created_ms'), 1 }
-            end
-        end
     end
 
     local available, held = s.available, s.held
     local expires = now + s.hold_ms
     local now_s, expires_s = fmt_int(now), fmt_int(expires)
-    local changed_users, zadd = {}, {}
+    local changed_users, zadd, hset_held = {}, {}, {}
     local written = {} -- idempotency key -> the answer stored by an earlier request of this batch
     for i = 1, n do
         local q = reqs[i]
@@ -434,8 +446,8 @@ local function fs_reserve(keys, args)
                 changed_users[q.user] = true
                 zadd[#zadd + 1] = expires_s
                 zadd[#zadd + 1] = q.rid
-                redis.call('HSET', q.rkey, 'user', q.user, 'qty', q.qty_s, 'status', 'held',
-                    'created_ms', now_s, 'expires_ms', expires_s)
+                hset_held[#hset_held + 1] = q.rid
+                hset_held[#hset_held + 1] = q.qty_s .. '|' .. now_s .. '|' .. expires_s .. '|' .. q.user
                 out[i] = { 'ok', q.rid, q.qty, expires, now, 0 }
             else
                 out[i] = { code, '', 0, 0, 0, 0 }
@@ -455,6 +467,7 @@ local function fs_reserve(keys, args)
     if #zadd > 0 then
         redis.call('HSET', keys[1], 'available', fmt_int(available), 'held', fmt_int(held))
         redis.call('ZADD', keys[2], unpack(zadd))
+        redis.call('HSET', keys[4], unpack(hset_held))
         local hset = {}
         for u in pairs(changed_users) do
             hset[#hset + 1] = u
@@ -467,7 +480,8 @@ end
 
 ---------------------------------------------------------------------------------------------------
 -- fs_confirm: turn a hold into an order.
---   KEYS: fs:{L:S}:sku, fs:{L:S}:holds, fs:{L:S}:users, fs:{L:S}:r:<rid>, fs:{L:S}:orders
+--   KEYS: fs:{L:S}:sku, fs:{L:S}:holds, fs:{L:S}:users, fs:{L:S}:held, fs:{L:S}:r:<rid>,
+--         fs:{L:S}:orders
 --   ARGV: rid, user, order_id (used only if this call confirms), payment_ref (may be empty)
 --   Returns {code, order_id, qty, confirmed_ms, price_cents, payment_ref, stream_id}; code is
 --     confirmed (a repeat returns the first order unchanged), not_found, reservation_expired or
@@ -477,15 +491,16 @@ end
 --     expired here, exactly as the sweeper would, and never confirmed.
 ---------------------------------------------------------------------------------------------------
 local function fs_confirm(keys, args)
-    if #keys ~= 5 or #args ~= 4 then
+    if #keys ~= 6 or #args ~= 4 then
         fail('wrong number of arguments')
     end
     local prefix = sku_prefix(keys[1])
     local rid, user, order_id, payment_ref = args[1], args[2], args[3], args[4]
     expect_key(keys[2], prefix .. ':holds', 'holds')
     expect_key(keys[3], prefix .. ':users', 'users')
-    expect_key(keys[4], prefix .. ':r:' .. rid, 'reservation')
-    expect_key(keys[5], prefix .. ':orders', 'orders')
+    expect_key(keys[4], prefix .. ':held', 'held')
+    expect_key(keys[5], prefix .. ':r:' .. rid, 'reservation')
+    expect_key(keys[6], prefix .. ':orders', 'orders')
     if order_id == '' then
         fail('empty order_id')
     end
@@ -493,7 +508,7 @@ local function fs_confirm(keys, args)
     local function answer(code)
         return { code, '', 0, 0, 0, '', '' }
     end
-    local r = read_reservation(keys[4])
+    local r = read_reservation(keys[4], keys[5], rid)
     if not r or r.user ~= user then
         return answer('not_found')
     end
@@ -508,7 +523,7 @@ local function fs_confirm(keys, args)
 
     local now = now_ms()
     if now >= r.expires_ms then
-        end_hold(keys[1], keys[2], keys[3], keys[4], rid, r, 'expired')
+        end_hold(keys[1], keys[2], keys[3], keys[4], keys[5], rid, r, 'expired')
         return answer('reservation_expired')
     end
 
@@ -522,34 +537,34 @@ local function fs_confirm(keys, args)
     local qty, price = fmt_int(r.qty), fmt_int(s.price_cents)
     redis.call('ZREM', keys[2], rid)
     redis.call('HSET', keys[1], 'held', fmt_int(s.held - r.qty), 'sold', fmt_int(s.sold + r.qty))
-    local stream_id = redis.call('XADD', keys[5], '*', 'order_id', order_id, 'reservation_id', rid,
+    local stream_id = redis.call('XADD', keys[6], '*', 'order_id', order_id, 'reservation_id', rid,
         'launch', s.launch, 'sku', s.sku, 'user_id', user, 'qty', qty, 'price_cents', price,
         'payment_ref', payment_ref, 'confirmed_at', rfc3339_ms(now))
-    redis.call('HSET', keys[4], 'status', 'confirmed', 'order_id', order_id, 'confirmed_ms',
-        fmt_int(now), 'payment_ref', payment_ref, 'price_cents', price, 'stream_id', stream_id)
-    redis.call('EXPIRE', keys[4], ENDED_TTL_S)
+    write_ended(keys[4], keys[5], rid, r, 'confirmed', { 'order_id', order_id, 'confirmed_ms',
+        fmt_int(now), 'payment_ref', payment_ref, 'price_cents', price, 'stream_id', stream_id })
     return { 'confirmed', order_id, r.qty, now, s.price_cents, payment_ref, stream_id }
 end
 
 ---------------------------------------------------------------------------------------------------
 -- fs_cancel: give a hold back.
---   KEYS: fs:{L:S}:sku, fs:{L:S}:holds, fs:{L:S}:users, fs:{L:S}:r:<rid>
+--   KEYS: fs:{L:S}:sku, fs:{L:S}:holds, fs:{L:S}:users, fs:{L:S}:held, fs:{L:S}:r:<rid>
 --   ARGV: rid, user
 --   Returns {code}: cancelled (also when it already was), not_found, reservation_confirmed,
 --     reservation_expired (also for a hold past expires_ms, which this call expires).
 --   Invariant: qty moves from held back to available and off users[user]; the hold leaves holds.
 ---------------------------------------------------------------------------------------------------
 local function fs_cancel(keys, args)
-    if #keys ~= 4 or #args ~= 2 then
+    if #keys ~= 5 or #args ~= 2 then
         fail('wrong number of arguments')
     end
     local prefix = sku_prefix(keys[1])
     local rid, user = args[1], args[2]
     expect_key(keys[2], prefix .. ':holds', 'holds')
     expect_key(keys[3], prefix .. ':users', 'users')
-    expect_key(keys[4], prefix .. ':r:' .. rid, 'reservation')
+    expect_key(keys[4], prefix .. ':held', 'held')
+    expect_key(keys[5], prefix .. ':r:' .. rid, 'reservation')
 
-    local r = read_reservation(keys[4])
+    local r = read_reservation(keys[4], keys[5], rid)
     if not r or r.user ~= user then
         return { 'not_found' }
     end
@@ -561,27 +576,33 @@ local function fs_cancel(keys, args)
         return { 'reservation_expired' }
     end
     if now_ms() >= r.expires_ms then
-        end_hold(keys[1], keys[2], keys[3], keys[4], rid, r, 'expired')
+        end_hold(keys[1], keys[2], keys[3], keys[4], keys[5], rid, r, 'expired')
         return { 'reservation_expired' }
     end
-    end_hold(keys[1], keys[2], keys[3], keys[4], rid, r, 'cancelled')
+    end_hold(keys[1], keys[2], keys[3], keys[4], keys[5], rid, r, 'cancelled')
     return { 'cancelled' }
 end
 
 ---------------------------------------------------------------------------------------------------
 -- fs_get_reservation (read-only).
---   KEYS: fs:{L:S}:r:<rid>   ARGV: user
+--   KEYS: fs:{L:S}:held, fs:{L:S}:r:<rid>   ARGV: rid, user
 --   Returns {code, qty, status, created_ms, expires_ms, order_id, confirmed_ms, payment_ref};
 --     code is ok or not_found (also for another user's reservation; then the rest is ""/0).
 --     status reads expired for a hold past expires_ms that the sweeper has not reached yet.
 --   Invariant: changes nothing.
 ---------------------------------------------------------------------------------------------------
 local function fs_get_reservation(keys, args)
-    if #keys ~= 1 or #args ~= 1 then
+    if #keys ~= 2 or #args ~= 2 then
         fail('wrong number of arguments')
     end
-    local r = read_reservation(keys[1])
-    if not r or r.user ~= args[1] then
+    local held_key = keys[1]
+    local prefix = type(held_key) == 'string' and string.match(held_key, '^(fs:{[^{}:]+:[^{}:]+}):held$')
+    if not prefix then
+        fail('bad key for held')
+    end
+    expect_key(keys[2], prefix .. ':r:' .. args[1], 'reservation')
+    local r = read_reservation(keys[1], keys[2], args[1])
+    if not r or r.user ~= args[2] then
         return { 'not_found', 0, '', 0, 0, '', 0, '' }
     end
     local status = r.status
@@ -594,13 +615,13 @@ end
 
 ---------------------------------------------------------------------------------------------------
 -- fs_expire: the sweeper.
---   KEYS: fs:{L:S}:sku, fs:{L:S}:holds, fs:{L:S}:users   ARGV: max (1..1000)
+--   KEYS: fs:{L:S}:sku, fs:{L:S}:holds, fs:{L:S}:users, fs:{L:S}:held   ARGV: max (1..1000)
 --   Returns the number of holds expired (integer), at most max, those with expires_ms <= now_ms.
 --   Invariant: each expired hold leaves holds in the same call that returns its qty from held to
 --     available and takes it off users[user], so concurrent sweepers return a unit exactly once.
 ---------------------------------------------------------------------------------------------------
 local function fs_expire(keys, args)
-    if #keys ~= 3 or #args ~= 1 then
+    if #keys ~= 4 or #args ~= 1 then
         fail('wrong number of arguments')
     end
     local max = parse_int(args[1], 'max')
@@ -610,6 +631,7 @@ local function fs_expire(keys, args)
     local prefix = sku_prefix(keys[1])
     expect_key(keys[2], prefix .. ':holds', 'holds')
     expect_key(keys[3], prefix .. ':users', 'users')
+    expect_key(keys[4], prefix .. ':held', 'held')
 
     local now = now_ms()
     local due = redis.call('ZRANGEBYSCORE', keys[2], '-inf', fmt_int(now), 'LIMIT', 0, max)
@@ -623,12 +645,14 @@ local function fs_expire(keys, args)
 
     -- Read and check every due hold before changing anything.
     local rprefix = prefix .. ':r:'
-    local total, per_user, user_list = 0, {}, {}
+    local packed = redis.call('HMGET', keys[4], unpack(due))
+    local total, per_user, user_list, res = 0, {}, {}, {}
     for i = 1, #due do
-        local r = read_reservation(rprefix .. due[i])
-        if not r or r.status ~= 'held' then
+        if not packed[i] then
             fail('corrupt data: member of holds is not a held reservation')
         end
+        local r = unpack_held(packed[i], 'held reservation')
+        res[i] = r
         total = total + r.qty
         if not per_user[r.user] then
             per_user[r.user] = 0
@@ -663,12 +687,14 @@ local function fs_expire(keys, args)
     if #hset > 0 then
         redis.call('HSET', keys[3], unpack(hset))
     end
+    redis.call('HDEL', keys[4], unpack(due))
     for i = 1, #due do
-        local rkey = rprefix .. due[i]
-        redis.call('HSET', rkey, 'status', 'expired')
+        local r, rkey = res[i], rprefix .. due[i]
+        redis.call('HSET', rkey, 'user', r.user, 'qty', fmt_int(r.qty), 'status', 'expired',
+            'created_ms', fmt_int(r.created_ms), 'expires_ms', fmt_int(r.expires_ms))
         redis.call('EXPIRE', rkey, ENDED_TTL_S)
     end
-    announce(sku_prefix(keys[1]))
+    announce(prefix)
     return #due
 end
 

@@ -36,7 +36,7 @@ struct fs_http_conn {
     int refs;
     fs__state_t state;
     unsigned closing : 1, processing : 1, keep_alive : 1, close_after_write : 1,
-        in_message : 1, reading : 1, header_value_open : 1, peer_eof : 1;
+        in_message : 1, reading : 1, header_value_open : 1, peer_eof : 1, write_blocked : 1;
     int error_status;     /* set by a callback that rejects the request (413, 431) */
     int writes_pending;
     fs_buf_t in;          /* received bytes not parsed yet */
@@ -229,6 +229,10 @@ static void fs__conn_unref(fs_http_conn_t *c)
     fs__maybe_drained(s);
 }
 
+/* Responses not yet taken by the socket, per connection, before we stop answering (a client that
+ * pipelines requests but never reads must not grow our memory). */
+#define FS__MAX_UNSENT (256 * 1024)
+
 static void fs__on_write(uv_write_t *w, int status)
 {
     fs__write_t *wr = (fs__write_t *)w;
@@ -240,6 +244,9 @@ static void fs__on_write(uv_write_t *w, int status)
         fs__conn_close(c);
     } else if (c->close_after_write && c->writes_pending == 0) {
         fs__conn_close(c);
+    } else if (c->write_blocked && !c->closing && c->tcp.write_queue_size < FS__MAX_UNSENT / 2) {
+        c->write_blocked = 0;
+        fs__conn_process(c);
     }
     fs__conn_unref(c);
 }
@@ -390,6 +397,15 @@ static void fs__conn_process(fs_http_conn_t *c)
     if (c->processing) return; /* the outer call continues the loop */
     c->processing = 1;
     while (!c->closing && !c->close_after_write && c->state == FS__READY && c->in.len > 0) {
+        if (c->tcp.write_queue_size >= FS__MAX_UNSENT) {
+            /* The client is not reading its answers: stop until it does (fs__on_write resumes). */
+            c->write_blocked = 1;
+            if (c->reading) {
+                uv_read_stop((uv_stream_t *)&c->tcp);
+                c->reading = 0;
+            }
+            break;
+        }
         llhttp_errno_t e = llhttp_execute(&c->parser, c->in.data, c->in.len);
         if (e == HPE_OK) {
             fs_buf_reset(&c->in);
@@ -407,7 +423,7 @@ static void fs__conn_process(fs_http_conn_t *c)
     }
     c->processing = 0;
     if (c->closing || c->close_after_write) return;
-    if (c->state == FS__READY) {
+    if (c->state == FS__READY && !c->write_blocked) {
         if (c->server->draining && !c->in_message && c->in.len == 0) {
             fs__conn_close(c);
             return;

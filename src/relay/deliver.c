@@ -10,6 +10,7 @@
  * of its handles (`refs` counts the tcp handle, the timer and a pending getaddrinfo). A request
  * (fs__dreq_t) belongs to the connection that carries it and is freed right after its callback.
  * Every write owns a copy of its bytes, freed in the write callback. */
+#define _GNU_SOURCE /* strptime, timegm */
 #include "deliver.h"
 #include "tls.h"
 #include "../common/buf.h"

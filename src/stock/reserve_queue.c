@@ -124,14 +124,15 @@ static void fs__on_batch_reply(redisReply *reply, int err, void *arg)
 static void fs__send_batch(fs_stock_t *st, const char *launch, const char *sku,
                            fs_reserve_item_t *items, size_t n)
 {
-    /* KEYS: sku, holds, users, then rkey (+ idem key) per item; ARGV: n, then 4 per item. */
-    size_t maxargs = 3 + 3 + n * 2 + 1 + n * 4;
+    /* KEYS: sku, holds, users, held, then the idempotency key of each item that has one;
+     * ARGV: n, then 4 per item. */
+    size_t maxargs = 3 + 4 + n + 1 + n * 4;
     const char **argv = fs_xmalloc(maxargs * sizeof *argv);
     size_t *lens = fs_xmalloc(maxargs * sizeof *lens);
     fs_buf_t keys;
     fs_buf_init(&keys);
     /* Keys are written into one buffer first and pointed at afterwards (it may move while growing). */
-    size_t nkeys = 0, *offs = fs_xmalloc((3 + n * 2) * sizeof *offs), *klens = fs_xmalloc((3 + n * 2) * sizeof *klens);
+    size_t nkeys = 0, *offs = fs_xmalloc((4 + n) * sizeof *offs), *klens = fs_xmalloc((4 + n) * sizeof *klens);
 #define FS__KEY(...)                                 \
     do {                                             \
         offs[nkeys] = keys.len;                      \
@@ -142,8 +143,8 @@ static void fs__send_batch(fs_stock_t *st, const char *launch, const char *sku,
     FS__KEY("fs:{%s:%s}:sku", launch, sku);
     FS__KEY("fs:{%s:%s}:holds", launch, sku);
     FS__KEY("fs:{%s:%s}:users", launch, sku);
+    FS__KEY("fs:{%s:%s}:held", launch, sku);
     for (fs_reserve_item_t *it = items; it; it = it->next) {
-        FS__KEY("fs:{%s:%s}:r:%s", launch, sku, it->rid);
         if (it->idem) {
             offs[nkeys] = keys.len;
             fs_buf_printf(&keys, "fs:{%s:%s}:i:%zu:", launch, sku, it->user_len);

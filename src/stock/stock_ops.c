@@ -47,36 +47,38 @@ void fs_stock_confirm(fs_stock_t *st, const char *launch, const char *sku, const
                       const char *user, size_t user_len, const char *payment_ref, size_t pref_len,
                       fs_redis_cb cb, void *arg)
 {
-    char *k[5] = {fs__key(launch, sku, "sku", NULL), fs__key(launch, sku, "holds", NULL),
-                  fs__key(launch, sku, "users", NULL), fs__key(launch, sku, "r:", rid),
-                  fs__key(launch, sku, "orders", NULL)};
+    char *k[6] = {fs__key(launch, sku, "sku", NULL), fs__key(launch, sku, "holds", NULL),
+                  fs__key(launch, sku, "users", NULL), fs__key(launch, sku, "held", NULL),
+                  fs__key(launch, sku, "r:", rid), fs__key(launch, sku, "orders", NULL)};
     char oid[32];
     fs_order_id_new(oid);
     const char *args[] = {rid, user, oid, payment_ref ? payment_ref : ""};
     size_t lens[] = {(size_t)-1, user_len, (size_t)-1, payment_ref ? pref_len : 0};
-    fs__fcall(st, "fs_confirm", 5, (const char **)k, 4, args, lens, cb, arg);
-    for (int i = 0; i < 5; i++) free(k[i]);
+    fs__fcall(st, "fs_confirm", 6, (const char **)k, 4, args, lens, cb, arg);
+    for (int i = 0; i < 6; i++) free(k[i]);
 }
 
 void fs_stock_cancel(fs_stock_t *st, const char *launch, const char *sku, const char *rid,
                      const char *user, size_t user_len, fs_redis_cb cb, void *arg)
 {
-    char *k[4] = {fs__key(launch, sku, "sku", NULL), fs__key(launch, sku, "holds", NULL),
-                  fs__key(launch, sku, "users", NULL), fs__key(launch, sku, "r:", rid)};
+    char *k[5] = {fs__key(launch, sku, "sku", NULL), fs__key(launch, sku, "holds", NULL),
+                  fs__key(launch, sku, "users", NULL), fs__key(launch, sku, "held", NULL),
+                  fs__key(launch, sku, "r:", rid)};
     const char *args[] = {rid, user};
     size_t lens[] = {(size_t)-1, user_len};
-    fs__fcall(st, "fs_cancel", 4, (const char **)k, 2, args, lens, cb, arg);
-    for (int i = 0; i < 4; i++) free(k[i]);
+    fs__fcall(st, "fs_cancel", 5, (const char **)k, 2, args, lens, cb, arg);
+    for (int i = 0; i < 5; i++) free(k[i]);
 }
 
 void fs_stock_get_reservation(fs_stock_t *st, const char *launch, const char *sku, const char *rid,
                               const char *user, size_t user_len, fs_redis_cb cb, void *arg)
 {
-    char *k = fs__key(launch, sku, "r:", rid);
-    const char *args[] = {user};
-    size_t lens[] = {user_len};
-    fs__fcall(st, "fs_get_reservation", 1, (const char **)&k, 1, args, lens, cb, arg);
-    free(k);
+    char *k[2] = {fs__key(launch, sku, "held", NULL), fs__key(launch, sku, "r:", rid)};
+    const char *args[] = {rid, user};
+    size_t lens[] = {(size_t)-1, user_len};
+    fs__fcall(st, "fs_get_reservation", 2, (const char **)k, 2, args, lens, cb, arg);
+    free(k[0]);
+    free(k[1]);
 }
 
 void fs_stock_restock(fs_stock_t *st, const char *launch, const char *sku, int64_t delta,
@@ -239,12 +241,12 @@ static void fs__sweep_skus(fs_stock_t *st)
 {
     for (size_t i = 0; i < st->sweep_nskus; i++) {
         const char *l = st->sweep_skus[2 * i], *s = st->sweep_skus[2 * i + 1];
-        char *k[3] = {fs__key(l, s, "sku", NULL), fs__key(l, s, "holds", NULL),
-                      fs__key(l, s, "users", NULL)};
+        char *k[4] = {fs__key(l, s, "sku", NULL), fs__key(l, s, "holds", NULL),
+                      fs__key(l, s, "users", NULL), fs__key(l, s, "held", NULL)};
         const char *args[] = {FS__SWEEP_MAX};
         st->sweeping++;
-        fs__fcall(st, "fs_expire", 3, (const char **)k, 1, args, NULL, fs__on_expired, st);
-        for (int j = 0; j < 3; j++) free(k[j]);
+        fs__fcall(st, "fs_expire", 4, (const char **)k, 1, args, NULL, fs__on_expired, st);
+        for (int j = 0; j < 4; j++) free(k[j]);
     }
 }
 
