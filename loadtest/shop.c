@@ -539,9 +539,10 @@ static void fs__print_progress(fs__shop_t *s, const fs_tl_point_t *p)
                                 s->sku[i].available);
     const uint64_t *o = s->stats.outcomes;
     fs_progress_print(&s->progress,
-                      "[%4.0fs/%.0fs] reserve %6.0f/s (offered %6.0f/s) p99 %7.2fms | held %llu "
+                      "[%4.0fs/%.0fs%s] reserve %6.0f/s (offered %6.0f/s) p99 %7.2fms | held %llu "
                       "confirmed %llu sold_out %llu limit %llu retried %llu | left%s",
-                      p->t, s->c->duration_s, (double)p->n[FS_KIND_RESERVE], p->offered,
+                      p->t, s->c->duration_s, p->t > s->c->duration_s + 0.01 ? " draining" : "",
+                      (double)p->n[FS_KIND_RESERVE], p->offered,
                       p->p99[FS_KIND_RESERVE], (unsigned long long)o[FS_OUT_HELD],
                       (unsigned long long)o[FS_OUT_CONFIRMED], (unsigned long long)o[FS_OUT_SOLD_OUT],
                       (unsigned long long)o[FS_OUT_LIMIT], (unsigned long long)o[FS_OUT_RETRIED], stock);
