@@ -251,7 +251,6 @@ int main(int argc, char **argv)
                                 .on_request = fs_relay_admin_handle, .user = r};
     if (fs_http_server_start(&r->http, &loop, &ho, err, sizeof err)) {
         fprintf(stderr, "flashsale-relay: %s\n", err);
-        fs_error("startup_failed", "reason=\"%s\"", err);
         return 1;
     }
     fs_redis_opts_t ro = {.host = rhost, .port = rport, .db = rdb,

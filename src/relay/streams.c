@@ -171,13 +171,15 @@ static void fs__on_skus(redisReply *reply, int err, void *arg)
     fs__ensure_groups(r);
 }
 
-static void fs__discover(fs_relay_t *r)
+/* Returns 1 when the query was sent. */
+static int fs__discover(fs_relay_t *r)
 {
-    if (r->discovering || r->stopping || !fs_redis_ready(r->writer)) return;
+    if (r->discovering || r->stopping || !fs_redis_ready(r->writer)) return 0;
     r->discovering = 1;
     const char *argv[] = {"FCALL_RO", "fs_relay_skus", "1", "fs:launches"};
     size_t lens[] = {8, 13, 1, 11};
     fs_redis_command(r->writer, fs__on_skus, r, 4, argv, lens);
+    return 1;
 }
 
 /* ---- reading new entries ---- */
@@ -554,11 +556,8 @@ void fs_relay_streams_tick(fs_relay_t *r, uint64_t now)
 {
     if (r->stopping) return;
     const fs_relay_config_t *c = r->cfg;
-    if (now >= r->next_discover_ns) {
+    if (now >= r->next_discover_ns && fs__discover(r))
         r->next_discover_ns = now + (uint64_t)c->discover_interval_ms * 1000000u;
-        fs__discover(r);
-        fs__ensure_groups(r);
-    }
     /* Claims: at once while some stream's own entries were not re-read yet, then every
      * claim_idle_ms / 4 (so an abandoned entry waits at most 1.25 x claim_idle_ms). */
     uint64_t claim_every = (uint64_t)c->claim_idle_ms * 1000000u / 4;
