@@ -176,8 +176,8 @@ static int fs__plain_main(const char *url, int connections, int threads, double 
         json_object_set_new(doc, "intended", json_integer((json_int_t)res.intended));
         json_object_set_new(doc, "missed", json_integer((json_int_t)res.missed));
         json_object_set_new(doc, "rate_held", json_boolean(rate_held));
-        printf("  open loop    target %.0f/s: %llu arrivals due, %llu sent late or never (%.2f%% on "
-               "time), achieved %.1f/s\n", rate, (unsigned long long)res.intended,
+        printf("  open loop    target %.0f/s: %llu arrivals due, %llu never sent (%.2f%% sent), "
+               "achieved %.1f/s\n", rate, (unsigned long long)res.intended,
                (unsigned long long)res.missed, 100.0 * held, achieved);
         if (!rate_held)
             printf("  WARNING: the target rate was not held within 2%% (the server or the "

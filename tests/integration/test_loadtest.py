@@ -213,7 +213,9 @@ class FakeShop:
 
     mode "oversell": every reservation succeeds (stock and per-user limits ignored), every
     confirm is recorded. "lose": correct stock, but every third confirmed order is not written to
-    the stream. "duplicate": correct stock, but every confirmed order is written twice.
+    the stream. "duplicate": correct stock, but every confirmed order is written twice. "flaky":
+    correct, but every 4th reservation gets 503 + Retry-After and every 7th a dropped connection
+    (before anything changed), so that the tool's retries are exercised.
     """
 
     def __init__(self, redis_port, mode):
@@ -223,6 +225,7 @@ class FakeShop:
         self.launches = {}
         self.res = {}
         self.confirms = 0
+        self.posts = 0
         shop = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -231,9 +234,11 @@ class FakeShop:
             def log_message(self, *a):
                 pass
 
-            def _answer(self, status, body):
+            def _answer(self, status, body, headers=None):
                 data = json.dumps(body).encode()
                 self.send_response(status)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -267,6 +272,14 @@ class FakeShop:
                     if m:
                         return self._answer(200, shop.status(m.group(1)))
                     m = re.match(r"^/v1/launches/([^/]+)/reservations$", self.path)
+                    if m and shop.mode == "flaky":
+                        shop.posts += 1
+                        if shop.posts % 7 == 0:
+                            self.close_connection = True
+                            return None
+                        if shop.posts % 4 == 0:
+                            return self._answer(503, {"error": "unavailable", "message": "busy"},
+                                                {"Retry-After": "0"})
                     if m:
                         return self._answer(*shop.reserve(m.group(1), body))
                     m = re.match(r"^/v1/reservations/([^/]+)/(confirm|cancel)$", self.path)
@@ -353,6 +366,25 @@ class CampaignAgainstWrongServers(unittest.TestCase):
     def tearDownClass(cls):
         cls.redis.cleanup()
         fsserver.untrack(cls.redis)
+
+    def test_flaky_but_correct_server_passes_with_retries(self):
+        fake = FakeShop(self.redis.port, "flaky")
+        try:
+            tmp = tempfile.mkdtemp(prefix="fs-load-fake-")
+            jpath = os.path.join(tmp, "run.json")
+            rc, out, err = run_load(
+                ["--campaign", SMOKE, "--server", "http://127.0.0.1:%d" % fake.port,
+                 "--redis", self.redis.url, "-d", "2s", "-q", "--json", jpath],
+                {"FLASHSALE_ADMIN_TOKEN": "fake-admin", "FLASHSALE_API_KEYS": "fake-key"})
+        finally:
+            fake.stop()
+        self.assertEqual(rc, 0, "stdout:\n%s\nstderr:\n%s" % (out, err))
+        doc = load_json(jpath)
+        self.assertTrue(doc["verification"]["passed"], doc["verification"])
+        self.assertGreater(doc["outcomes"].get("retried", 0), 0)
+        self.assertGreater(doc["kinds"]["reserve"]["status"].get("503", 0), 0)
+        self.assertGreater(doc["kinds"]["reserve"]["errors"].get("transport_error", 0), 0)
+        self.assertGreater(doc["outcomes"].get("confirmed", 0), 0)
 
     def run_against_fake(self, mode):
         fake = FakeShop(self.redis.port, mode)
