@@ -299,6 +299,8 @@ class Receiver:
             pass
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        if not self.thread.is_alive():
+            self.loop.close()
         self.loop = None
 
     def kill(self):  # for fsserver's watchdog
