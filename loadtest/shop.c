@@ -96,6 +96,8 @@ struct fs__shop {
     size_t norders, orders_cap;
     fs_smap_t reserved;
     uint64_t in_flight, unfinished, payment_seq;
+    uint64_t max_lag_ns, late_arrivals;   /* arrivals sent after their intended time (> 100 ms) */
+    int progress_pending;                 /* a second ended; print once its stock poll answers */
     double open_at_s;
 };
 
@@ -448,6 +450,8 @@ static void fs__pump(fs__shop_t *s)
             op = fs__ready_pop(s);
         } else if (next && next <= now) {
             op = fs__new_arrival(s, s->next_k, next);
+            if (now - next > s->max_lag_ns) s->max_lag_ns = now - next;
+            if (now - next > 100000000u) s->late_arrivals++;
             next = fs__arrival_ns(s, ++s->next_k);
         } else {
             break;
@@ -482,6 +486,8 @@ static void fs__on_open(void *arg, int err, const fs_http_response_t *r)
         fs_warn("open_failed", "status=%d err=%s", err ? 0 : r->status, fs_strerror(err));
     }
 }
+
+static void fs__show_progress(fs__shop_t *s);
 
 static void fs__apply_status(fs__shop_t *s, json_t *doc, double t, int record)
 {
@@ -521,6 +527,7 @@ static void fs__on_poll(void *arg, int err, const fs_http_response_t *r)
     json_t *doc = json_loadb(r->body, r->body_len, 0, NULL);
     if (doc) fs__apply_status(s, doc, fs__elapsed(s, uv_hrtime()), 1);
     json_decref(doc);
+    if (s->progress_pending) fs__show_progress(s);
 }
 
 static void fs__admin_send(fs__shop_t *s, const char *method, const char *path, const char *body,
@@ -548,6 +555,13 @@ static void fs__print_progress(fs__shop_t *s, const fs_tl_point_t *p)
                       (unsigned long long)o[FS_OUT_LIMIT], (unsigned long long)o[FS_OUT_RETRIED], stock);
 }
 
+static void fs__show_progress(fs__shop_t *s)
+{
+    fs_tl_point_t p;
+    if (fs_timeline_last(&s->tl, &p)) fs__print_progress(s, &p);
+    s->progress_pending = 0;
+}
+
 static void fs__push_second(fs__shop_t *s, double len)
 {
     double a = (double)s->sec, b = (double)s->sec + len;
@@ -555,8 +569,9 @@ static void fs__push_second(fs__shop_t *s, double len)
     if (a < end) s->stats.win_offered = (uint64_t)llround(fs_rate_count(&s->c->profile, b < end ? b : end) -
                                                           fs_rate_count(&s->c->profile, a));
     fs_timeline_push(&s->tl, s->sec, len, &s->stats);
-    fs_tl_point_t p;
-    if (fs_timeline_last(&s->tl, &p)) fs__print_progress(s, &p);
+    /* the line is printed when this second's stock poll answers, so "left" is current */
+    if (s->progress_pending) fs__show_progress(s);
+    s->progress_pending = 1;
     s->sec++;
 }
 
@@ -603,6 +618,7 @@ static void fs__finish(fs__shop_t *s)
     uint64_t now = uv_hrtime();
     double len = fs__elapsed(s, now) - (double)s->sec;
     fs__push_second(s, len > 0.001 ? len : 0.001);
+    fs__show_progress(s);
     fs_progress_done(&s->progress);
     /* what is left is unfinished: count it, free it */
     s->unfinished = s->in_flight + s->ready_len + s->heap_len;
@@ -711,6 +727,10 @@ static void fs__print_summary(fs__shop_t *s, double elapsed, const fs_verify_out
     printf("  shoppers     %llu arrived of %llu scheduled; %llu requests unfinished at the end\n",
            (unsigned long long)s->stats.offered, (unsigned long long)s->arrivals,
            (unsigned long long)s->unfinished);
+    if (s->late_arrivals)
+        printf("  WARNING      the schedule was not kept: %llu arrivals went out more than 100 ms late "
+               "(worst %.0f ms); the server (or the connections) could not keep up, and latencies "
+               "include that wait\n", (unsigned long long)s->late_arrivals, (double)s->max_lag_ns / 1e6);
     fs_report_print_stats(stdout, &s->stats, elapsed);
     printf("  outcomes    ");
     for (int i = 0; i < FS_OUT_N; i++)
@@ -895,9 +915,12 @@ int fs_shop_run(const fs_shop_opts_t *o, json_t **out_doc, int *passed, char *er
         "duration_s", c->duration_s, "drain_s", c->drain_s, "confirm", c->p_confirm,
         "cancel", c->p_cancel, "think_min_s", c->think_min_s, "think_max_s", c->think_max_s,
         "hold_seconds", c->hold_seconds, "profile", fs__profile_json(c)));
-    json_object_set_new(doc, "arrivals", json_pack("{s:I, s:I, s:I}", "scheduled", (json_int_t)s->arrivals,
+    json_object_set_new(doc, "arrivals", json_pack("{s:I, s:I, s:I, s:I, s:f, s:b}", "scheduled", (json_int_t)s->arrivals,
                                                    "arrived", (json_int_t)s->stats.offered,
-                                                   "unfinished", (json_int_t)s->unfinished));
+                                                   "unfinished", (json_int_t)s->unfinished,
+                                                   "late_100ms", (json_int_t)s->late_arrivals,
+                                                   "max_lag_ms", (double)s->max_lag_ns / 1e6,
+                                                   "schedule_kept", s->late_arrivals == 0));
     json_object_set_new(doc, "opened_at_s", json_real(s->open_at_s));
     json_t *skus = json_array();
     double sell_out = -1;
