@@ -14,6 +14,8 @@ typedef struct {
     int shutdown_timeout_ms;
     int sweep_interval_ms;
     int soldout_recheck_ms;
+    int queue_max_wait_ms;
+    int queue_max_len;
     char *redis_url;
     int redis_timeout_ms;
     char *api_keys;     /* comma-separated */

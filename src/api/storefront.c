@@ -106,6 +106,9 @@ static void fs__on_reserved(fs_reserve_item_t *it)
     case FS_RES_NOT_FOUND:
         fs_api_error(c, 404, "not_found", "no such launch or SKU");
         return;
+    case FS_RES_OVERLOADED:
+        fs_api_error(c, 503, "overloaded", "too many reservations are waiting for this SKU, retry shortly");
+        return;
     case FS_RES_UNAVAILABLE:
         fs_api_error(c, 503, "unavailable", "the stock service is unavailable, retry shortly");
         return;

@@ -30,6 +30,8 @@ static const fs__setting_t fs__settings[] = {
     {"server", "shutdown_timeout_ms", "FLASHSALE_SHUTDOWN_TIMEOUT_MS", FS__INT, FS__OFF(shutdown_timeout_ms), 0, 600000},
     {"server", "sweep_interval_ms", "FLASHSALE_SWEEP_INTERVAL_MS", FS__INT, FS__OFF(sweep_interval_ms), 10, 3600000},
     {"server", "soldout_recheck_ms", "FLASHSALE_SOLDOUT_RECHECK_MS", FS__INT, FS__OFF(soldout_recheck_ms), 10, 3600000},
+    {"server", "queue_max_wait_ms", "FLASHSALE_QUEUE_MAX_WAIT_MS", FS__INT, FS__OFF(queue_max_wait_ms), 1, 600000},
+    {"server", "queue_max_len", "FLASHSALE_QUEUE_MAX_LEN", FS__INT, FS__OFF(queue_max_len), 1, 10000000},
     {"redis", "url", "FLASHSALE_REDIS", FS__STR, FS__OFF(redis_url), 0, 0},
     {"redis", "timeout_ms", "FLASHSALE_REDIS_TIMEOUT_MS", FS__INT, FS__OFF(redis_timeout_ms), 10, 600000},
     {"auth", "api_keys", "FLASHSALE_API_KEYS", FS__STR, FS__OFF(api_keys), 0, 0},
@@ -47,6 +49,8 @@ void fs_config_defaults(fs_config_t *cfg)
     cfg->shutdown_timeout_ms = 5000;
     cfg->sweep_interval_ms = 250;
     cfg->soldout_recheck_ms = 1000;
+    cfg->queue_max_wait_ms = 1000;
+    cfg->queue_max_len = 10000;
     cfg->redis_url = strdup("redis://127.0.0.1:6379/0");
     cfg->redis_timeout_ms = 1000;
     cfg->api_keys = strdup("");

@@ -62,6 +62,8 @@ static void fs__usage(FILE *f)
             "  [server] shutdown_timeout_ms FLASHSALE_SHUTDOWN_TIMEOUT_MS  5000\n"
             "  [server] sweep_interval_ms   FLASHSALE_SWEEP_INTERVAL_MS    250\n"
             "  [server] soldout_recheck_ms  FLASHSALE_SOLDOUT_RECHECK_MS   1000\n"
+            "  [server] queue_max_wait_ms   FLASHSALE_QUEUE_MAX_WAIT_MS    1000\n"
+            "  [server] queue_max_len       FLASHSALE_QUEUE_MAX_LEN        10000\n"
             "  [redis]  url                 FLASHSALE_REDIS                redis://127.0.0.1:6379/0\n"
             "  [redis]  timeout_ms          FLASHSALE_REDIS_TIMEOUT_MS     1000\n"
             "  [auth]   api_keys            FLASHSALE_API_KEYS             (required, comma-separated)\n"
@@ -144,7 +146,9 @@ static int fs__worker_init(fs__worker_t *w, int index, const char *host, int por
                                 .open_gauge = &w->metrics.connections_open};
     w->redis = fs_redis_new(&w->loop, &ro);
     fs_stock_opts_t so = {.redis_host = rhost, .redis_port = rport,
-                          .soldout_recheck_ms = fs__cfg.soldout_recheck_ms};
+                          .soldout_recheck_ms = fs__cfg.soldout_recheck_ms,
+                          .queue_max_wait_ms = fs__cfg.queue_max_wait_ms,
+                          .queue_max_len = fs__cfg.queue_max_len};
     w->stock = fs_stock_new(&w->loop, w->redis, &so);
     w->api = fs_api_new(&fs__shared, &w->metrics, w->stock);
     ho.user = w->api;

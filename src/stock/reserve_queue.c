@@ -1,23 +1,33 @@
-/* Per-SKU reservation queues and batching (see stock.h).
+/* Per-SKU reservation queues and coalescing (see stock.h).
  *
- * Requests for one SKU are appended to that SKU's queue in arrival order. A check handle runs after
- * each I/O poll of the loop and sends every non-empty queue as fs_reserve calls of at most
- * FS__BATCH_MAX requests each; all calls of one turn are pipelined on the one connection. The
- * queue map only holds SKUs with queued requests: a queue is freed when it is flushed, so unknown
- * SKU names sent by a client cannot grow memory.
+ * Requests for one SKU are appended to that SKU's queue in arrival order. A SKU has at most
+ * FS__MAX_WAVES "waves" of fs_reserve calls in flight: while they are, new requests wait in the
+ * queue, and when an answer arrives everything that accumulated is sent as the next wave (calls of at most
+ * FS__BATCH_MAX requests, pipelined on the one connection). Under load, batches therefore grow by
+ * themselves to whatever arrived during one Redis round trip, which is what makes one Function
+ * call per batch cheaper than one per request. A check handle, run after each I/O poll of the
+ * loop, sends the waves.
+ *
+ * Bounds: a request that waited longer than max_wait in the queue, or that finds max_queued
+ * requests ahead of it, is answered FS_RES_OVERLOADED. A queue lives only while it has requests
+ * queued or in flight, so unknown SKU names sent by a client cannot grow memory.
  *
  * Ownership: fs_stock_t owns the queues and batches; items belong to the caller. */
 #include "stock.h"
 #include "stock_internal.h"
 #include "../common/buf.h"
 #include "../common/log.h"
+#include "../common/timeutil.h"
 #include "flashsale/error.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define FS__BATCH_MAX 128
+#define FS__BATCH_MAX 256
+/* Waves of one SKU in flight at once: two keep Redis busy while the answers of one are read and
+ * the next is gathered. */
+#define FS__MAX_WAVES 2
 
 typedef struct fs__queue {
     struct fs__queue *next_in_bucket, *next_dirty;
@@ -25,16 +35,20 @@ typedef struct fs__queue {
     uint32_t hash;
     fs_reserve_item_t *head, *tail;
     size_t count;
+    int inflight; /* fs_reserve calls sent and not answered */
+    int dirty;    /* on st->dirty */
 } fs__queue_t;
 
 typedef struct {
     fs_stock_t *st;
+    fs__queue_t *q;
     fs_reserve_item_t *items;
     size_t n;
 } fs__batch_t;
 
-static const char *const fs__names[FS_RES__COUNT] = {
-    "ok", "sold_out", "limit_exceeded", "launch_not_open", "not_found", "unavailable", "error"};
+static const char *const fs__names[FS_RES__COUNT] = {"ok",        "sold_out",   "limit_exceeded",
+                                                     "launch_not_open", "not_found", "overloaded",
+                                                     "unavailable", "error"};
 
 const char *fs_res_code_name(fs_res_code_t c)
 {
@@ -73,11 +87,45 @@ static fs_res_code_t fs__code_of(const char *s, size_t n)
     return FS_RES_ERROR;
 }
 
+/* ---- the queue map ---- */
+
+static fs__queue_t **fs__bucket(fs_stock_t *st, uint32_t h)
+{
+    return &st->buckets[h % FS__NBUCKETS];
+}
+
+static void fs__queue_free_if_idle(fs_stock_t *st, fs__queue_t *q)
+{
+    if (q->count || q->inflight || q->dirty) return;
+    fs__queue_t **pp = fs__bucket(st, q->hash);
+    while (*pp != q) pp = &(*pp)->next_in_bucket;
+    *pp = q->next_in_bucket;
+    free(q->launch);
+    free(q->sku);
+    free(q);
+}
+
+static void fs__flush(uv_check_t *h);
+
+static void fs__mark_dirty(fs_stock_t *st, fs__queue_t *q)
+{
+    if (q->dirty) return;
+    q->dirty = 1;
+    q->next_dirty = st->dirty;
+    st->dirty = q;
+    if (!uv_is_active((uv_handle_t *)&st->check)) uv_check_start(&st->check, fs__flush);
+}
+
+/* ---- answers ---- */
+
 static void fs__on_batch_reply(redisReply *reply, int err, void *arg)
 {
     fs__batch_t *b = arg;
     fs_stock_t *st = b->st;
+    fs__queue_t *q = b->q;
     fs_reserve_item_t *it = b->items;
+    q->inflight--;
+    if (q->inflight < FS__MAX_WAVES && q->count > 0) fs__mark_dirty(st, q);
     if (err || reply->type != REDIS_REPLY_ARRAY || reply->elements != b->n) {
         if (!err) {
             char msg[200];
@@ -85,45 +133,47 @@ static void fs__on_batch_reply(redisReply *reply, int err, void *arg)
                      fs_log_quote(msg, sizeof msg, reply->type == REDIS_REPLY_ERROR ? reply->str : ""));
         }
         fs__fail_list(st, it, err ? FS_RES_UNAVAILABLE : FS_RES_ERROR);
-        free(b);
-        return;
-    }
-    for (size_t i = 0; i < b->n && it; i++) {
-        fs_reserve_item_t *next = it->next;
-        const redisReply *e = reply->element[i];
-        fs_res_code_t code = FS_RES_ERROR;
-        if (e->type == REDIS_REPLY_ARRAY && e->elements >= 6) {
-            size_t n;
-            const char *s = fs_reply_str(e->element[0], &n);
-            code = fs__code_of(s, n);
-            if (code == FS_RES_OK) {
-                const char *rid = fs_reply_str(e->element[1], &n);
-                if (n == 0 || n > FS_RID_MAX) {
-                    code = FS_RES_ERROR;
-                } else {
-                    memcpy(it->rid, rid, n);
-                    it->rid[n] = 0;
-                    it->rid_len = n;
-                    it->qty_out = (int)fs_reply_i64(e->element[2], NULL);
-                    it->expires_ms = fs_reply_i64(e->element[3], NULL);
-                    it->created_ms = fs_reply_i64(e->element[4], NULL);
+    } else {
+        for (size_t i = 0; i < b->n && it; i++) {
+            fs_reserve_item_t *next = it->next;
+            const redisReply *e = reply->element[i];
+            fs_res_code_t code = FS_RES_ERROR;
+            if (e->type == REDIS_REPLY_ARRAY && e->elements >= 6) {
+                size_t n;
+                const char *s = fs_reply_str(e->element[0], &n);
+                code = fs__code_of(s, n);
+                if (code == FS_RES_OK) {
+                    const char *rid = fs_reply_str(e->element[1], &n);
+                    if (n == 0 || n > FS_RID_MAX) {
+                        code = FS_RES_ERROR;
+                    } else {
+                        memcpy(it->rid, rid, n);
+                        it->rid[n] = 0;
+                        it->rid_len = n;
+                        it->qty_out = (int)fs_reply_i64(e->element[2], NULL);
+                        it->expires_ms = fs_reply_i64(e->element[3], NULL);
+                        it->created_ms = fs_reply_i64(e->element[4], NULL);
+                    }
                 }
+                it->replayed = (int)fs_reply_i64(e->element[5], NULL);
             }
-            it->replayed = (int)fs_reply_i64(e->element[5], NULL);
+            /* sold_out for one unit means none was left; ok means some was. */
+            if ((code == FS_RES_SOLD_OUT && it->qty == 1) || (code == FS_RES_OK && !it->replayed))
+                fs__soldout_update(st, it->launch, it->sku, code == FS_RES_SOLD_OUT);
+            fs__finish(st, it, code);
+            it = next;
         }
-        /* sold_out for one unit means none was left; ok means some was. */
-        if ((code == FS_RES_SOLD_OUT && it->qty == 1) || (code == FS_RES_OK && !it->replayed))
-            fs__soldout_update(st, it->launch, it->sku, code == FS_RES_SOLD_OUT);
-        fs__finish(st, it, code);
-        it = next;
     }
     free(b);
+    fs__queue_free_if_idle(st, q);
 }
 
-/* Sends items (a list of n) of one SKU as one fs_reserve call. */
-static void fs__send_batch(fs_stock_t *st, const char *launch, const char *sku,
-                           fs_reserve_item_t *items, size_t n)
+/* ---- sending ---- */
+
+/* Sends items (a list of n) of queue q as one fs_reserve call. */
+static void fs__send_batch(fs_stock_t *st, fs__queue_t *q, fs_reserve_item_t *items, size_t n)
 {
+    const char *launch = q->launch, *sku = q->sku;
     /* KEYS: sku, holds, users, held, then the idempotency key of each item that has one;
      * ARGV: n, then 4 per item. */
     size_t maxargs = 3 + 4 + n + 1 + n * 4;
@@ -133,29 +183,23 @@ static void fs__send_batch(fs_stock_t *st, const char *launch, const char *sku,
     fs_buf_init(&keys);
     /* Keys are written into one buffer first and pointed at afterwards (it may move while growing). */
     size_t nkeys = 0, *offs = fs_xmalloc((4 + n) * sizeof *offs), *klens = fs_xmalloc((4 + n) * sizeof *klens);
-#define FS__KEY(...)                                 \
-    do {                                             \
-        offs[nkeys] = keys.len;                      \
-        fs_buf_printf(&keys, __VA_ARGS__);           \
-        klens[nkeys] = keys.len - offs[nkeys];       \
-        nkeys++;                                     \
-    } while (0)
-    FS__KEY("fs:{%s:%s}:sku", launch, sku);
-    FS__KEY("fs:{%s:%s}:holds", launch, sku);
-    FS__KEY("fs:{%s:%s}:users", launch, sku);
-    FS__KEY("fs:{%s:%s}:held", launch, sku);
-    for (fs_reserve_item_t *it = items; it; it = it->next) {
-        if (it->idem) {
-            offs[nkeys] = keys.len;
-            fs_buf_printf(&keys, "fs:{%s:%s}:i:%zu:", launch, sku, it->user_len);
-            fs_buf_append(&keys, it->user, it->user_len);
-            fs_buf_putc(&keys, ':');
-            fs_buf_append(&keys, it->idem, it->idem_len);
-            klens[nkeys] = keys.len - offs[nkeys];
-            nkeys++;
-        }
+    static const char *const suffixes[] = {"sku", "holds", "users", "held"};
+    for (int k = 0; k < 4; k++) {
+        offs[nkeys] = keys.len;
+        fs_buf_printf(&keys, "fs:{%s:%s}:%s", launch, sku, suffixes[k]);
+        klens[nkeys] = keys.len - offs[nkeys];
+        nkeys++;
     }
-#undef FS__KEY
+    for (fs_reserve_item_t *it = items; it; it = it->next) {
+        if (!it->idem) continue;
+        offs[nkeys] = keys.len;
+        fs_buf_printf(&keys, "fs:{%s:%s}:i:%zu:", launch, sku, it->user_len);
+        fs_buf_append(&keys, it->user, it->user_len);
+        fs_buf_putc(&keys, ':');
+        fs_buf_append(&keys, it->idem, it->idem_len);
+        klens[nkeys] = keys.len - offs[nkeys];
+        nkeys++;
+    }
     char numkeys[16], nstr[16], qty[FS__BATCH_MAX][12];
     size_t a = 0;
     argv[a] = "FCALL", lens[a++] = 5;
@@ -172,8 +216,10 @@ static void fs__send_batch(fs_stock_t *st, const char *launch, const char *sku,
     }
     fs__batch_t *b = fs_xmalloc(sizeof *b);
     b->st = st;
+    b->q = q;
     b->items = items;
     b->n = n;
+    q->inflight++;
     st->stats.batches++;
     st->stats.batched_items += n;
     fs_redis_command(st->redis, fs__on_batch_reply, b, (int)a, argv, lens);
@@ -184,29 +230,50 @@ static void fs__send_batch(fs_stock_t *st, const char *launch, const char *sku,
     fs_buf_free(&keys);
 }
 
+/* Sends the next wave of queue q: everything queued, in calls of at most FS__BATCH_MAX. Requests
+ * that waited too long are answered overloaded instead. */
+static void fs__send_wave(fs_stock_t *st, fs__queue_t *q)
+{
+    uint64_t now = fs_mono_ns();
+    fs_reserve_item_t *it = q->head, *send = NULL, **tail = &send;
+    q->head = q->tail = NULL;
+    q->count = 0;
+    /* Hold a reference while answering: callbacks may run synchronously. */
+    q->inflight++;
+    while (it) {
+        fs_reserve_item_t *next = it->next;
+        if (now - it->queued_ns > st->max_wait_ns) {
+            fs__finish(st, it, FS_RES_OVERLOADED);
+        } else {
+            *tail = it;
+            tail = &it->next;
+        }
+        it = next;
+    }
+    *tail = NULL;
+    while (send) {
+        fs_reserve_item_t *first = send, *last = send;
+        size_t n = 1;
+        while (last->next && n < FS__BATCH_MAX) last = last->next, n++;
+        send = last->next;
+        last->next = NULL;
+        fs__send_batch(st, q, first, n);
+    }
+    q->inflight--;
+    /* Answers that came back synchronously (Redis unavailable) may have queued new requests. */
+    if (q->inflight < FS__MAX_WAVES && q->count > 0) fs__mark_dirty(st, q);
+}
+
 static void fs__flush(uv_check_t *h)
 {
     fs_stock_t *st = h->data;
-    fs__queue_t *q = st->dirty;
-    st->dirty = NULL;
     uv_check_stop(h);
-    /* Empty the map first: callbacks that fire synchronously may queue new requests. */
-    memset(st->buckets, 0, sizeof st->buckets);
-    while (q) {
-        fs__queue_t *next = q->next_dirty;
-        fs_reserve_item_t *it = q->head;
-        while (it) {
-            fs_reserve_item_t *first = it, *last = it;
-            size_t n = 1;
-            while (last->next && n < FS__BATCH_MAX) last = last->next, n++;
-            it = last->next;
-            last->next = NULL;
-            fs__send_batch(st, q->launch, q->sku, first, n);
-        }
-        free(q->launch);
-        free(q->sku);
-        free(q);
-        q = next;
+    while (st->dirty) {
+        fs__queue_t *q = st->dirty;
+        st->dirty = q->next_dirty;
+        q->dirty = 0;
+        if (q->inflight < FS__MAX_WAVES && q->count > 0) fs__send_wave(st, q);
+        fs__queue_free_if_idle(st, q);
     }
 }
 
@@ -223,9 +290,8 @@ void fs_stock_reserve(fs_stock_t *st, fs_reserve_item_t *it)
         fs__finish(st, it, FS_RES_SOLD_OUT);
         return;
     }
-    it->rid_len = fs_rid_new(it->launch, strlen(it->launch), it->sku, strlen(it->sku), it->rid);
     uint32_t h = fs__hash(it->launch, it->sku);
-    fs__queue_t **bucket = &st->buckets[h % FS__NBUCKETS], *q;
+    fs__queue_t **bucket = fs__bucket(st, h), *q;
     for (q = *bucket; q; q = q->next_in_bucket)
         if (q->hash == h && strcmp(q->launch, it->launch) == 0 && strcmp(q->sku, it->sku) == 0) break;
     if (!q) {
@@ -235,18 +301,44 @@ void fs_stock_reserve(fs_stock_t *st, fs_reserve_item_t *it)
         q->hash = h;
         q->next_in_bucket = *bucket;
         *bucket = q;
-        q->next_dirty = st->dirty;
-        st->dirty = q;
     }
+    if (q->count >= st->max_queued) {
+        fs__finish(st, it, FS_RES_OVERLOADED);
+        return;
+    }
+    it->rid_len = fs_rid_new(it->launch, strlen(it->launch), it->sku, strlen(it->sku), it->rid);
+    it->queued_ns = fs_mono_ns();
     if (q->tail) q->tail->next = it;
     else q->head = it;
     q->tail = it;
     q->count++;
-    if (!uv_is_active((uv_handle_t *)&st->check)) uv_check_start(&st->check, fs__flush);
+    if (q->inflight < FS__MAX_WAVES) fs__mark_dirty(st, q);
 }
 
 void fs__stock_queues_init(fs_stock_t *st)
 {
     uv_check_init(st->loop, &st->check);
     st->check.data = st;
+}
+
+void fs__stock_queues_close(fs_stock_t *st)
+{
+    /* Requests still queued (not sent) are answered now; those in flight were answered when the
+     * Redis client closed. */
+    for (int b = 0; b < FS__NBUCKETS; b++) {
+        fs__queue_t *q = st->buckets[b];
+        while (q) {
+            fs__queue_t *next = q->next_in_bucket;
+            fs_reserve_item_t *it = q->head;
+            q->head = q->tail = NULL;
+            q->count = 0;
+            fs__fail_list(st, it, FS_RES_UNAVAILABLE);
+            free(q->launch);
+            free(q->sku);
+            free(q);
+            q = next;
+        }
+        st->buckets[b] = NULL;
+    }
+    st->dirty = NULL;
 }

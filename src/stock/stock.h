@@ -23,6 +23,7 @@ typedef enum {
     FS_RES_LIMIT_EXCEEDED,
     FS_RES_NOT_OPEN,
     FS_RES_NOT_FOUND,
+    FS_RES_OVERLOADED,  /* waited too long in the queue, or the queue was full */
     FS_RES_UNAVAILABLE, /* Redis not reachable, not ready, or timed out */
     FS_RES_ERROR,       /* Redis answered something unexpected */
     FS_RES__COUNT
@@ -48,6 +49,7 @@ typedef struct fs_reserve_item {
     int replayed;
     /* internal */
     struct fs_reserve_item *next;
+    uint64_t queued_ns;
 } fs_reserve_item_t;
 
 typedef struct {
@@ -60,6 +62,8 @@ typedef struct {
     const char *redis_host; /* for the fs:stock subscription */
     int redis_port;
     int soldout_recheck_ms; /* a cached "sold out" lets one request through to Redis this often */
+    int queue_max_wait_ms;  /* longest wait in a SKU's queue before "overloaded" */
+    int queue_max_len;      /* most requests waiting in one SKU's queue */
 } fs_stock_opts_t;
 
 fs_stock_t *fs_stock_new(uv_loop_t *loop, fs_redis_t *redis, const fs_stock_opts_t *o);
@@ -68,7 +72,7 @@ fs_stock_stats_t fs_stock_stats(const fs_stock_t *st);
 fs_redis_t *fs_stock_redis(fs_stock_t *st);
 
 /* Queues a reservation; `done` fires later, or synchronously: FS_RES_UNAVAILABLE when Redis is not
- * ready, FS_RES_SOLD_OUT when the SKU is known to be sold out (requests with an idempotency key
+ * ready, FS_RES_OVERLOADED when the SKU's queue is full, FS_RES_SOLD_OUT when the SKU is known to be sold out (requests with an idempotency key
  * always go to Redis, which may hold their first answer). */
 void fs_stock_reserve(fs_stock_t *st, fs_reserve_item_t *it);
 

@@ -19,6 +19,8 @@ struct fs_stock {
     fs_stock_stats_t stats;
     struct fs__soldout *soldout[FS__NBUCKETS]; /* SKU → sold-out mark (soldout.c) */
     uint64_t soldout_recheck_ns;
+    uint64_t max_wait_ns;                  /* queue bounds (reserve_queue.c) */
+    size_t max_queued;
     struct fs_redis_sub *sub;              /* fs:stock messages drop marks */
     /* sweeper */
     uv_timer_t sweep_timer;
@@ -31,6 +33,7 @@ struct fs_stock {
 };
 
 void fs__stock_queues_init(fs_stock_t *st);
+void fs__stock_queues_close(fs_stock_t *st);
 
 /* soldout.c */
 int fs__soldout_hit(fs_stock_t *st, const char *launch, const char *sku);

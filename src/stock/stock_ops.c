@@ -277,6 +277,8 @@ fs_stock_t *fs_stock_new(uv_loop_t *loop, fs_redis_t *redis, const fs_stock_opts
     st->loop = loop;
     st->redis = redis;
     st->soldout_recheck_ns = (uint64_t)o->soldout_recheck_ms * 1000000u;
+    st->max_wait_ns = (uint64_t)o->queue_max_wait_ms * 1000000u;
+    st->max_queued = (size_t)o->queue_max_len;
     st->sub = fs_redis_sub_new(loop, o->redis_host, o->redis_port, "fs:stock",
                                fs__soldout_on_message, st);
     fs__stock_queues_init(st);
@@ -299,6 +301,7 @@ void fs_stock_close(fs_stock_t *st)
 {
     st->closing = 1;
     st->open_handles = 2;
+    fs__stock_queues_close(st);
     fs_redis_sub_close(st->sub);
     uv_close((uv_handle_t *)&st->check, fs__on_closed);
     uv_close((uv_handle_t *)&st->sweep_timer, fs__on_closed);
