@@ -3,8 +3,10 @@
 
 Starts its own redis-server on a free loopback port, loads the library and calls every function
 with FCALL. After every test the counter invariant is checked on every SKU: available + held +
-sold == total, none negative; held == sum of the holds; sold == sum of qty in the order stream;
-users[u] == u's held + confirmed units.
+sold == total, none negative; the ids of the `held` hash are exactly the members of `holds`, and
+held == sum of their qty; a held reservation has no `r:<rid>` hash, an ended one has (status
+confirmed/cancelled/expired, with a TTL); sold == sum of qty in the order stream, whose entries
+are exactly the confirmed reservations; users[u] == u's held + confirmed units.
 
 Run: python3 tests/lua/test_functions.py   (exit code 0 on success; about 5 s)
 """
@@ -35,6 +37,14 @@ def tearDownModule():
 
 def new_rid():
     return base64.urlsafe_b64encode(os.urandom(18)).decode().rstrip("=")
+
+
+HELD_RE = re.compile(r"^(\d+)\|(\d+)\|(\d+)\|(.+)$", re.S)
+
+
+def held_value(qty, created_ms, expires_ms, user):
+    """A field value of fs:{L:S}:held as docs/redis.md defines it."""
+    return "%d|%d|%d|%s" % (qty, created_ms, expires_ms, user)
 
 
 def rfc3339(ms):
@@ -77,13 +87,12 @@ class FS:
     def reserve(self, launch, sku, reqs):
         """reqs: (user, qty) or (user, qty, idempotency_key) or (user, qty, key, rid)."""
         p = self.p(launch, sku)
-        keys = [p + ":sku", p + ":holds", p + ":users"]
+        keys = [p + ":sku", p + ":holds", p + ":users", p + ":held"]
         args = [len(reqs)]
         for q in reqs:
             user, qty = q[0], q[1]
             key = q[2] if len(q) > 2 else None
             rid = q[3] if len(q) > 3 else new_rid()
-            keys.append(p + ":r:" + rid)
             if key is not None:
                 keys.append(self.idem_key(launch, sku, user, key))
             args += [rid, user, qty, 1 if key is not None else 0]
@@ -91,22 +100,24 @@ class FS:
 
     def confirm(self, launch, sku, rid, user, order_id=None, payment_ref=""):
         p = self.p(launch, sku)
-        return self.r.call("FCALL", "fs_confirm", 5, p + ":sku", p + ":holds", p + ":users",
-                           p + ":r:" + rid, p + ":orders", rid, user,
+        return self.r.call("FCALL", "fs_confirm", 6, p + ":sku", p + ":holds", p + ":users",
+                           p + ":held", p + ":r:" + rid, p + ":orders", rid, user,
                            order_id or "ord-" + new_rid(), payment_ref)
 
     def cancel(self, launch, sku, rid, user):
         p = self.p(launch, sku)
-        return self.r.call("FCALL", "fs_cancel", 4, p + ":sku", p + ":holds", p + ":users",
-                           p + ":r:" + rid, rid, user)
+        return self.r.call("FCALL", "fs_cancel", 5, p + ":sku", p + ":holds", p + ":users",
+                           p + ":held", p + ":r:" + rid, rid, user)
 
     def get_res(self, launch, sku, rid, user):
-        return self.r.call("FCALL_RO", "fs_get_reservation", 1,
-                           self.p(launch, sku) + ":r:" + rid, user)
+        p = self.p(launch, sku)
+        return self.r.call("FCALL_RO", "fs_get_reservation", 2, p + ":held", p + ":r:" + rid,
+                           rid, user)
 
     def expire(self, launch, sku, max_=100):
         p = self.p(launch, sku)
-        return self.r.call("FCALL", "fs_expire", 3, p + ":sku", p + ":holds", p + ":users", max_)
+        return self.r.call("FCALL", "fs_expire", 4, p + ":sku", p + ":holds", p + ":users",
+                           p + ":held", max_)
 
     def restock(self, launch, sku, delta):
         return self.r.call("FCALL", "fs_restock", 1, self.p(launch, sku) + ":sku", delta)
@@ -166,14 +177,38 @@ class Base(unittest.TestCase):
             self.assertEqual(available + held + sold, total, what + ": available+held+sold")
             per_user = {}
             holds = r.call("ZRANGE", p + ":holds", 0, -1, "WITHSCORES")
+            scores = dict(zip(holds[0::2], (int(x) for x in holds[1::2])))
+            held_recs = fs.hash(p + ":held")
+            # The held hash and holds name exactly the same reservations.
+            self.assertEqual(set(held_recs), set(scores), what + ": held hash ids != holds members")
+            self.assertEqual(r.call("TTL", p + ":held") if held_recs else -1, -1,
+                             what + ": held hash has a TTL")
             held_sum = 0
-            for rid, score in zip(holds[0::2], holds[1::2]):
-                h = fs.hash(p + ":r:" + rid)
-                self.assertEqual(h.get("status"), "held", what + ": member of holds not held")
-                self.assertEqual(int(h["expires_ms"]), int(score), what + ": hold score")
-                held_sum += int(h["qty"])
-                per_user[h["user"]] = per_user.get(h["user"], 0) + int(h["qty"])
+            for rid, rec in held_recs.items():
+                m = HELD_RE.match(rec)
+                self.assertIsNotNone(m, "%s: held record %r" % (what, rec))
+                qty, created, expires, user = int(m[1]), int(m[2]), int(m[3]), m[4]
+                self.assertGreaterEqual(qty, 1, what + ": held qty")
+                self.assertLessEqual(created, expires, what + ": held created > expires")
+                self.assertEqual(expires, scores[rid], what + ": hold score != held expires_ms")
+                self.assertEqual(r.call("EXISTS", p + ":r:" + rid), 0,
+                                 what + ": held reservation also has an r: hash")
+                held_sum += qty
+                per_user[user] = per_user.get(user, 0) + qty
             self.assertEqual(held_sum, held, what + ": held != sum of holds")
+            # Ended reservations: their own hash, a final status, kept with a TTL.
+            confirmed = set()
+            for key in r.call("KEYS", p + ":r:*"):
+                rid = key[len(p + ":r:"):]
+                h = fs.hash(key)
+                self.assertIn(h.get("status"), ("confirmed", "cancelled", "expired"),
+                              "%s: r: hash %s status" % (what, rid))
+                self.assertNotIn(rid, scores, what + ": ended reservation still in holds")
+                for f in ("user", "qty", "created_ms", "expires_ms"):
+                    self.assertIn(f, h, "%s: r: hash %s without %s" % (what, rid, f))
+                self.assertGreater(r.call("TTL", key), 0, what + ": ended reservation without TTL")
+                if h["status"] == "confirmed":
+                    confirmed.add(rid)
             sold_sum, seen = 0, set()
             for _sid, fields in r.call("XRANGE", p + ":orders", "-", "+"):
                 e = dict(zip(fields[0::2], fields[1::2]))
@@ -183,9 +218,12 @@ class Base(unittest.TestCase):
                 rh = fs.hash(p + ":r:" + e["reservation_id"])
                 self.assertEqual(rh.get("status"), "confirmed", what + ": order of unconfirmed")
                 self.assertEqual(rh.get("order_id"), e["order_id"])
+                self.assertEqual((rh.get("user"), rh.get("qty")), (e["user_id"], e["qty"]),
+                                 what + ": order != its reservation")
                 sold_sum += int(e["qty"])
                 per_user[e["user_id"]] = per_user.get(e["user_id"], 0) + int(e["qty"])
             self.assertEqual(sold_sum, sold, what + ": sold != sum of order stream qty")
+            self.assertEqual(confirmed, seen, what + ": confirmed reservations != orders")
             users = {u: int(v) for u, v in fs.hash(p + ":users").items()}
             self.assertEqual(users, per_user, what + ": users hash != held + sold per user")
 
@@ -366,14 +404,19 @@ class TestReserve(Base):
         self.assertEqual([o[2] for o in out if o[0] == "ok"], [2, 2, 1])
         self.assertEqual(fs.counters("L", "A"), [5, 0, 5, 0])
         self.assertEqual(fs.hash("fs:{L:A}:users"), {"u1": "2", "u2": "2", "u4": "1"})
+        # Each ok is one field of the SKU's held hash and one member of holds, nothing else.
+        oks = [(o, q) for o, q in zip(out, ["u1", "u2", "u3", "u1", "u4", "u5", "u1"])
+               if o[0] == "ok"]
+        self.assertEqual(fs.hash("fs:{L:A}:held"),
+                         {o[1]: held_value(o[2], o[4], o[3], u) for o, u in oks})
+        self.assertEqual(self.r.call("TTL", "fs:{L:A}:held"), -1)  # no TTL while held
         rid = out[0][1]
-        h = fs.hash("fs:{L:A}:r:" + rid)
-        self.assertEqual(h, dict(user="u1", qty="2", status="held", created_ms=str(out[0][4]),
-                                 expires_ms=str(out[0][3])))
-        self.assertEqual(self.r.call("TTL", "fs:{L:A}:r:" + rid), -1)  # no TTL while held
+        self.assertEqual(fs.hash("fs:{L:A}:held")[rid],
+                         "2|%d|%d|u1" % (out[0][4], out[0][3]))
         self.assertEqual(self.r.call("ZSCORE", "fs:{L:A}:holds", rid), str(out[0][3]))
-        # No reservation hash for the refused requests.
-        self.assertEqual(len(self.r.call("KEYS", "fs:{L:A}:r:*")), 3)
+        self.assertEqual(self.r.call("ZCARD", "fs:{L:A}:holds"), 3)
+        # No per-reservation key while held, and none for the refused requests.
+        self.assertEqual(self.r.call("KEYS", "fs:{L:A}:r:*"), [])
 
     def test_limit(self):
         self.open_launch("L", [("A", 100, 3, 1)])
@@ -422,7 +465,9 @@ class TestReserve(Base):
         again = fs.reserve("L", "A", [("u1", 2, "key-1"), ("u1", 1, "key-1")])
         self.assertEqual(again, [first[:5] + [1]] * 2)
         self.assertEqual(fs.counters("L", "A"), before, "a replay took stock")
-        self.assertEqual(len(self.r.call("KEYS", "fs:{L:A}:r:*")), 1)
+        self.assertEqual(list(fs.hash("fs:{L:A}:held")), [first[1]], "a replay wrote a hold")
+        self.assertEqual(self.r.call("ZRANGE", "fs:{L:A}:holds", 0, -1), [first[1]])
+        self.assertEqual(fs.hash("fs:{L:A}:users"), {"u1": "2"})
         # Within one batch: the second request with the same key replays the first.
         out = fs.reserve("L", "A", [("u2", 1, "same"), ("u2", 1, "same"), ("u2", 1)])
         self.assertEqual([o[0] for o in out], ["ok", "ok", "sold_out"])
@@ -441,60 +486,95 @@ class TestReserve(Base):
         # Another key of the same shopper is a new attempt.
         self.assertEqual(fs.reserve("L", "A", [("u3", 1, "k-new")])[0][:1], ["ok"])
 
-    def test_resent_batch_takes_no_stock(self):
-        """A batch sent again with the same reservation ids (retry after a timeout)."""
-        self.open_launch("L", [("A", 3, 3, 1)])
+    def test_batch_takes_stock_per_request(self):
+        """Every ok of a batch takes its own units under its own (fresh) rid: rids are not looked
+        up, so nothing about an earlier batch is replayed by rid; a rid twice in one batch is an
+        error that changes nothing."""
+        self.open_launch("L", [("A", 6, 3, 1)])
         fs = self.fs
-        reqs = [("u1", 2, None, "rid-a"), ("u2", 2, None, "rid-b"), ("u3", 1, "k", "rid-c")]
-        first = fs.reserve("L", "A", reqs)
-        self.assertEqual([o[0] for o in first], ["ok", "sold_out", "ok"])
-        before = fs.counters("L", "A")
-        again = fs.reserve("L", "A", reqs)
-        self.assertEqual(again[0], first[0][:5] + [1])
-        self.assertEqual(again[2], first[2][:5] + [1])
-        # sold_out wrote no reservation: re-deciding it is a fresh attempt, still sold out.
-        self.assertEqual(again[1], ["sold_out", "", 0, 0, 0, 0])
-        self.assertEqual(fs.counters("L", "A"), before)
-        # The same id for another shopper is a server bug: an error, and nothing changes.
-        with self.assertRaisesRegex(RedisError,
-                                    "^ERR flashsale fs_reserve: reservation id in use by another"):
-            fs.reserve("L", "A", [("u9", 1, None, "fresh"), ("u9", 1, None, "rid-a")])
-        with self.assertRaisesRegex(RedisError, "^ERR flashsale fs_reserve: duplicate reservation"):
-            fs.reserve("L", "A", [("u9", 1, None, "x1"), ("u8", 1, None, "x1")])
-        self.assertEqual(fs.counters("L", "A"), before)
-        self.assertEqual(self.r.call("EXISTS", "fs:{L:A}:r:fresh", "fs:{L:A}:r:x1"), 0)
+        reqs = [("u1", 2, None, "rid-a"), ("u2", 2, None, "rid-b"), ("u1", 1, "k", "rid-c"),
+                ("u3", 2, None, "rid-d")]
+        out = fs.reserve("L", "A", reqs)
+        self.assertEqual([o[0] for o in out], ["ok", "ok", "ok", "sold_out"])
+        self.assertEqual([o[1:3] for o in out], [["rid-a", 2], ["rid-b", 2], ["rid-c", 1], ["", 0]])
+        self.assertEqual([o[5] for o in out], [0, 0, 0, 0])
+        now, exp = out[0][4], out[0][3]
+        self.assertEqual([o[3:5] for o in out[:3]], [[exp, now]] * 3)
+        self.assertEqual(fs.counters("L", "A"), [6, 1, 5, 0])
+        self.assertEqual(fs.hash("fs:{L:A}:users"), {"u1": "3", "u2": "2"})
+        self.assertEqual(fs.hash("fs:{L:A}:held"), {
+            "rid-a": held_value(2, now, exp, "u1"), "rid-b": held_value(2, now, exp, "u2"),
+            "rid-c": held_value(1, now, exp, "u1")})
+        self.assertEqual(self.r.call("ZRANGE", "fs:{L:A}:holds", 0, -1, "WITHSCORES"),
+                         ["rid-a", str(exp), "rid-b", str(exp), "rid-c", str(exp)])
+        self.assertEqual(self.r.call("GET", fs.idem_key("L", "A", "u1", "k")),
+                         "ok|rid-c|1|%d|%d" % (exp, now))
+        self.assertEqual(self.r.call("KEYS", "fs:{L:A}:r:*"), [])
+        # The next batch is decided afresh: the same shoppers take more units under new rids.
+        fs.restock("L", "A", 6)
+        out2 = fs.reserve("L", "A", [("u2", 1, None, "rid-e"), ("u3", 2, None, "rid-f"),
+                                     ("u1", 1, None, "rid-g")])
+        self.assertEqual([o[0] for o in out2], ["ok", "ok", "limit_exceeded"])
+        self.assertEqual(fs.counters("L", "A"), [12, 4, 8, 0])
+        self.assertEqual(fs.hash("fs:{L:A}:users"), {"u1": "3", "u2": "3", "u3": "2"})
+        self.assertEqual(sorted(fs.hash("fs:{L:A}:held")),
+                         ["rid-a", "rid-b", "rid-c", "rid-e", "rid-f"])
+        # The same rid twice in one batch (same or another shopper, adjacent or not) is an error
+        # raised before anything is written: not even the idempotency record of the first one.
+        before = {k: self.r.call("DUMP", k) for k in self.r.call("KEYS", "*")}
+        for batch in ([("u9", 1, "k9", "x1"), ("u8", 1, None, "x2"), ("u7", 1, None, "x1")],
+                      [("u9", 1, None, "x3"), ("u9", 1, None, "x3")]):
+            with self.assertRaisesRegex(RedisError,
+                                        "^ERR flashsale fs_reserve: duplicate reservation id$"):
+                fs.reserve("L", "A", batch)
+        after = {k: self.r.call("DUMP", k) for k in self.r.call("KEYS", "*")}
+        self.assertEqual(before, after, "a batch with a duplicate rid changed something")
+        self.assertEqual(self.r.call("EXISTS", fs.idem_key("L", "A", "u9", "k9")), 0)
 
     def test_bad_arguments(self):
         self.open_launch("L", [("A", 5, 5, 1)])
         p = "fs:{L:A}"
-        base = [p + ":sku", p + ":holds", p + ":users"]
+        base = [p + ":sku", p + ":holds", p + ":users", p + ":held"]
+        ik = p + ":i:1:u:k"
 
         def call(keys, args):
             return self.r.call("FCALL", "fs_reserve", len(keys), *keys, *args)
 
         cases = [
-            (base + [p + ":r:x"], [2, "x", "u", 1, 0], "wrong number of arguments"),
-            (base, [1, "x", "u", 1, 0], "wrong number of keys"),
-            (base + [p + ":r:x", p + ":r:y"], [1, "x", "u", 1, 0], "wrong number of keys"),
-            (base + [p + ":r:x"], [1, "x", "u", 0, 0], "qty must be at least 1"),
-            (base + [p + ":r:x"], [1, "x", "u", "1.5", 0], "bad integer for qty"),
-            (base + [p + ":r:x"], [1, "x", "u", 1, 2], "has_idem must be 0 or 1"),
-            (base + [p + ":r:y"], [1, "x", "u", 1, 0], "bad key for reservation"),
+            (base, [2, "x", "u", 1, 0], "wrong number of arguments"),
+            (base, [0], "wrong number of arguments"),
+            (base, [1001] + ["x", "u", 1, 0] * 1001, "wrong number of arguments"),
+            (base[:3], [1, "x", "u", 1, 0], "wrong number of keys"),
+            # The old layout: a reservation key per request is one key too many now.
+            (base + [p + ":r:x"], [1, "x", "u", 1, 0], "wrong number of keys"),
+            (base + [ik], [1, "x", "u", 1, 0], "wrong number of keys"),
+            (base + [ik, ik], [1, "x", "u", 1, 1], "wrong number of keys"),
+            (base, [1, "x", "u", 0, 0], "qty must be at least 1"),
+            (base, [1, "x", "u", "1.5", 0], "bad integer for qty"),
+            (base, [1, "x", "u", 1, 2], "has_idem must be 0 or 1"),
+            (base, [1, "x", "u", 1, 1], "bad key for idempotency record"),
             (base + [p + ":r:x"], [1, "x", "u", 1, 1], "bad key for idempotency record"),
-            (base + ["fs:{L:B}:r:x"], [1, "x", "u", 1, 0], "bad key for reservation"),
-            (["fs:{L:A}:skux"] + base[1:] + [p + ":r:x"], [1, "x", "u", 1, 0], "bad SKU key"),
-            ([base[0], p + ":users", p + ":holds", p + ":r:x"], [1, "x", "u", 1, 0],
+            (base + ["fs:{L:B}:i:1:u:k"], [1, "x", "u", 1, 1], "bad key for idempotency record"),
+            (base, [1, "", "u", 1, 0], "bad reservation id"),
+            (base, [1, "x|y", "u", 1, 0], "bad reservation id"),
+            (base, [1, "x", "", 1, 0], "empty user"),
+            (base, [2, "x", "u", 1, 0, "x", "v", 1, 0], "duplicate reservation id"),
+            (["fs:{L:A}:skux"] + base[1:], [1, "x", "u", 1, 0], "bad SKU key"),
+            ([base[0], p + ":users", p + ":holds", base[3]], [1, "x", "u", 1, 0],
              "bad key for holds"),
-            (base + [p + ":r:x"], [0, "x", "u", 1, 0], "wrong number of arguments"),
+            ([base[0], base[1], p + ":held", p + ":held"], [1, "x", "u", 1, 0],
+             "bad key for users"),
+            (base[:3] + [p + ":r:x"], [1, "x", "u", 1, 0], "bad key for held"),
+            (base[:3] + ["fs:{L:B}:held"], [1, "x", "u", 1, 0], "bad key for held"),
         ]
         for keys, args, msg in cases:
-            with self.assertRaisesRegex(RedisError, "^ERR flashsale fs_reserve: " + msg):
+            with self.assertRaisesRegex(RedisError, "^ERR flashsale fs_reserve: " + msg + "$"):
                 call(keys, args)
-        # A valid request after an invalid one in the same batch: nothing happens at all.
-        with self.assertRaises(RedisError):
-            call(base + [p + ":r:a", p + ":r:b"], [2, "a", "u", 1, 0, "b", "u", -1, 0])
+        # A valid request before an invalid one in the same batch: nothing happens at all.
+        with self.assertRaisesRegex(RedisError, "qty must be at least 1"):
+            call(base + [ik], [2, "a", "u", 1, 1, "b", "u", -1, 0])
         self.assertEqual(self.fs.counters("L", "A"), [5, 5, 0, 0])
-        self.assertEqual(self.r.call("KEYS", p + ":r:*"), [])
+        self.assertEqual(sorted(self.r.call("KEYS", p + ":*")), [p + ":sku"])
 
 
 class TestConfirmCancel(Base):
@@ -520,10 +600,13 @@ class TestConfirmCancel(Base):
             "order_id", "order-1", "reservation_id", rid, "launch", "L", "sku", "A",
             "user_id", "u1", "qty", "2", "price_cents", "1999", "payment_ref", "pay-42",
             "confirmed_at", rfc3339(c[3])])
-        h = fs.hash("fs:{L:A}:r:" + rid)
-        self.assertEqual((h["status"], h["order_id"], h["confirmed_ms"], h["payment_ref"],
-                          h["price_cents"], h["stream_id"]),
-                         ("confirmed", "order-1", str(c[3]), "pay-42", "1999", c[6]))
+        # The reservation left the held hash for a hash of its own, with everything it had.
+        self.assertEqual(fs.hash("fs:{L:A}:r:" + rid), dict(
+            user="u1", qty="2", status="confirmed", created_ms=str(out[0][4]),
+            expires_ms=str(out[0][3]), order_id="order-1", confirmed_ms=str(c[3]),
+            payment_ref="pay-42", price_cents="1999", stream_id=c[6]))
+        self.assertEqual(fs.hash("fs:{L:A}:held"), {
+            out[1][1]: held_value(1, out[1][4], out[1][3], "u2")})
         ttl = self.r.call("TTL", "fs:{L:A}:r:" + rid)
         self.assertTrue(7 * 86400 - 60 < ttl <= 7 * 86400, ttl)
         # A repeated confirm returns the first order unchanged and writes nothing.
@@ -538,6 +621,8 @@ class TestConfirmCancel(Base):
         self.assertEqual((c2[0], c2[2], c2[4], c2[5]), ("confirmed", 1, 2500, ""))
         self.assertEqual(fs.counters("L", "A"), [5, 2, 0, 3])
         self.assertEqual(fs.hash("fs:{L:A}:users"), {"u1": "2", "u2": "1"})
+        self.assertEqual(self.r.call("EXISTS", "fs:{L:A}:held", "fs:{L:A}:holds"), 0)
+        self.assertEqual(fs.hash("fs:{L:A}:r:" + out[1][1])["price_cents"], "2500")
 
     def test_cancel(self):
         self.open_launch("L", [("A", 4, 2, 1)])
@@ -550,13 +635,19 @@ class TestConfirmCancel(Base):
         self.assertEqual(fs.cancel("L", "A", rid, "u1"), ["cancelled"])
         self.assertEqual(fs.counters("L", "A"), [4, 2, 2, 0])
         self.assertEqual(fs.hash("fs:{L:A}:users"), {"u2": "2"})
-        self.assertEqual(fs.hash("fs:{L:A}:r:" + rid)["status"], "cancelled")
+        self.assertEqual(fs.hash("fs:{L:A}:r:" + rid), dict(
+            user="u1", qty="2", status="cancelled", created_ms=str(out[0][4]),
+            expires_ms=str(out[0][3])))
+        self.assertEqual(list(fs.hash("fs:{L:A}:held")), [out[1][1]])
+        self.assertIsNone(self.r.call("ZSCORE", "fs:{L:A}:holds", rid))
         ttl = self.r.call("TTL", "fs:{L:A}:r:" + rid)
         self.assertTrue(7 * 86400 - 60 < ttl <= 7 * 86400, ttl)
         # Repeating is harmless; confirming a cancelled hold is refused.
         self.assertEqual(fs.cancel("L", "A", rid, "u1"), ["cancelled"])
         self.assertEqual(fs.counters("L", "A"), [4, 2, 2, 0])
         self.assertEqual(fs.confirm("L", "A", rid, "u1")[0], "reservation_cancelled")
+        self.assertEqual(fs.cancel("L", "A", rid, "u2"), ["not_found"])
+        self.assertEqual(fs.hash("fs:{L:A}:r:" + rid)["status"], "cancelled")
         # The units are available again, and the shopper's limit is free again.
         self.assertEqual([o[0] for o in fs.reserve("L", "A", [("u1", 2)])], ["ok"])
 
@@ -570,9 +661,31 @@ class TestConfirmCancel(Base):
         c = fs.confirm("L", "A", o[1], "u1", order_id="ord", payment_ref="pr")
         self.assertEqual(fs.get_res("L", "A", o[1], "u1"),
                          ["ok", 2, "confirmed", o[4], o[3], "ord", c[3], "pr"])
+        self.assertEqual(fs.get_res("L", "A", o[1], "u2")[0], "not_found")
+        # A user id may contain '|' (it comes last in the held record): held, then cancelled.
+        user = "a|b|12|c"
+        o2 = fs.reserve("L", "A", [(user, 1)])[0]
+        self.assertEqual(fs.hash("fs:{L:A}:held")[o2[1]], "1|%d|%d|%s" % (o2[4], o2[3], user))
+        self.assertEqual(fs.get_res("L", "A", o2[1], user),
+                         ["ok", 1, "held", o2[4], o2[3], "", 0, ""])
+        self.assertEqual(fs.get_res("L", "A", o2[1], "a|b")[0], "not_found")
+        self.assertEqual(fs.cancel("L", "A", o2[1], user), ["cancelled"])
+        self.assertEqual(fs.get_res("L", "A", o2[1], user),
+                         ["ok", 1, "cancelled", o2[4], o2[3], "", 0, ""])
+        # The rid in ARGV must match the r:<rid> key, and the held key must be a held key.
+        p = "fs:{L:A}"
+        for keys, args, msg in (
+                ([p + ":held", p + ":r:" + o[1]], ["other", "u1"], "bad key for reservation"),
+                ([p + ":held", "fs:{L:B}:r:" + o[1]], [o[1], "u1"], "bad key for reservation"),
+                ([p + ":holds", p + ":r:" + o[1]], [o[1], "u1"], "bad key for held"),
+                ([p + ":r:" + o[1]], ["u1"], "wrong number of arguments"),
+                ([p + ":held", p + ":r:" + o[1]], ["u1"], "wrong number of arguments")):
+            with self.assertRaisesRegex(RedisError,
+                                        "^ERR flashsale fs_get_reservation: %s$" % msg):
+                self.r.call("FCALL_RO", "fs_get_reservation", len(keys), *keys, *args)
         with self.assertRaisesRegex(RedisError, "write flag"):
-            self.r.call("FCALL_RO", "fs_reserve", 3, "fs:{L:A}:sku", "fs:{L:A}:holds",
-                        "fs:{L:A}:users", 0)
+            self.r.call("FCALL_RO", "fs_reserve", 4, p + ":sku", p + ":holds", p + ":users",
+                        p + ":held", 1, "x", "u", 1, 0)
 
     def test_expiry(self):
         """One 1.1 s wait covers: confirm after expires_ms, cancel, get and the sweeper."""
@@ -587,32 +700,46 @@ class TestConfirmCancel(Base):
         self.assertGreaterEqual(fs.now_ms(), max(o[3] for o in out))
         # Not swept yet: get already says expired but changes nothing.
         g = fs.get_res("L", "A", out[2][1], "g")
-        self.assertEqual(g[:3], ["ok", 1, "expired"])
-        self.assertEqual(fs.hash("fs:{L:A}:r:" + out[2][1])["status"], "held")
+        self.assertEqual(g, ["ok", 1, "expired", out[2][4], out[2][3], "", 0, ""])
+        self.assertEqual(fs.hash("fs:{L:A}:held")[out[2][1]],
+                         held_value(1, out[2][4], out[2][3], "g"))
+        self.assertEqual(self.r.call("EXISTS", "fs:{L:A}:r:" + out[2][1]), 0)
+        self.assertEqual(self.r.call("HLEN", "fs:{L:A}:held"), 7)
         # Confirm after expires_ms: refused, and the units come back in that call.
         self.assertEqual(fs.confirm("L", "A", out[0][1], "c"),
                          ["reservation_expired", "", 0, 0, 0, "", ""])
         self.assertEqual(fs.counters("L", "A"), [10, 3, 7, 0])
-        self.assertEqual(fs.hash("fs:{L:A}:r:" + out[0][1])["status"], "expired")
+        self.assertEqual(fs.hash("fs:{L:A}:r:" + out[0][1]), dict(
+            user="c", qty="1", status="expired", created_ms=str(out[0][4]),
+            expires_ms=str(out[0][3])))
+        self.assertEqual(self.r.call("HEXISTS", "fs:{L:A}:held", out[0][1]), 0)
         self.assertTrue(self.r.call("TTL", "fs:{L:A}:r:" + out[0][1]) > 0)
         self.assertEqual(fs.confirm("L", "A", out[0][1], "c")[0], "reservation_expired")
         self.assertEqual(fs.cancel("L", "A", out[0][1], "c"), ["reservation_expired"])
         # Cancel after expires_ms: expired (once), not cancelled.
         self.assertEqual(fs.cancel("L", "A", out[1][1], "x"), ["reservation_expired"])
         self.assertEqual(fs.counters("L", "A"), [10, 5, 5, 0])
+        self.assertEqual(fs.hash("fs:{L:A}:r:" + out[1][1])["status"], "expired")
+        self.assertEqual(self.r.call("HLEN", "fs:{L:A}:held"), 5)
         self.assertEqual(self.r.call("XLEN", "fs:{L:A}:orders"), 0)
         # The sweeper: at most max per call, each unit returned exactly once.
         self.assertEqual(fs.expire("L", "A", 3), 3)
         self.check_invariant()
+        self.assertEqual(self.r.call("HLEN", "fs:{L:A}:held"), 2)
+        self.assertEqual(fs.counters("L", "A"), [10, 8, 2, 0])
         self.assertEqual(fs.expire("L", "A", 3), 2)
         self.assertEqual(fs.expire("L", "A", 3), 0)
         self.assertEqual(fs.counters("L", "A"), [10, 10, 0, 0])
         self.assertEqual(fs.hash("fs:{L:A}:users"), {})
         self.assertEqual(self.r.call("ZCARD", "fs:{L:A}:holds"), 0)
-        for o in out:
-            self.assertEqual(fs.get_res("L", "A", o[1], self.r.call(
-                "HGET", "fs:{L:A}:r:" + o[1], "user"))[2], "expired")
-            self.assertTrue(0 < self.r.call("TTL", "fs:{L:A}:r:" + o[1]) <= 7 * 86400)
+        self.assertEqual(self.r.call("EXISTS", "fs:{L:A}:held"), 0)
+        for o, u in zip(out, ["c", "x", "g", "s1", "s2", "s3", "s4"]):
+            self.assertEqual(fs.hash("fs:{L:A}:r:" + o[1]), dict(
+                user=u, qty=str(o[2]), status="expired", created_ms=str(o[4]),
+                expires_ms=str(o[3])))
+            self.assertEqual(fs.get_res("L", "A", o[1], u), ["ok", o[2], "expired", o[4], o[3],
+                                                            "", 0, ""])
+            self.assertTrue(7 * 86400 - 60 < self.r.call("TTL", "fs:{L:A}:r:" + o[1]) <= 7 * 86400)
         self.assertEqual(fs.confirm("L", "A", out[3][1], "s1")[0], "reservation_expired")
         # The sweeper of a SKU that does not exist (or has nothing due) is a no-op.
         self.assertEqual(fs.expire("L", "nosku"), 0)
@@ -635,6 +762,75 @@ class TestRestockAndStreams(Base):
             with self.assertRaisesRegex(RedisError, "^ERR flashsale fs_restock: " + msg):
                 fs.restock("L", "A", bad)
         self.assertEqual(self.r.call("KEYS", "fs:{L:Z}*"), [])
+
+    def test_units_back_are_announced_on_fs_stock(self):
+        """cancel, expiry (sweeper, or confirm/cancel past expires_ms), restock and state changes
+        PUBLISH "L:S" on fs:stock; taking units (reserve, confirm) and refusals publish nothing."""
+        fs = self.fs
+        self.open_launch("P-1", [("A", 5, 1, 1), ("b.2~x", 3, 3, 1)])
+        self.open_launch("Q", [("A", 2, 2, 1)])
+        sub = SERVER.client()
+        self.addCleanup(sub.close)
+        sub.sock.settimeout(5.0)
+        self.assertEqual(sub.call("SUBSCRIBE", "fs:stock"), ["subscribe", "fs:stock", 1])
+        self.assertEqual(self.r.call("PUBSUB", "NUMSUB", "fs:stock"), ["fs:stock", 1])
+        seq = [0]
+
+        def published(action):
+            """Runs action(); returns (its result, the fs:stock messages it caused). A marker
+            published afterwards on the same channel ends the wait (messages keep their order)."""
+            result = action()
+            seq[0] += 1
+            marker = "marker-%d" % seq[0]
+            self.assertEqual(self.r.call("PUBLISH", "fs:stock", marker), 1)
+            got = []
+            while True:
+                m = sub._read()  # a pushed message; bounded by the socket timeout
+                self.assertEqual(m[:2], ["message", "fs:stock"], m)
+                if m[2] == marker:
+                    return result, got
+                got.append(m[2])
+
+        res, msgs = published(lambda: fs.reserve("P-1", "A", [("u1", 1), ("u2", 1), ("u9", 2)]))
+        self.assertEqual(([o[0] for o in res], msgs), (["ok", "ok", "limit_exceeded"], []))
+        u1, u2 = res[0][1], res[1][1]
+        res, msgs = published(lambda: fs.confirm("P-1", "A", u1, "u1"))
+        self.assertEqual((res[0], msgs), ("confirmed", []))
+        res, msgs = published(lambda: fs.get_res("P-1", "A", u2, "u2"))
+        self.assertEqual((res[0], msgs), ("ok", []))
+        res, msgs = published(lambda: fs.cancel("P-1", "A", u2, "u2"))
+        self.assertEqual((res, msgs), (["cancelled"], ["P-1:A"]))
+        res, msgs = published(lambda: fs.restock("P-1", "b.2~x", 2))
+        self.assertEqual((res[0], msgs), ("ok", ["P-1:b.2~x"]))
+        res, msgs = published(lambda: fs.restock("P-1", "b.2~x", -10))
+        self.assertEqual((res[0], msgs), ("insufficient_available", []))
+        for action in ("pause", "open", "open"):
+            res, msgs = published(lambda: fs.state("P-1", action))
+            self.assertEqual((res[0], msgs), ("ok", ["P-1:A", "P-1:b.2~x"]), action)
+        res, msgs = published(lambda: fs.state("Q", "close"))
+        self.assertEqual((res[0], msgs), ("ok", ["Q:A"]))
+        # Expiry: holds of one second, then the three ways a hold expires.
+        fs.put("P-1", [("A", 5, 1, 1)], hold_seconds=1)
+        out = fs.reserve("P-1", "A", [("u3", 1), ("u4", 1), ("u5", 1)])
+        self.assertEqual([o[0] for o in out], ["ok"] * 3)
+        res, msgs = published(lambda: fs.expire("P-1", "A"))
+        self.assertEqual((res, msgs), (0, []))
+        while fs.now_ms() < out[0][3]:
+            time.sleep(0.05)
+        res, msgs = published(lambda: fs.confirm("P-1", "A", out[0][1], "u3"))
+        self.assertEqual((res[0], msgs), ("reservation_expired", ["P-1:A"]))
+        res, msgs = published(lambda: fs.cancel("P-1", "A", out[1][1], "u4"))
+        self.assertEqual((res, msgs), (["reservation_expired"], ["P-1:A"]))
+        res, msgs = published(lambda: fs.expire("P-1", "A"))
+        self.assertEqual(res, 1)
+        self.assertTrue(msgs and set(msgs) == {"P-1:A"}, msgs)
+        res, msgs = published(lambda: fs.expire("P-1", "A"))
+        self.assertEqual((res, msgs), (0, []))
+        self.assertEqual(fs.counters("P-1", "A"), [5, 4, 0, 1])
+        res, msgs = published(lambda: fs.state("P-1", "close"))
+        self.assertEqual((res[0], msgs), ("ok", ["P-1:A", "P-1:b.2~x"]))
+        res, msgs = published(lambda: fs.state("P-1", "open"))
+        self.assertEqual((res[0], msgs), ("invalid_transition", []))
 
     def test_random_traffic_stream_matches_sold(self):
         fs = self.fs
@@ -666,29 +862,65 @@ class TestSafety(Base):
     def test_invariant_checker_catches_corruption(self):
         """The invariant check itself must be able to fail."""
         self.open_launch("L", [("A", 5, 5, 1)])
-        rid = self.fs.reserve("L", "A", [("u", 2)])[0][1]
-        self.fs.confirm("L", "A", rid, "u")
+        fs = self.fs
+        rid = fs.reserve("L", "A", [("u", 2)])[0][1]
+        fs.confirm("L", "A", rid, "u")
+        h = fs.reserve("L", "A", [("u", 1)])[0]
+        hr, rec = h[1], held_value(1, h[4], h[3], "u")
+        self.assertEqual(fs.hash("fs:{L:A}:held"), {hr: rec})
         self.check_invariant()
+        p = "fs:{L:A}"
         for corrupt, undo in [
-            (("HSET", "fs:{L:A}:sku", "sold", "3"), ("HSET", "fs:{L:A}:sku", "sold", "2")),
-            (("HSET", "fs:{L:A}:users", "u", "1"), ("HSET", "fs:{L:A}:users", "u", "2")),
-            (("XADD", "fs:{L:A}:orders", "*", "order_id", "o", "reservation_id", "zz",
+            (("HSET", p + ":sku", "sold", "3"), ("HSET", p + ":sku", "sold", "2")),
+            (("HSET", p + ":users", "u", "2"), ("HSET", p + ":users", "u", "3")),
+            # held hash ids must be exactly the members of holds, both ways round ...
+            (("HSET", p + ":held", "ghost", "0|1|1|u"), ("HDEL", p + ":held", "ghost")),
+            (("HDEL", p + ":held", hr), ("HSET", p + ":held", hr, rec)),
+            (("ZADD", p + ":holds", h[3], "ghost"), ("ZREM", p + ":holds", "ghost")),
+            (("ZREM", p + ":holds", hr), ("ZADD", p + ":holds", h[3], hr)),
+            # ... and agree with it and with the counters.
+            (("HSET", p + ":held", hr, held_value(1, h[4], h[3] + 1, "u")),
+             ("HSET", p + ":held", hr, rec)),
+            (("HSET", p + ":held", hr, held_value(2, h[4], h[3], "u")),
+             ("HSET", p + ":held", hr, rec)),
+            (("HSET", p + ":held", hr, held_value(1, h[4], h[3], "v")),
+             ("HSET", p + ":held", hr, rec)),
+            (("HSET", p + ":held", hr, "1|x|%d|u" % h[3]), ("HSET", p + ":held", hr, rec)),
+            # A held reservation has no hash of its own; an ended one has, with a final status.
+            (("HSET", p + ":r:" + hr, "user", "u", "qty", "1", "status", "held", "created_ms",
+              str(h[4]), "expires_ms", str(h[3])), ("DEL", p + ":r:" + hr)),
+            (("HSET", p + ":r:" + rid, "status", "held"), ("HSET", p + ":r:" + rid, "status",
+                                                            "confirmed")),
+            (("PERSIST", p + ":r:" + rid), ("EXPIRE", p + ":r:" + rid, 7 * 86400)),
+            (("HSET", p + ":r:zz", "user", "u", "qty", "1", "status", "confirmed", "created_ms",
+              "1", "expires_ms", "2", "order_id", "o"), ("DEL", p + ":r:zz")),
+            (("XADD", p + ":orders", "*", "order_id", "o", "reservation_id", "zz",
               "launch", "L", "sku", "A", "user_id", "u", "qty", "0"), None),
         ]:
             self.r.call(*corrupt)
-            with self.assertRaises(AssertionError):
+            with self.assertRaises(AssertionError, msg=repr(corrupt)):
                 self.check_invariant()
             if undo:
                 self.r.call(*undo)
-        self.r.call("DEL", "fs:{L:A}:orders")
-        self.r.call("HSET", "fs:{L:A}:sku", "sold", "0", "available", "5", "total", "5")
-        self.r.call("DEL", "fs:{L:A}:users")
+                self.check_invariant()
+        self.r.call("DEL", p + ":orders", p + ":r:" + rid, p + ":held", p + ":holds", p + ":users")
+        self.r.call("HSET", p + ":sku", "sold", "0", "held", "0", "available", "5", "total", "5")
 
     def test_corrupt_state_raises_without_writing(self):
         self.open_launch("L", [("A", 5, 5, 1)])
         fs = self.fs
-        rid = fs.reserve("L", "A", [("u", 1)])[0][1]
-        self.r.call("HSET", "fs:{L:A}:sku", "available", "7")  # breaks available+held+sold==total
+        o = fs.reserve("L", "A", [("u", 1)])[0]
+        rid, rec = o[1], held_value(1, o[4], o[3], "u")
+        p = "fs:{L:A}"
+
+        def unchanged(counters):
+            self.assertEqual(self.r.call("XLEN", p + ":orders"), 0)
+            self.assertEqual(fs.hash(p + ":held"), {rid: rec})
+            self.assertEqual(self.r.call("EXISTS", p + ":r:" + rid), 0)
+            self.assertEqual(fs.counters("L", "A"), counters)
+            self.assertEqual(fs.hash(p + ":users"), {"u": "1"})
+
+        self.r.call("HSET", p + ":sku", "available", "7")  # breaks available+held+sold==total
         with self.assertRaisesRegex(RedisError, "^ERR flashsale fs_reserve: corrupt data"):
             fs.reserve("L", "A", [("v", 1)])
         with self.assertRaisesRegex(RedisError, "^ERR flashsale fs_cancel: corrupt data"):
@@ -697,33 +929,76 @@ class TestSafety(Base):
             fs.confirm("L", "A", rid, "u")
         with self.assertRaisesRegex(RedisError, "^ERR flashsale fs_launch_get: corrupt data"):
             fs.get("L")
-        self.assertEqual(self.r.call("XLEN", "fs:{L:A}:orders"), 0)
-        self.assertEqual(fs.hash("fs:{L:A}:r:" + rid)["status"], "held")
-        self.assertEqual(self.r.call("ZCARD", "fs:{L:A}:holds"), 1)
-        self.r.call("HSET", "fs:{L:A}:sku", "available", "4")
-        # A hold missing from holds is corrupt: confirm refuses rather than selling it.
-        self.r.call("ZREM", "fs:{L:A}:holds", rid)
+        unchanged([5, 7, 1, 0])
+        self.assertEqual(self.r.call("ZCARD", p + ":holds"), 1)
+        self.r.call("HSET", p + ":sku", "available", "4")
+        # A hold missing from holds is corrupt: confirm refuses rather than selling it, cancel
+        # rather than returning units that were never counted.
+        self.r.call("ZREM", p + ":holds", rid)
         with self.assertRaisesRegex(RedisError, "^ERR flashsale fs_confirm: corrupt data"):
             fs.confirm("L", "A", rid, "u")
-        self.assertEqual(fs.counters("L", "A"), [5, 4, 1, 0])
+        with self.assertRaisesRegex(RedisError, "^ERR flashsale fs_cancel: corrupt data"):
+            fs.cancel("L", "A", rid, "u")
+        unchanged([5, 4, 1, 0])
         # The sweeper refuses holds that held does not cover, before changing anything.
-        self.r.call("ZADD", "fs:{L:A}:holds", 0, rid)
-        self.r.call("HSET", "fs:{L:A}:sku", "available", "5", "held", "0")
+        self.r.call("ZADD", p + ":holds", 0, rid)
+        self.r.call("HSET", p + ":sku", "available", "5", "held", "0")
         with self.assertRaisesRegex(RedisError, "^ERR flashsale fs_expire: corrupt data"):
             fs.expire("L", "A")
-        self.assertEqual(fs.counters("L", "A"), [5, 5, 0, 0])
-        self.assertEqual(fs.hash("fs:{L:A}:r:" + rid)["status"], "held")
-        self.r.call("HSET", "fs:{L:A}:sku", "available", "4", "held", "1")
-        self.r.call("ZADD", "fs:{L:A}:holds", fs.hash("fs:{L:A}:r:" + rid)["expires_ms"], rid)
+        unchanged([5, 5, 0, 0])
+        self.assertEqual(self.r.call("ZSCORE", p + ":holds", rid), "0")
+        self.r.call("HSET", p + ":sku", "available", "4", "held", "1")
+        # ... and a member of holds with no record in the held hash.
+        self.r.call("HDEL", p + ":held", rid)
+        with self.assertRaisesRegex(RedisError, "^ERR flashsale fs_expire: corrupt data: "
+                                                "member of holds is not a held"):
+            fs.expire("L", "A")
+        self.assertEqual(self.r.call("ZSCORE", p + ":holds", rid), "0")
+        self.assertEqual(fs.counters("L", "A"), [5, 4, 1, 0])
+        self.assertEqual(self.r.call("EXISTS", p + ":held", p + ":r:" + rid), 0)
+        # A malformed held record is refused by everything that reads it.
+        self.r.call("HSET", p + ":held", rid, "1|x|2|u")
+        for what, f in (("fs_confirm", lambda: fs.confirm("L", "A", rid, "u")),
+                        ("fs_cancel", lambda: fs.cancel("L", "A", rid, "u")),
+                        ("fs_get_reservation", lambda: fs.get_res("L", "A", rid, "u")),
+                        ("fs_expire", lambda: fs.expire("L", "A"))):
+            with self.assertRaisesRegex(RedisError,
+                                        "^ERR flashsale %s: corrupt data: held reservation" % what):
+                f()
+        self.assertEqual(fs.hash(p + ":held"), {rid: "1|x|2|u"})
+        self.assertEqual(fs.counters("L", "A"), [5, 4, 1, 0])
+        # A per-reservation hash that says "held" is not the layout any more: corrupt.
+        self.r.call("HSET", p + ":r:old", "user", "u", "qty", "1", "status", "held",
+                    "created_ms", "1", "expires_ms", "2")
+        with self.assertRaisesRegex(RedisError,
+                                    "^ERR flashsale fs_get_reservation: corrupt data: reservation"):
+            fs.get_res("L", "A", "old", "u")
+        with self.assertRaisesRegex(RedisError, "^ERR flashsale fs_cancel: corrupt data"):
+            fs.cancel("L", "A", "old", "u")
+        self.r.call("DEL", p + ":r:old")
+        # Put it right for the invariant check of tearDown.
+        self.r.call("HSET", p + ":held", rid, rec)
+        self.r.call("ZADD", p + ":holds", o[3], rid)
+        self.check_invariant()
 
     def test_arity_errors(self):
         self.open_launch("L", [("A", 5, 5, 1)])
         p = "fs:{L:A}"
+        conf = [p + ":sku", p + ":holds", p + ":users", p + ":held", p + ":r:x", p + ":orders"]
+        canc = conf[:5]
+        exp = conf[:4]
         calls = [
-            ("fs_confirm", [p + ":sku", p + ":holds", p + ":users", p + ":r:x"], ["x", "u", "o"]),
-            ("fs_cancel", [p + ":sku", p + ":holds", p + ":users"], ["x", "u"]),
-            ("fs_get_reservation", [p + ":r:x"], []),
-            ("fs_expire", [p + ":sku", p + ":holds", p + ":users"], []),
+            # Each function once with one key too few or the old layout, once with the right
+            # keys and one argument too few.
+            ("fs_confirm", conf[:3] + conf[4:], ["x", "u", "o", ""]),  # old layout, no held
+            ("fs_confirm", conf, ["x", "u", "o"]),
+            ("fs_confirm", conf + [p + ":x"], ["x", "u", "o", ""]),
+            ("fs_cancel", conf[:3] + [p + ":r:x"], ["x", "u"]),  # old layout, no held
+            ("fs_cancel", canc, ["x"]),
+            ("fs_get_reservation", [p + ":r:x"], ["u"]),  # old layout
+            ("fs_get_reservation", [p + ":held", p + ":r:x"], ["u"]),
+            ("fs_expire", exp[:3], [1]),  # old layout, no held
+            ("fs_expire", exp, []),
             ("fs_restock", [p + ":sku"], [1, 2]),
             ("fs_launch_state", ["fs:launch:{L}", "fs:launch:{L}:skus"], []),
             ("fs_launch_get", ["fs:launch:{L}", "fs:launch:{L}:skus"], ["x"]),
@@ -736,9 +1011,27 @@ class TestSafety(Base):
                 self.r.call("FCALL", name, len(keys), *keys, *args)
         with self.assertRaisesRegex(RedisError, "^ERR flashsale fs_expire: max must be 1..1000"):
             self.fs.expire("L", "A", 0)
-        with self.assertRaisesRegex(RedisError, "^ERR flashsale fs_confirm: bad key for reservation"):
-            self.r.call("FCALL", "fs_confirm", 5, p + ":sku", p + ":holds", p + ":users",
-                        p + ":r:x", p + ":orders", "y", "u", "o", "")
+        with self.assertRaisesRegex(RedisError, "^ERR flashsale fs_expire: max must be 1..1000"):
+            self.fs.expire("L", "A", 1001)
+        # Right count, wrong key: each key is checked against the SKU and the rid.
+        bad = [
+            ("fs_confirm", conf, ["y", "u", "o", ""], "bad key for reservation"),
+            ("fs_confirm", conf[:3] + ["fs:{L:B}:held"] + conf[4:], ["x", "u", "o", ""],
+             "bad key for held"),
+            ("fs_confirm", conf[:4] + [p + ":orders", p + ":r:x"], ["x", "u", "o", ""],
+             "bad key for reservation"),
+            ("fs_confirm", conf[:5] + [p + ":held"], ["x", "u", "o", ""], "bad key for orders"),
+            ("fs_confirm", conf, ["x", "u", "", ""], "empty order_id"),
+            ("fs_cancel", canc, ["y", "u"], "bad key for reservation"),
+            ("fs_cancel", canc[:3] + [p + ":r:x", p + ":held"], ["x", "u"], "bad key for held"),
+            ("fs_cancel", [canc[0], canc[2], canc[1]] + canc[3:], ["x", "u"], "bad key for holds"),
+            ("fs_expire", exp[:3] + [p + ":holds"], [1], "bad key for held"),
+            ("fs_expire", exp[:3] + ["fs:{L:B}:held"], [1], "bad key for held"),
+            ("fs_expire", [exp[0], exp[1], exp[3], exp[3]], [1], "bad key for users"),
+        ]
+        for name, keys, args, msg in bad:
+            with self.assertRaisesRegex(RedisError, "^ERR flashsale %s: %s$" % (name, msg)):
+                self.r.call("FCALL", name, len(keys), *keys, *args)
 
     def test_rfc3339_conversion(self):
         """The library's civil-from-days conversion, run alone over awkward dates."""
