@@ -89,6 +89,7 @@ static const char fs__html_tail[] =
     "if(C){var o=D.outcomes||{},peak=0,peakAt=0;tl.forEach(function(p){if(p.offered>peak){peak=p.offered;peakAt=p.t}});\n"
     " var st='<p>For '+fmt(C.duration_s,0)+' s, '+fmt((D.arrivals||{}).arrived)+' shopper visits arrived (peak offered rate '+fmt(peak)+'/s around '+fmt(peakAt,0)+' s) asking for '+(D.skus||[]).length+' SKUs with '+fmt(tot)+' units in total.';\n"
     " st+=' The server answered '+fmt(D.requests)+' requests ('+fmt(D.requests_per_sec,0)+'/s on average; '+fmt(D.failed)+' got no answer).';\n"
+    " if(D.arrivals&&D.arrivals.schedule_kept===false)st+=' <span class=\"fail\">The server could not keep up with the schedule</span>: '+fmt(D.arrivals.late_100ms)+' shoppers got through more than 100 ms late (worst '+fmt(D.arrivals.max_lag_ms/1000,1)+' s), and their wait counts in the latencies below.';\n"
     " st+=' '+fmt(o.held||0)+' reservations were granted; '+fmt(o.confirmed||0)+' became orders, '+fmt(o.cancelled||0)+' were cancelled and '+fmt(o.abandoned||0)+' abandoned (left to expire after '+C.hold_seconds+' s).';\n"
     " st+=' '+fmt(o.sold_out||0)+' attempts were turned away as sold out and '+fmt(o.limit_exceeded||0)+' for the per-shopper limit.';\n"
     " var so=(D.skus||[]).filter(function(k){return k.first_sold_out_s!=null}).map(function(k){return esc(k.sku)+' after '+fmt(k.first_sold_out_s,1)+' s'});\n"
