@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""flashsale-relay, crashes and company: a relay killed with SIGKILL mid-stream (its entries taken
+over by another relay after claim_idle, or re-read at once by its restart under the same consumer
+name), two relays sharing the streams, and SIGTERM (in-flight deliveries finish, the rest is given
+back for immediate take-over). The receiver, deduplicating by order_id, always ends with exactly the
+set of confirmed orders; duplicates are bounded by what was in flight."""
+
+import collections
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import fsserver  # noqa: E402
+from fsreceiver import RelayCase  # noqa: E402
+from fsserver import wait_until  # noqa: E402
+
+
+class TakeoverTest(RelayCase):
+    def assert_exactly(self, ids, max_duplicates):
+        got = collections.Counter(self.rcv.accepted_ids())
+        self.assertEqual(set(got), set(ids), "the receiver has exactly the confirmed orders")
+        dups = sum(n - 1 for n in got.values())
+        self.assertLessEqual(dups, max_duplicates, got.most_common(3))
+        return dups
+
+    def test_sigkill_mid_stream_other_relay_takes_over(self):
+        lid = self.new_launch(["a", "b"])
+        ids = self.orders.confirm(lid, "a", 150) + self.orders.confirm(lid, "b", 150)
+        self.rcv.delay = 0.01
+        env = {"FLASHSALE_RELAY_CLAIM_IDLE_MS": "1000", "FLASHSALE_RELAY_MAX_IN_FLIGHT": "4"}
+        a = self.relay(env=env)
+        wait_until(lambda: len(self.rcv.accepted_ids()) >= 60, 15, what="deliveries under way")
+        a.kill()  # SIGKILL: no chance to give anything back
+        held = self.orders.pending(lid, "a") + self.orders.pending(lid, "b")
+        self.assertGreater(held, 0, "the dead relay left entries pending")
+        b = self.relay(env=env)
+        self.wait_delivered(ids, timeout=25)
+        self.wait_settled(lid, ["a", "b"])
+        time.sleep(0.3)
+        # At most the requests in flight (4) and acks not yet written when it died come twice.
+        self.assert_exactly(ids, max_duplicates=8)
+        self.assertGreaterEqual(b.metric("fs_relay_entries_taken_over_total"), 1)
+        self.assertIn("event=relay_taken_over", b.log_text())
+
+    def test_sigkill_then_restart_with_same_consumer_resumes_at_once(self):
+        lid = self.new_launch(["a"])
+        ids = self.orders.confirm(lid, "a", 200)
+        self.rcv.delay = 0.01
+        # claim_idle is long: only re-reading its own entries can make this quick.
+        env = {"FLASHSALE_RELAY_CONSUMER": "relay-fixed", "FLASHSALE_RELAY_CLAIM_IDLE_MS": "60000",
+               "FLASHSALE_RELAY_MAX_IN_FLIGHT": "4"}
+        a = self.relay(env=env)
+        wait_until(lambda: len(self.rcv.accepted_ids()) >= 50, 15, what="deliveries under way")
+        a.kill()
+        self.assertGreater(self.orders.pending(lid, "a"), 0)
+        t0 = time.monotonic()
+        a2 = self.relay(env=env)
+        self.wait_delivered(ids, timeout=20)
+        self.assertLess(time.monotonic() - t0, 20)
+        self.wait_settled(lid, ["a"])
+        self.assert_exactly(ids, max_duplicates=8)
+        self.assertGreater(a2.metric("fs_relay_entries_taken_over_total"), 0)
+
+    def test_two_relays_share_the_work_exactly_once(self):
+        lid = self.new_launch(["a", "b", "c"])
+        self.rcv.delay = 0.003
+        env = {"FLASHSALE_RELAY_MAX_IN_FLIGHT": "4", "FLASHSALE_RELAY_BATCH": "10"}
+        a = self.relay(env=env)
+        b = self.relay(env=env)
+        ids = []
+        for s in ("a", "b", "c"):
+            ids += self.orders.confirm(lid, s, 100)
+        self.wait_delivered(ids)
+        self.wait_settled(lid, ["a", "b", "c"])
+        time.sleep(0.3)
+        self.assert_exactly(ids, max_duplicates=0)
+        da, db = a.metric("fs_relay_delivered_total"), b.metric("fs_relay_delivered_total")
+        self.assertEqual(da + db, 300)
+        self.assertGreater(da, 0)
+        self.assertGreater(db, 0)
+
+    def test_two_relays_one_killed(self):
+        lid = self.new_launch(["a"])
+        self.rcv.delay = 0.01
+        env = {"FLASHSALE_RELAY_CLAIM_IDLE_MS": "1000", "FLASHSALE_RELAY_MAX_IN_FLIGHT": "3",
+               "FLASHSALE_RELAY_BATCH": "20"}
+        a = self.relay(env=env)
+        b = self.relay(env=env)
+        ids = self.orders.confirm(lid, "a", 200)
+        wait_until(lambda: a.metric("fs_relay_delivered_total") >= 10, 15, what="a delivering")
+        a.kill()
+        self.wait_delivered(ids, timeout=25)
+        self.wait_settled(lid, ["a"])
+        self.assert_exactly(ids, max_duplicates=6)
+        self.assertEqual(b.request("GET", "/readyz").status, 200)
+
+    def test_sigterm_finishes_in_flight_and_gives_back_the_rest(self):
+        lid = self.new_launch(["a"])
+        ids = self.orders.confirm(lid, "a", 40)
+        self.rcv.delay = 0.5
+        env = {"FLASHSALE_RELAY_CLAIM_IDLE_MS": "20000", "FLASHSALE_RELAY_MAX_IN_FLIGHT": "2",
+               "FLASHSALE_SHUTDOWN_TIMEOUT_MS": "5000"}
+        a = self.relay(env=env)
+        wait_until(lambda: len(self.rcv.records()) >= 2, 10, what="2 requests in flight")
+        t0 = time.monotonic()
+        a.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(a.proc.wait(10), 0, a.log_tail())
+        self.assertLess(time.monotonic() - t0, 4, "done when the in-flight answers came")
+        log = a.log_text()
+        self.assertIn("event=shutting_down", log)
+        self.assertIn("event=stopped", log)
+        self.assertNotIn("shutdown_forced", log)
+        first = {d.order_id for d in self.rcv.records()}
+        # Those in flight were answered and acknowledged; the rest stays pending, given back.
+        pending = self.orders.pending(lid, "a")
+        self.assertEqual(pending, 40 - len(first))
+        self.rcv.delay = 0.0
+        # Another relay takes the given-back entries at once, though claim_idle is 20 s.
+        t1 = time.monotonic()
+        b = self.relay(env=env)
+        self.wait_delivered(ids, timeout=15)
+        self.assertLess(time.monotonic() - t1, 12)
+        self.wait_settled(lid, ["a"])
+        self.assert_exactly(ids, max_duplicates=0)
+        self.assertGreaterEqual(b.metric("fs_relay_entries_taken_over_total"), len(ids) - len(first))
+
+
+if __name__ == "__main__":
+    fsserver.main(timeout=58)
