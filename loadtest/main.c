@@ -278,10 +278,13 @@ int main(int argc, char **argv)
     if (optind < argc) return fs__usage_error("unexpected argument '%s'", argv[optind]);
     signal(SIGPIPE, SIG_IGN);
     if (url && campaign) return fs__usage_error("%s", "--url and --campaign exclude each other");
-    if (url)
-        return fs__plain_main(url, connections, threads, duration_s, rate, timeout_ms,
-                              headers.len ? headers.data : NULL, allow_remote, quiet, json_path,
-                              html_path);
+    if (url) {
+        int rc = fs__plain_main(url, connections, threads, duration_s, rate, timeout_ms,
+                                headers.len ? headers.data : NULL, allow_remote, quiet, json_path,
+                                html_path);
+        fs_buf_free(&headers);
+        return rc;
+    }
     if (!campaign) return fs__usage_error("%s", "give --url URL (plain mode) or --campaign FILE --server URL");
     if (!server) return fs__usage_error("%s", "--campaign needs --server URL");
 

@@ -289,8 +289,11 @@ static void fs__retry(fs__shop_t *s, fs__op_t *op, int retry_after_s)
     double d = c->backoff_s * pow(2.0, op->attempt);
     if (d > c->backoff_max_s) d = c->backoff_max_s;
     d *= 0.5 + 0.5 * fs__unit(s);
-    if (retry_after_s > 0 && retry_after_s < d * 4 && (double)retry_after_s <= c->backoff_max_s)
-        d = retry_after_s;
+    /* honour Retry-After, but never wait longer than backoff_max */
+    if (retry_after_s > 0) {
+        double ra = retry_after_s < c->backoff_max_s ? (double)retry_after_s : c->backoff_max_s;
+        if (ra > d) d = ra;
+    }
     op->attempt++;
     fs_stats_outcome(&s->stats, FS_OUT_RETRIED);
     fs__later(s, op, d);
@@ -745,6 +748,18 @@ static void fs__print_summary(fs__shop_t *s, double elapsed, const fs_verify_out
         printf("  %-12s %9lld %9lld %9lld %9lld %9lld %12s %12s\n", c->skus[i].id, st->total, st->sold,
                st->held, st->available, v ? v->stream_orders[i] : st->told_orders, a, b);
     }
+    double last = -1;
+    for (size_t i = 0; i < c->nskus; i++) {
+        if (s->sku[i].first_sold_out_s < 0) {
+            last = -1;
+            break;
+        }
+        if (s->sku[i].first_sold_out_s > last) last = s->sku[i].first_sold_out_s;
+    }
+    if (last >= 0)
+        printf("  time to sell out: %.2f s (every SKU answered sold_out by then)\n", last);
+    else
+        printf("  time to sell out: not every SKU sold out\n");
     if (v) fs_verify_print(stdout, v);
 }
 
