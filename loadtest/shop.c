@@ -9,13 +9,8 @@
  * op's intended time), not from when a connection became free.
  *
  * Ownership: ops are allocated here and freed when their shopper is done with them. */
-#include "shop.h"
-#include "pacer.h"
-#include "progress.h"
+#include "shop_internal.h"
 #include "report.h"
-#include "smap.h"
-#include "stats.h"
-#include "verify.h"
 #include "common/buf.h"
 #include "common/ids.h"
 #include "common/log.h"
@@ -30,76 +25,6 @@
 #include <string.h>
 #include <time.h>
 
-typedef enum { FS__RESERVE, FS__CONFIRM, FS__CANCEL } fs__op_type_t;
-
-typedef struct fs__op {
-    struct fs__op *next;     /* ready FIFO */
-    fs__op_type_t type;
-    int sku, qty, attempt;
-    uint64_t shopper;
-    uint64_t intended_ns;    /* latency origin of the current attempt */
-    char *rid;               /* confirm/cancel */
-    char idem[48];           /* reservation's Idempotency-Key: the same for every retry */
-} fs__op_t;
-
-typedef struct fs__shop fs__shop_t;
-
-typedef struct {
-    fs__shop_t *shop;
-    fs_http_client_t *client;
-    fs__op_t *op;            /* in flight, or NULL */
-    char *headers;           /* Authorization + Content-Type lines */
-    int index;
-} fs__conn_t;
-
-typedef struct {
-    uint64_t due_ns;
-    fs__op_t *op;
-} fs__timed_t;
-
-typedef struct {
-    long long available, held, sold, total;
-    double first_sold_out_s;   /* first sold_out answer, -1 = none */
-    double available_zero_s;   /* first poll with available == 0 */
-    double all_sold_s;         /* first poll with sold == total */
-    long long told_units, told_orders;
-} fs__sku_state_t;
-
-struct fs__shop {
-    const fs_shop_opts_t *o;
-    const fs_campaign_t *c;
-    uv_loop_t loop;
-    char launch[160];
-    fs__conn_t *conns;
-    int nconns;
-    int *free_conns, nfree;
-    fs_http_client_t *admin;
-    char *admin_headers;
-    fs_pacer_t pacer;
-    uv_timer_t tick, open_timer;
-    fs__timed_t *heap;
-    size_t heap_len, heap_cap;
-    fs__op_t *ready_head, *ready_tail;
-    size_t ready_len;
-    uint64_t start_ns, arrivals_end_ns, deadline_ns;
-    uint64_t next_k, arrivals;
-    long sec;
-    int finished, opened, open_sent, poll_busy;
-    uint64_t rng;
-    double wsum;
-    fs_stats_t stats;
-    fs_timeline_t tl;
-    fs_progress_t progress;
-    fs__sku_state_t sku[FS_CAMPAIGN_MAX_SKUS];
-    json_t *stock_series;
-    fs_known_order_t *orders;
-    size_t norders, orders_cap;
-    fs_smap_t reserved;
-    uint64_t in_flight, unfinished, payment_seq;
-    uint64_t max_lag_ns, late_arrivals;   /* arrivals sent after their intended time (> 100 ms) */
-    int progress_pending;                 /* a second ended; print once its stock poll answers */
-    double open_at_s;
-};
 
 /* ---- small helpers ---- */
 
@@ -695,74 +620,6 @@ static char *fs__launch_body(const fs__shop_t *s)
     return text;
 }
 
-/* ---- report ---- */
-
-static json_t *fs__profile_json(const fs_campaign_t *c)
-{
-    json_t *phases = json_array();
-    for (size_t i = 0; i < c->profile.n; i++) {
-        const fs_rate_phase_t *p = &c->profile.phases[i];
-        json_array_append_new(phases, json_pack("{s:s, s:f, s:f, s:f, s:f}", "kind",
-                                                fs_phase_kind_name(p->kind), "start_s",
-                                                c->profile.start_s[i], "from", p->from, "to",
-                                                p->to, "duration_s", p->dur_s));
-    }
-    return phases;
-}
-
-static void fs__print_summary(fs__shop_t *s, double elapsed, const fs_verify_out_t *v)
-{
-    const fs_campaign_t *c = s->c;
-    printf("flashsale-load %s campaign \"%s\"\n", FS_VERSION, c->name);
-    printf("  server %s, launch %s, %zu SKUs, %lld shoppers, %d connections\n", s->o->server_url,
-           s->launch, c->nskus, c->shoppers, c->connections);
-    printf("  profile     ");
-    for (size_t i = 0; i < c->profile.n; i++) {
-        const fs_rate_phase_t *p = &c->profile.phases[i];
-        if (p->kind == FS_PHASE_RAMP)
-            printf(" ramp %.0f->%.0f/s %.1fs", p->from, p->to, p->dur_s);
-        else if (p->kind == FS_PHASE_PAUSE)
-            printf(" pause %.1fs", p->dur_s);
-        else
-            printf(" %s %.0f/s %.1fs", fs_phase_kind_name(p->kind), p->from, p->dur_s);
-    }
-    printf("; arrivals for %.1f s, opened at %.2f s\n", c->duration_s, s->open_at_s);
-    printf("  shoppers     %llu arrived of %llu scheduled; %llu requests unfinished at the end\n",
-           (unsigned long long)s->stats.offered, (unsigned long long)s->arrivals,
-           (unsigned long long)s->unfinished);
-    if (s->late_arrivals)
-        printf("  WARNING      the schedule was not kept: %llu arrivals went out more than 100 ms late "
-               "(worst %.0f ms); the server (or the connections) could not keep up, and latencies "
-               "include that wait\n", (unsigned long long)s->late_arrivals, (double)s->max_lag_ns / 1e6);
-    fs_report_print_stats(stdout, &s->stats, elapsed);
-    printf("  outcomes    ");
-    for (int i = 0; i < FS_OUT_N; i++)
-        if (s->stats.outcomes[i]) printf(" %s:%llu", fs_outcome_name((fs_outcome_t)i), (unsigned long long)s->stats.outcomes[i]);
-    printf("\n  %-12s %9s %9s %9s %9s %9s %12s %12s\n", "sku", "total", "sold", "held", "available",
-           "orders", "1st sold_out", "all sold");
-    for (size_t i = 0; i < c->nskus; i++) {
-        const fs__sku_state_t *st = &s->sku[i];
-        char a[32] = "-", b[32] = "-";
-        if (st->first_sold_out_s >= 0) snprintf(a, sizeof a, "%.2fs", st->first_sold_out_s);
-        if (st->all_sold_s >= 0) snprintf(b, sizeof b, "%.0fs", st->all_sold_s);
-        printf("  %-12s %9lld %9lld %9lld %9lld %9lld %12s %12s\n", c->skus[i].id, st->total, st->sold,
-               st->held, st->available, v ? v->stream_orders[i] : st->told_orders, a, b);
-    }
-    double last = -1;
-    for (size_t i = 0; i < c->nskus; i++) {
-        if (s->sku[i].first_sold_out_s < 0) {
-            last = -1;
-            break;
-        }
-        if (s->sku[i].first_sold_out_s > last) last = s->sku[i].first_sold_out_s;
-    }
-    if (last >= 0)
-        printf("  time to sell out: %.2f s (every SKU answered sold_out by then)\n", last);
-    else
-        printf("  time to sell out: not every SKU sold out\n");
-    if (v) fs_verify_print(stdout, v);
-}
-
 /* ---- the run ---- */
 
 int fs_shop_run(const fs_shop_opts_t *o, json_t **out_doc, int *passed, char *err, size_t errcap)
@@ -921,49 +778,9 @@ int fs_shop_run(const fs_shop_opts_t *o, json_t **out_doc, int *passed, char *er
     }
     json_decref(x.doc);
 
-    fs__print_summary(s, elapsed, verified ? &ver : NULL);
+    fs__shop_print_summary(s, elapsed, verified ? &ver : NULL);
 
-    doc = fs_report_base("campaign", &s->stats, &s->tl, elapsed);
-    json_object_set_new(doc, "campaign", json_pack("{s:s, s:s, s:s, s:I, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:o}",
-        "name", c->name, "launch", s->launch, "server", o->server_url,
-        "shoppers", (json_int_t)c->shoppers, "connections", c->connections,
-        "duration_s", c->duration_s, "drain_s", c->drain_s, "confirm", c->p_confirm,
-        "cancel", c->p_cancel, "think_min_s", c->think_min_s, "think_max_s", c->think_max_s,
-        "hold_seconds", c->hold_seconds, "profile", fs__profile_json(c)));
-    json_object_set_new(doc, "arrivals", json_pack("{s:I, s:I, s:I, s:I, s:f, s:b}", "scheduled", (json_int_t)s->arrivals,
-                                                   "arrived", (json_int_t)s->stats.offered,
-                                                   "unfinished", (json_int_t)s->unfinished,
-                                                   "late_100ms", (json_int_t)s->late_arrivals,
-                                                   "max_lag_ms", (double)s->max_lag_ns / 1e6,
-                                                   "schedule_kept", s->late_arrivals == 0));
-    json_object_set_new(doc, "opened_at_s", json_real(s->open_at_s));
-    json_t *skus = json_array();
-    double sell_out = -1;
-    int all_out = 1;
-    for (size_t i = 0; i < c->nskus; i++) {
-        const fs__sku_state_t *st = &s->sku[i];
-        json_t *k = json_pack("{s:s, s:I, s:i, s:I, s:I, s:I, s:I, s:I, s:I}", "sku", c->skus[i].id,
-                              "stock", (json_int_t)c->skus[i].stock, "per_user_limit",
-                              c->skus[i].per_user_limit, "total", (json_int_t)st->total,
-                              "available", (json_int_t)st->available, "held", (json_int_t)st->held,
-                              "sold", (json_int_t)st->sold, "told_orders", (json_int_t)st->told_orders,
-                              "told_units", (json_int_t)st->told_units);
-        json_object_set_new(k, "first_sold_out_s", st->first_sold_out_s >= 0 ? json_real(st->first_sold_out_s) : json_null());
-        json_object_set_new(k, "available_zero_s", st->available_zero_s >= 0 ? json_real(st->available_zero_s) : json_null());
-        json_object_set_new(k, "all_sold_s", st->all_sold_s >= 0 ? json_real(st->all_sold_s) : json_null());
-        if (verified) {
-            json_object_set_new(k, "stream_orders", json_integer(ver.stream_orders[i]));
-            json_object_set_new(k, "stream_units", json_integer(ver.stream_units[i]));
-        }
-        json_array_append_new(skus, k);
-        if (st->first_sold_out_s < 0) all_out = 0;
-        else if (st->first_sold_out_s > sell_out) sell_out = st->first_sold_out_s;
-    }
-    json_object_set_new(doc, "skus", skus);
-    json_object_set_new(doc, "time_to_sell_out_s", all_out ? json_real(sell_out) : json_null());
-    json_object_set_new(doc, "stock_timeline", s->stock_series);
-    s->stock_series = NULL;
-    if (verified) json_object_set_new(doc, "verification", fs_verify_json(&ver));
+    doc = fs__shop_report_doc(s, elapsed, verified ? &ver : NULL);
     *out_doc = doc;
 
 out:
