@@ -103,7 +103,7 @@ static const char fs__html_tail[] =
     "var mk=[];if(C&&D.opened_at_s!=null&&D.opened_at_s>0.05)mk.push({x:D.opened_at_s,label:'opened'});\n"
     "if(C)(D.skus||[]).forEach(function(k){if(k.first_sold_out_s!=null)mk.push({x:k.first_sold_out_s,label:k.sku+' sold out',color:'#d93025'})});\n"
     "function lat(p,k,q){return p.latency_ms&&p.latency_ms[k]?p.latency_ms[k][q]:null}\n"
-    "var rs=[{name:'offered (arrivals/s)',pts:tl.map(function(p){return [p.t,p.offered]}),color:'#9aa0a6',dash:'6 4'}];\n"
+    "var rs=[];if(tl.some(function(p){return p.offered>0}))rs.push({name:'offered (arrivals/s)',pts:tl.map(function(p){return [p.t,p.offered]}),color:'#9aa0a6',dash:'6 4'});\n"
     "if(main)rs.push({name:main+' answered/s',pts:tl.map(function(p){return [p.t,lat(p,main,'n')||0]}),color:'#1a73e8'});\n"
     "rs.push({name:'all answers/s',pts:tl.map(function(p){return [p.t,p.achieved]}),color:'#188038',w:1});\n"
     "rs.push({name:'no answer/s',pts:tl.map(function(p){return [p.t,p.failed]}),color:'#d93025',w:1});\n"
