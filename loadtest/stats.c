@@ -8,7 +8,7 @@
 static const char *const fs__kind_names[FS_KIND_N] = {"get", "reserve", "confirm", "cancel"};
 static const char *const fs__code_names[FS_CODE_N] = {
     "ok", "sold_out", "limit_exceeded", "launch_not_open", "not_found", "reservation_expired",
-    "reservation_cancelled", "reservation_confirmed", "unavailable", "rate_limited",
+    "reservation_cancelled", "reservation_confirmed", "unavailable", "overloaded", "rate_limited",
     "invalid_request", "unauthorized", "other", "transport_error", "timeout"};
 static const char *const fs__outcome_names[FS_OUT_N] = {
     "held", "confirmed", "cancelled", "abandoned", "sold_out", "limit_exceeded",
