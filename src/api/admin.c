@@ -88,6 +88,13 @@ static void fs__on_launch_reply(redisReply *r, int err, void *arg)
         return;
     }
     fs__launch_json(&c->out, &v);
+    if (c->req->route == FS_ROUTE_ADMIN_OPEN) {
+        for (size_t i = 0; i < v.nskus; i++) {
+            char sku[FS_ID_MAX + 1];
+            snprintf(sku, sizeof sku, "%.*s", (int)v.skus[i].sku_len, v.skus[i].sku);
+            fs_stock_units_back(c->api->stock, c->launch, sku);
+        }
+    }
     fs_launch_view_free(&v);
     if (c->req->route != FS_ROUTE_ADMIN_GET_LAUNCH) {
         fs_info("launch_changed", "launch=%s action=%s state=%.*s", c->launch,
@@ -225,6 +232,7 @@ static void fs__on_restocked(redisReply *r, int err, void *arg)
     fs_json_kv_i64(o, &first, "held", fs_reply_i64(r->element[3], NULL));
     fs_json_kv_i64(o, &first, "sold", fs_reply_i64(r->element[4], NULL));
     fs_buf_putc(o, '}');
+    fs_stock_units_back(c->api->stock, c->launch, c->sku);
     fs_info("restocked", "launch=%s sku=%s", c->launch, c->sku);
     fs_api_send(c, 200, NULL);
 }

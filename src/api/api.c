@@ -62,9 +62,49 @@ fs_api_t *fs_api_new(fs_api_shared_t *shared, fs_metrics_t *metrics, fs_stock_t 
 
 void fs_api_free(fs_api_t *api)
 {
+    while (api->free_ctx) {
+        fs_api_ctx_t *c = api->free_ctx;
+        api->free_ctx = c->next_free;
+        fs_buf_free(&c->out);
+        free(c);
+    }
     fs_api_launch_cache_free(api);
     free(api->cache);
     free(api);
+}
+
+#define FS__MAX_FREE_CTX 4096
+
+fs_api_ctx_t *fs_api_ctx_get(fs_api_t *api, fs_http_req_t *req)
+{
+    fs_api_ctx_t *c = api->free_ctx;
+    if (c) {
+        api->free_ctx = c->next_free;
+        api->nfree--;
+        /* Only what a handler may read before writing it needs resetting. */
+        memset(&c->item, 0, sizeof c->item);
+        c->user_len = c->payment_ref_len = 0;
+        fs_buf_reset(&c->out);
+    } else {
+        c = fs_xcalloc(1, sizeof *c);
+    }
+    c->api = api;
+    c->req = req;
+    return c;
+}
+
+void fs_api_ctx_put(fs_api_ctx_t *c)
+{
+    fs_api_t *api = c->api;
+    if (api->nfree >= FS__MAX_FREE_CTX) {
+        fs_buf_free(&c->out);
+        free(c);
+        return;
+    }
+    if (c->out.cap > 65536) fs_buf_free(&c->out); /* e.g. a /metrics page */
+    c->next_free = api->free_ctx;
+    api->free_ctx = c;
+    api->nfree++;
 }
 
 void fs_api_send(fs_api_ctx_t *c, int status, const char *extra_headers)
@@ -73,8 +113,7 @@ void fs_api_send(fs_api_ctx_t *c, int status, const char *extra_headers)
     fs_metrics_request(c->api->metrics, req->route >= 0 ? req->route : FS_ROUTE_NONE, status,
                        fs_mono_ns() - req->start_ns);
     fs_http_respond(req, status, extra_headers, NULL, c->out.data ? c->out.data : "", c->out.len);
-    fs_buf_free(&c->out);
-    free(c);
+    fs_api_ctx_put(c);
 }
 
 void fs_api_error(fs_api_ctx_t *c, int status, const char *code, const char *fmt, ...)
@@ -168,17 +207,14 @@ static void fs__service(fs_api_ctx_t *c, int route)
         fs_http_req_t *req = c->req;
         fs_metrics_request(m, FS_ROUTE_METRICS, 200, fs_mono_ns() - req->start_ns);
         fs_http_respond(req, 200, NULL, "text/plain; version=0.0.4", c->out.data, c->out.len);
-        fs_buf_free(&c->out);
-        free(c);
+        fs_api_ctx_put(c);
     }
 }
 
 void fs_api_handle(fs_http_req_t *req, void *user)
 {
     fs_api_t *api = user;
-    fs_api_ctx_t *c = fs_xcalloc(1, sizeof *c);
-    c->api = api;
-    c->req = req;
+    fs_api_ctx_t *c = fs_api_ctx_get(api, req);
     req->app = c;
     req->start_ns = fs_mono_ns();
     char allow[64];

@@ -64,6 +64,7 @@ typedef struct fs_api_ctx {
     char payment_ref[257];
     size_t payment_ref_len;
     fs_buf_t out;
+    struct fs_api_ctx *next_free;
 } fs_api_ctx_t;
 
 struct fs_api {
@@ -71,9 +72,15 @@ struct fs_api {
     fs_metrics_t *metrics;
     fs_stock_t *stock;
     struct fs_launch_cache *cache;
+    fs_api_ctx_t *free_ctx; /* contexts of answered requests, reused: no allocation per request */
+    size_t nfree;
 };
 
-/* Answers with out's content as JSON and frees the context. */
+/* A context for a new request, from the free list when there is one. */
+fs_api_ctx_t *fs_api_ctx_get(fs_api_t *api, fs_http_req_t *req);
+/* Gives a context back (after its request was answered). */
+void fs_api_ctx_put(fs_api_ctx_t *c);
+/* Answers with out's content as JSON and gives the context back. */
 void fs_api_send(fs_api_ctx_t *c, int status, const char *extra_headers);
 /* Answers {"error": code, "message": ...} and frees the context. 503s carry Retry-After. */
 void fs_api_error(fs_api_ctx_t *c, int status, const char *code, const char *fmt, ...)

@@ -195,6 +195,7 @@ static void fs__on_confirmed(redisReply *r, int err, void *arg)
     } else if (n == 9 && memcmp(code, "not_found", 9) == 0) {
         fs_api_error(c, 404, "not_found", "no such reservation");
     } else if (n == 19 && memcmp(code, "reservation_expired", 19) == 0) {
+        fs_stock_units_back(c->api->stock, c->launch, c->sku);
         fs_api_error(c, 409, "reservation_expired", "the hold expired before it was confirmed");
     } else if (n == 21 && memcmp(code, "reservation_cancelled", 21) == 0) {
         fs_api_error(c, 409, "reservation_cancelled", "the reservation was cancelled");
@@ -213,6 +214,7 @@ static void fs__on_cancelled(redisReply *r, int err, void *arg)
     size_t n;
     const char *code = fs_reply_str(r->element[0], &n);
     if (n == 9 && memcmp(code, "cancelled", 9) == 0) {
+        fs_stock_units_back(c->api->stock, c->launch, c->sku);
         int first = 1;
         fs_buf_putc(&c->out, '{');
         fs_json_kv_cstr(&c->out, &first, "reservation_id", c->rid);
@@ -224,6 +226,7 @@ static void fs__on_cancelled(redisReply *r, int err, void *arg)
     } else if (n == 21 && memcmp(code, "reservation_confirmed", 21) == 0) {
         fs_api_error(c, 409, "reservation_confirmed", "the reservation is already confirmed");
     } else if (n == 19 && memcmp(code, "reservation_expired", 19) == 0) {
+        fs_stock_units_back(c->api->stock, c->launch, c->sku);
         fs_api_error(c, 409, "reservation_expired", "the hold already expired; its units are back in stock");
     } else {
         fs_api_redis_failed(c, r, 0);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef enum { FS__STR, FS__INT, FS__LEVEL } fs__kind_t;
 
@@ -43,7 +44,9 @@ void fs_config_defaults(fs_config_t *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->listen = strdup("127.0.0.1:8080");
-    cfg->threads = 1;
+    /* One event loop per core (each with its own SO_REUSEPORT listener and Redis connection). */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->threads = cores > 0 ? (cores > 64 ? 64 : (int)cores) : 1;
     cfg->log_level = FS_LOG_INFO;
     cfg->idle_timeout_ms = 30000;
     cfg->shutdown_timeout_ms = 5000;

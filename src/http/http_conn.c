@@ -40,6 +40,7 @@ struct fs_http_conn {
     int error_status;     /* set by a callback that rejects the request (413, 431) */
     int writes_pending;
     fs_buf_t in;          /* received bytes not parsed yet */
+    fs_buf_t out;         /* answers gathered while a pipelined burst is parsed: one write */
     fs_buf_t head;        /* url, then header names and values of the current request */
     fs_buf_t body;
     uint32_t url_len;
@@ -222,6 +223,7 @@ static void fs__conn_unref(fs_http_conn_t *c)
     if (--c->refs > 0) return;
     fs_http_server_t *s = c->server;
     fs_buf_free(&c->in);
+    fs_buf_free(&c->out);
     fs_buf_free(&c->head);
     fs_buf_free(&c->body);
     free(c);
@@ -251,9 +253,9 @@ static void fs__on_write(uv_write_t *w, int status)
     fs__conn_unref(c);
 }
 
-/* Writes head+body with one writev. Most responses go out at once (uv_try_write, no allocation);
+/* Sends head+body with one writev. Most answers go out at once (uv_try_write, no allocation);
  * whatever the socket does not take is copied and queued. */
-static void fs__write(fs_http_conn_t *c, const char *head, size_t hl, const char *body, size_t bl)
+static void fs__send(fs_http_conn_t *c, const char *head, size_t hl, const char *body, size_t bl)
 {
     uv_buf_t bufs[2] = {uv_buf_init((char *)head, (unsigned)hl), uv_buf_init((char *)body, (unsigned)bl)};
     int done = uv_try_write((uv_stream_t *)&c->tcp, bufs, bl ? 2 : 1);
@@ -286,6 +288,27 @@ static void fs__write(fs_http_conn_t *c, const char *head, size_t hl, const char
         c->refs--;
         fs__conn_close(c);
     }
+}
+
+/* Writes an answer: at once, or, while a burst of pipelined requests is being parsed, into c->out
+ * so that the whole burst is answered with one write when parsing stops (fs__flush_out). */
+static void fs__write(fs_http_conn_t *c, const char *head, size_t hl, const char *body, size_t bl)
+{
+    if (c->processing) {
+        fs_buf_append(&c->out, head, hl);
+        fs_buf_append(&c->out, body, bl);
+        return;
+    }
+    fs__send(c, head, hl, body, bl);
+}
+
+static void fs__flush_out(fs_http_conn_t *c)
+{
+    if (!c->out.len || c->closing) return;
+    fs__send(c, c->out.data, c->out.len, NULL, 0);
+    fs_buf_reset(&c->out);
+    /* A burst's buffer can be large; do not keep it on an idle connection. */
+    if (c->out.cap > 16384) fs_buf_free(&c->out);
 }
 
 static void fs__write_response(fs_http_conn_t *c, int status, const char *extra,
@@ -397,6 +420,12 @@ static void fs__conn_process(fs_http_conn_t *c)
     if (c->processing) return; /* the outer call continues the loop */
     c->processing = 1;
     while (!c->closing && !c->close_after_write && c->state == FS__READY && c->in.len > 0) {
+        if (c->out.len >= FS__MAX_UNSENT / 4) {
+            c->processing = 0;
+            fs__flush_out(c);
+            c->processing = 1;
+            if (c->closing) break;
+        }
         if (c->tcp.write_queue_size >= FS__MAX_UNSENT) {
             /* The client is not reading its answers: stop until it does (fs__on_write resumes). */
             c->write_blocked = 1;
@@ -422,6 +451,7 @@ static void fs__conn_process(fs_http_conn_t *c)
         break;
     }
     c->processing = 0;
+    fs__flush_out(c);
     if (c->closing || c->close_after_write) return;
     if (c->state == FS__READY && !c->write_blocked) {
         if (c->server->draining && !c->in_message && c->in.len == 0) {
@@ -509,6 +539,7 @@ static void fs__conn_close(fs_http_conn_t *c)
     if (c->closing) return;
     c->closing = 1;
     fs_http_server_t *s = c->server;
+    fs_buf_reset(&c->out);
     if (c->prev) c->prev->next = c->next;
     else s->conns = c->next;
     if (c->next) c->next->prev = c->prev;

@@ -244,6 +244,8 @@ int main(int argc, char **argv)
                                .idle_ms = 30000};
     if (fs_deliver_new(&loop, &dopts, &r->deliver, err, sizeof err)) {
         fprintf(stderr, "flashsale-relay: %s\n", err);
+        fs__free_all(r);
+        uv_loop_close(&loop);
         return 1;
     }
     fs_http_server_opts_t ho = {.host = host, .port = port, .idle_timeout_ms = 30000,
@@ -251,6 +253,10 @@ int main(int argc, char **argv)
                                 .on_request = fs_relay_admin_handle, .user = r};
     if (fs_http_server_start(&r->http, &loop, &ho, err, sizeof err)) {
         fprintf(stderr, "flashsale-relay: %s\n", err);
+        fs_deliver_close(r->deliver);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        fs__free_all(r);
+        uv_loop_close(&loop);
         return 1;
     }
     fs_redis_opts_t ro = {.host = rhost, .port = rport, .db = rdb,

@@ -56,7 +56,7 @@ static void fs__usage(FILE *f)
             "\n"
             "Settings ([section] key = environment variable, default):\n"
             "  [server] listen              FLASHSALE_LISTEN               127.0.0.1:8080\n"
-            "  [server] threads             FLASHSALE_THREADS              1\n"
+            "  [server] threads             FLASHSALE_THREADS              number of cores\n"
             "  [server] log_level           FLASHSALE_LOG_LEVEL            info (debug|info|warn|error)\n"
             "  [server] idle_timeout_ms     FLASHSALE_IDLE_TIMEOUT_MS      30000\n"
             "  [server] shutdown_timeout_ms FLASHSALE_SHUTDOWN_TIMEOUT_MS  5000\n"

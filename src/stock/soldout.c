@@ -80,6 +80,11 @@ void fs__soldout_update(fs_stock_t *st, const char *launch, const char *sku, int
     if (sold_out) e->checked_ns = fs_mono_ns();
 }
 
+void fs_stock_units_back(fs_stock_t *st, const char *launch, const char *sku)
+{
+    fs__soldout_update(st, launch, sku, 0);
+}
+
 void fs__soldout_on_message(const char *msg, size_t len, void *arg)
 {
     fs_stock_t *st = arg;

@@ -76,6 +76,10 @@ fs_redis_t *fs_stock_redis(fs_stock_t *st);
  * always go to Redis, which may hold their first answer). */
 void fs_stock_reserve(fs_stock_t *st, fs_reserve_item_t *it);
 
+/* Units of (launch, sku) came back (a cancel, an expiry, a restock, a reopen answered on this
+ * loop): drop this loop's sold-out mark now rather than when the fs:stock message arrives. */
+void fs_stock_units_back(fs_stock_t *st, const char *launch, const char *sku);
+
 /* Direct calls. Each sends one FCALL and passes the raw reply to cb (see fs_redis_cb); the reply
  * formats are in docs/redis.md. String arguments are copied before the call returns. */
 void fs_stock_confirm(fs_stock_t *st, const char *launch, const char *sku, const char *rid,
