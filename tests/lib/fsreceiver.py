@@ -21,13 +21,14 @@ Receiver(secrets, tls=None)            an HTTP/1.1 server on 127.0.0.1 in a back
 make_certs(dir) -> Certs               a test CA, a server certificate for 127.0.0.1/localhost
                                        signed by it, another CA, and a certificate for the wrong
                                        name signed by the right CA (openssl CLI)
-Relay(redis_url, target, ...)          the flashsale-relay process (build/src/relay/flashsale-relay
-                                       or $FLASHSALE_RELAY_BIN), an fsserver.Server subclass
+Relay(redis_url, target, ...)          the flashsale-relay process (see relay_bin()), an
+                                       fsserver.Server subclass
 Orders(server, redis_client)           launches and confirmed orders through the real server's API
 verify_signature(header, body, secrets, now=None, tolerance=300)
 
-Run standalone (benchmarks): fsreceiver.py --port N [--cert C --key K] [--secret S]; then
-GET /stats answers {"requests", "accepted", "unique", "bad_signatures"} as JSON.
+Run standalone (benchmarks): fsreceiver.py --port N [--cert C --key K] [--secret S]
+[--reuse-port]; then GET /stats answers {"requests", "accepted", "unique", "bad_signatures",
+"connections"} as JSON (of the process that accepted that connection).
 """
 
 import asyncio
@@ -210,8 +211,9 @@ class _Conn(asyncio.Protocol):
 class Receiver:
     """A fulfillment endpoint for tests; see the module docstring."""
 
-    def __init__(self, secrets=(SECRET,), tls=None, port=None, path="/orders"):
+    def __init__(self, secrets=(SECRET,), tls=None, port=None, path="/orders", reuse_port=False):
         self.secrets = list(secrets)
+        self.reuse_port = reuse_port
         self.tls = tls            # (certfile, keyfile) or None
         self.port = port
         self.path = path
@@ -270,6 +272,7 @@ class Receiver:
         async def go():
             self.server = await self.loop.create_server(lambda: _Conn(self), "127.0.0.1",
                                                         self.port, reuse_address=True,
+                                                        reuse_port=self.reuse_port or None,
                                                         backlog=512)
         for attempt in range(50):
             try:
@@ -462,8 +465,16 @@ def make_certs(d):
 
 
 def relay_bin():
-    return os.environ.get("FLASHSALE_RELAY_BIN") or os.path.join(
-        REPO, "build", "src", "relay", "flashsale-relay")
+    """$FLASHSALE_RELAY_BIN; else the relay built next to $FLASHSALE_SERVER_BIN (ctest sets that
+    one, whatever the build directory); else build/src/relay/flashsale-relay."""
+    if os.environ.get("FLASHSALE_RELAY_BIN"):
+        return os.environ["FLASHSALE_RELAY_BIN"]
+    server = os.environ.get("FLASHSALE_SERVER_BIN")
+    if server:
+        sibling = os.path.join(os.path.dirname(server), "relay", "flashsale-relay")
+        if os.path.exists(sibling):
+            return sibling
+    return os.path.join(REPO, "build", "src", "relay", "flashsale-relay")
 
 
 class Relay(fsserver.Server):
@@ -672,20 +683,27 @@ def main():
     ap.add_argument("--key")
     ap.add_argument("--secret", action="append")
     ap.add_argument("--status", type=int, default=200)
+    ap.add_argument("--reuse-port", action="store_true",
+                    help="SO_REUSEPORT: several receivers share the port (benchmarks)")
     a = ap.parse_args()
     rcv = Receiver(secrets=a.secret or [SECRET], tls=(a.cert, a.key) if a.cert else None,
-                   port=a.port)
+                   port=a.port, reuse_port=a.reuse_port)
     rcv.keep_records = False
     rcv.default = a.status
     rcv.start()
     sys.stdout.write("listening %s\n" % rcv.url)
     sys.stdout.flush()
+    import signal
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         pass
     finally:
+        # The last line on stdout: this process's counts (several may share a port).
+        sys.stdout.write("stats %s\n" % json.dumps(rcv.stats()))
+        sys.stdout.flush()
         rcv.stop()
 
 
