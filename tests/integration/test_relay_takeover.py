@@ -127,5 +127,56 @@ class TakeoverTest(RelayCase):
         self.assertGreaterEqual(b.metric("fs_relay_entries_taken_over_total"), len(ids) - len(first))
 
 
+class HeartbeatTest(RelayCase):
+    def test_held_entries_are_not_taken_while_their_relay_lives(self):
+        """An order waiting out a Retry-After longer than claim_idle stays with its relay."""
+        lid = self.new_launch(["a"])
+        env = {"FLASHSALE_RELAY_CLAIM_IDLE_MS": "900"}
+        [oid] = self.orders.confirm(lid, "a", 1)
+        self.rcv.per_order[oid] = (503, {"Retry-After": "3"})
+        a = self.relay(env=env)
+        wait_until(lambda: self.rcv.records(), 10, what="first attempt")
+        del self.rcv.per_order[oid]
+        b = self.relay(env=env)
+        self.wait_delivered([oid], timeout=10)
+        recs = self.rcv.records()
+        self.assertEqual(len(recs), 2, [(r.action, r.t) for r in recs])
+        self.assertGreaterEqual(recs[1].t - recs[0].t, 2.9)
+        self.assertEqual(recs[1].headers["flashsale-delivery-attempt"], "2")
+        self.assertEqual(b.metric("fs_relay_entries_taken_over_total"), 0)
+        self.assertEqual(a.metric("fs_relay_delivered_total"), 1)
+
+    def test_frozen_relay_loses_its_entries_and_drops_them(self):
+        """A relay stopped (SIGSTOP) longer than claim_idle: another takes its entries over; when
+        the first wakes up, its heartbeat learns they are gone and it does not send them again."""
+        lid = self.new_launch(["a"])
+        ids = self.orders.confirm(lid, "a", 5)
+        self.rcv.default = 500
+        a = self.relay(env={"FLASHSALE_RELAY_CLAIM_IDLE_MS": "1000",
+                            "FLASHSALE_RELAY_BACKOFF_MIN_MS": "10000",
+                            "FLASHSALE_RELAY_BACKOFF_MAX_MS": "10000"})
+        wait_until(lambda: len(self.rcv.records()) == 5, 10, what="first attempts")
+        # Attempts are recorded (the failing answers were handled) before freezing.
+        wait_until(lambda: self.r.call("HLEN", "fs:{%s:a}:delivery" % lid) == 5, 5,
+                   what="attempt records")
+        a.proc.send_signal(signal.SIGSTOP)
+        try:
+            self.rcv.default = 200
+            b = self.relay(env={"FLASHSALE_RELAY_CLAIM_IDLE_MS": "1000"})
+            self.wait_delivered(ids, timeout=15)
+            self.wait_settled(lid, ["a"])
+        finally:
+            a.proc.send_signal(signal.SIGCONT)
+        wait_until(lambda: a.metric("fs_relay_entries_lost_total") == 5, 5, what="a learns")
+        time.sleep(0.5)
+        self.assertEqual(collections.Counter(self.rcv.accepted_ids()), {i: 1 for i in ids})
+        self.assertEqual(a.metric("fs_relay_held"), 0)
+        self.assertEqual(b.metric("fs_relay_entries_taken_over_total"), 5)
+        # b went on with a's attempt count.
+        second = [d for d in self.rcv.records() if d.action == 200]
+        self.assertEqual({d.headers["flashsale-delivery-attempt"] for d in second}, {"2"})
+        self.assertIn("event=relay_entry_lost", a.log_text())
+
+
 if __name__ == "__main__":
     fsserver.main(timeout=58)
