@@ -309,6 +309,9 @@ static int fs__on_body(llhttp_t *p, const char *at, size_t n)
 static int fs__on_message_complete(llhttp_t *p)
 {
     fs__conn_t *c = p->data;
+    /* An interim answer (100 Continue, 103 Early Hints): the real one follows. */
+    int st = llhttp_get_status_code(p);
+    if (st >= 100 && st < 200 && st != 101) return 0;
     c->complete = 1;
     return HPE_PAUSED;
 }

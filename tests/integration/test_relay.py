@@ -98,6 +98,18 @@ class NormalFlowTest(RelayCase):
         self.assertIn("event=relay_following launch=%s sku=x" % lid, relay.log_text())
 
 
+    def test_interim_answers_are_skipped(self):
+        self.rcv.default = "interim"  # 100 Continue, then 200 OK
+        lid = self.new_launch()
+        relay = self.relay(env={"FLASHSALE_RELAY_MAX_IN_FLIGHT": "1"})
+        ids = self.orders.confirm(lid, "a", 5)
+        self.wait_delivered(ids)
+        self.wait_settled(lid, ["a"])
+        self.assertEqual(len(self.rcv.records()), 5)
+        self.assertEqual(relay.metric('fs_relay_attempts_total{result="2xx"}'), 5)
+        self.assertEqual(relay.metric("fs_relay_connects_total"), 1, "the connection stays usable")
+
+
 class ServiceEndpointsTest(RelayCase):
     def test_health_metrics_and_admin_auth(self):
         relay = self.relay()

@@ -13,8 +13,8 @@ Receiver(secrets, tls=None)            an HTTP/1.1 server on 127.0.0.1 in a back
     .delay = 0.0                       seconds before each answer
     .stop_listening() / .start_listening()   refuse connections (and drop open ones) / accept again
   An action is an HTTP status (int), (status, {"Retry-After": "2"}), "stall" (never answer),
-  "close" (close without answering) or "half" (a truncated 200 answer, then close: the order was
-  processed but the relay cannot know).
+  "close" (close without answering), "half" (a truncated 200 answer, then close: the order was
+  processed but the relay cannot know) or "interim" (100 Continue, then 200).
   Records (each a Delivery): .deliveries (every request), .accepted_ids() (order ids answered 2xx or
   "half", with repetitions), .first_bytes (first byte of every connection), .tls_failures.
 
@@ -354,7 +354,7 @@ class Receiver:
         if method != "POST" or path != self.path:
             action = 404
         d = Delivery(order_id, body, headers, sig_ok, action, conn.id, time.time())
-        accepted = isinstance(action, int) and 200 <= action < 300 or action == "half" or (
+        accepted = isinstance(action, int) and 200 <= action < 300 or action in ("half", "interim") or (
             isinstance(action, tuple) and 200 <= action[0] < 300)
         with self.lock:
             self.count_requests += 1
@@ -383,6 +383,10 @@ class Receiver:
         if action == "close":
             conn.close()
             return
+        if action == "interim":
+            conn.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+            conn._answer(200, {}, b'{"received":true}', headers)
+            return
         if action == "half":
             conn.send(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                       b"Content-Length: 40\r\n\r\n{\"received\":")
@@ -403,11 +407,11 @@ class Receiver:
             return list(self.deliveries)
 
     def accepted_ids(self):
-        """Order ids the receiver accepted (2xx or "half"), one per acceptance."""
+        """Order ids the receiver accepted (2xx, "half" or "interim"), one per acceptance."""
         out = []
         for d in self.records():
             a = d.action
-            if (isinstance(a, int) and 200 <= a < 300) or a == "half" or (
+            if (isinstance(a, int) and 200 <= a < 300) or a in ("half", "interim") or (
                     isinstance(a, tuple) and 200 <= a[0] < 300):
                 out.append(d.order_id)
         return out
