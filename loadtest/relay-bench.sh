@@ -8,7 +8,9 @@
 # XADDs into the order streams of a new launch with K SKUs, registered in fs:launches as the
 # server would) and measures the time until every entry is acknowledged by the consumer group
 # (XINFO GROUPS lag 0 and nothing pending): deliveries/s = N / that time. The relays discover the
-# launch within 50 ms of the write, which is included.
+# launch within 50 ms of the write, which is included. Also printed: CPU time (user + system) the
+# relays and the receivers used per delivery, a figure less sensitive to other load on the machine
+# (1e6 / relay_cpu_us_per_delivery is what one relay could do on one free core).
 #
 # Usage: loadtest/relay-bench.sh [-n ORDERS] [-r "1 4"] [-k SKUS] [-i MAX_IN_FLIGHT]
 #                                [-R RECEIVERS] [-t]   (-t: HTTPS with a test CA)
@@ -51,6 +53,11 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 now() { date +%s.%N; }
+cpu_seconds() {  # sum of utime + stime of the given pids, in seconds
+  local tck; tck=$(getconf CLK_TCK)
+  for p in "$@"; do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0; done |
+    awk -v t="$tck" '{s += $1} END {printf "%.2f", s / t}'
+}
 
 CA_ARGS=()
 RCV_TLS=()
@@ -135,6 +142,10 @@ run() {  # $1 = relay count; prints "relays=.. orders=.. seconds=.. deliveries_p
     sleep 0.02
   done
   t1=$(now)
+  # CPU seconds (user + system) used so far by the relays and by the receivers.
+  local relay_cpu rcv_cpu
+  relay_cpu=$(cpu_seconds "${relay_pids[@]}")
+  rcv_cpu=$(cpu_seconds "${rcv_pids[@]}")
   local delivered=0
   for p in "${ports[@]}"; do
     local d; d=$(curl -sf "http://127.0.0.1:$p/metrics" | awk '$1=="fs_relay_delivered_total"{print $2}')
@@ -149,9 +160,10 @@ run() {  # $1 = relay count; prints "relays=.. orders=.. seconds=.. deliveries_p
   wait "$redis_pid" 2>/dev/null || true
   python3 -c "
 t = $t1 - $t0
-print('relays=%d orders=%d skus=%d max_in_flight=%d receivers=%d scheme=%s seconds=%.2f deliveries_per_s=%.0f acked_by_relays=%d accepted_by_receivers=%d bad_signatures=%d'
-      % ($count, $N, $SKUS, $INFLIGHT, $RECEIVERS, '$SCHEME', t, $N / t, $delivered, $accepted, $bad))"
+print('relays=%d orders=%d skus=%d max_in_flight=%d receivers=%d scheme=%s seconds=%.2f deliveries_per_s=%.0f acked_by_relays=%d accepted_by_receivers=%d bad_signatures=%d relay_cpu_us_per_delivery=%.0f receiver_cpu_us_per_delivery=%.0f'
+      % ($count, $N, $SKUS, $INFLIGHT, $RECEIVERS, '$SCHEME', t, $N / t, $delivered, $accepted, $bad,
+         $relay_cpu * 1e6 / $N, $rcv_cpu * 1e6 / $N))"
 }
 
-echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(nproc) cores, $(uname -sr), relay $("$RELAY" --version)"
+echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(nproc) cores, $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg), $("$RELAY" --version)"
 for c in $COUNTS; do run "$c"; done
