@@ -82,7 +82,12 @@ static void fs__on_reserved(fs_reserve_item_t *it)
                              it->expires_ms);
         fs_buf_putc(&c->out, '}');
         char hdr[FS_RID_MAX + 96];
-        snprintf(hdr, sizeof hdr, "Location: /v1/reservations/%s\r\n%s", it->rid, replay ? replay : "");
+        size_t rl = replay ? strlen(replay) : 0;
+        memcpy(hdr, "Location: /v1/reservations/", 27);
+        memcpy(hdr + 27, it->rid, it->rid_len);
+        memcpy(hdr + 27 + it->rid_len, "\r\n", 2);
+        memcpy(hdr + 29 + it->rid_len, replay ? replay : "", rl);
+        hdr[29 + it->rid_len + rl] = 0;
         fs_api_send(c, 201, hdr);
         return;
     }

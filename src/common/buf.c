@@ -86,18 +86,21 @@ void fs_json_str(fs_buf_t *b, const char *s, size_t n)
     static const char hex[] = "0123456789abcdef";
     fs_buf_reserve(b, n + 2);
     b->data[b->len++] = '"';
+    size_t run = 0; /* start of the current run of bytes that need no escaping */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        fs_buf_append(b, s + run, i - run);
+        run = i + 1;
         if (c == '"' || c == '\\') {
             char e[2] = {'\\', (char)c};
             fs_buf_append(b, e, 2);
-        } else if (c < 0x20) {
+        } else {
             char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
             fs_buf_append(b, e, 6);
-        } else {
-            fs_buf_putc(b, (char)c);
         }
     }
+    fs_buf_append(b, s + run, n - run);
     fs_buf_putc(b, '"');
 }
 

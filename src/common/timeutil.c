@@ -3,6 +3,7 @@
 #include "flashsale/error.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 int64_t fs_wall_ms(void)
@@ -19,8 +20,18 @@ uint64_t fs_mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+static void fs__2(char *p, int v)
+{
+    p[0] = (char)('0' + v / 10);
+    p[1] = (char)('0' + v % 10);
+}
+
 size_t fs_time_format_ms(int64_t ms, char *out, size_t cap)
 {
+    /* Hot: every reservation answer carries two times. The date and time of day come from a
+     * per-thread cache of the last second formatted; only the milliseconds change within it. */
+    static _Thread_local time_t cached_sec = (time_t)-1;
+    static _Thread_local char cached[20]; /* "2026-11-27T01:02:03" */
     if (cap < 25) return 0;
     time_t secs = (time_t)(ms / 1000);
     int frac = (int)(ms % 1000);
@@ -28,11 +39,32 @@ size_t fs_time_format_ms(int64_t ms, char *out, size_t cap)
         frac += 1000;
         secs -= 1;
     }
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    int n = snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
-    return n > 0 ? (size_t)n : 0;
+    if (secs != cached_sec) {
+        struct tm tm;
+        gmtime_r(&secs, &tm);
+        if (tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999) return 0;
+        int y = tm.tm_year + 1900;
+        fs__2(cached, y / 100);
+        fs__2(cached + 2, y % 100);
+        cached[4] = '-';
+        fs__2(cached + 5, tm.tm_mon + 1);
+        cached[7] = '-';
+        fs__2(cached + 8, tm.tm_mday);
+        cached[10] = 'T';
+        fs__2(cached + 11, tm.tm_hour);
+        cached[13] = ':';
+        fs__2(cached + 14, tm.tm_min);
+        cached[16] = ':';
+        fs__2(cached + 17, tm.tm_sec);
+        cached_sec = secs;
+    }
+    memcpy(out, cached, 19);
+    out[19] = '.';
+    out[20] = (char)('0' + frac / 100);
+    fs__2(out + 21, frac % 100);
+    out[23] = 'Z';
+    out[24] = 0;
+    return 24;
 }
 
 static int fs__digits(const char *s, size_t len, size_t *pos, int n, int *out)

@@ -311,22 +311,51 @@ static void fs__flush_out(fs_http_conn_t *c)
     if (c->out.cap > 16384) fs_buf_free(&c->out);
 }
 
+/* Appends src to head at *n when it fits (head has room for FS__HEAD_MAX bytes). */
+#define FS__HEAD_MAX 1024
+static int fs__head_put(char *head, size_t *n, const char *src, size_t len)
+{
+    if (*n + len > FS__HEAD_MAX) return -1;
+    memcpy(head + *n, src, len);
+    *n += len;
+    return 0;
+}
+
+static int fs__head_uint(char *head, size_t *n, size_t v)
+{
+    char tmp[24];
+    size_t i = sizeof tmp;
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return fs__head_put(head, n, tmp + i, sizeof tmp - i);
+}
+
+/* The status line and headers are assembled by hand: this runs for every answer. */
 static void fs__write_response(fs_http_conn_t *c, int status, const char *extra,
                                const char *ctype, const char *body, size_t bl, int close)
 {
-    char head[1024];
-    int hl = snprintf(head, sizeof head,
-                      "HTTP/1.1 %d %s\r\n%sContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
-                      status, fs_http_reason(status), fs__date_header(),
-                      ctype ? ctype : "application/json", bl, close ? "Connection: close\r\n" : "",
-                      extra ? extra : "");
-    if (hl < 0 || (size_t)hl >= sizeof head) {
-        /* Only the application's extra headers can make it this long; drop them. */
-        hl = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n%s\r\n", status,
-                      fs_http_reason(status), bl, close ? "Connection: close\r\n" : "");
+    char head[FS__HEAD_MAX];
+    size_t n = 0;
+    const char *reason = fs_http_reason(status), *date = fs__date_header();
+    ctype = ctype ? ctype : "application/json";
+    int bad = fs__head_put(head, &n, "HTTP/1.1 ", 9) || fs__head_uint(head, &n, (size_t)status) ||
+              fs__head_put(head, &n, " ", 1) || fs__head_put(head, &n, reason, strlen(reason)) ||
+              fs__head_put(head, &n, "\r\n", 2) || fs__head_put(head, &n, date, strlen(date)) ||
+              fs__head_put(head, &n, "Content-Type: ", 14) ||
+              fs__head_put(head, &n, ctype, strlen(ctype)) ||
+              fs__head_put(head, &n, "\r\nContent-Length: ", 18) || fs__head_uint(head, &n, bl) ||
+              fs__head_put(head, &n, "\r\n", 2) ||
+              (close && fs__head_put(head, &n, "Connection: close\r\n", 19));
+    /* Only the application's extra headers can be too long; they are dropped then. */
+    if (!bad && extra) {
+        size_t save = n;
+        if (fs__head_put(head, &n, extra, strlen(extra))) n = save;
     }
+    if (bad || fs__head_put(head, &n, "\r\n", 2)) fs_assert(!"response head over 1 KiB");
     if (close) c->close_after_write = 1;
-    fs__write(c, head, (size_t)hl, body, bl);
+    fs__write(c, head, n, body, bl);
 }
 
 void fs_http_respond(fs_http_req_t *req, int status, const char *extra_headers,
