@@ -1,0 +1,280 @@
+#!/usr/bin/env bash
+# rush-bench.sh: the reservation path at the machine's limit, side by side in one run.
+#
+#   loadtest/rush-bench.sh [-c CONNECTIONS] [-t WRK_THREADS] [-d SECONDS] [-r ROUNDS] [-b BUILD_DIR]
+#                          [-o RESULTS.md]
+#
+# Starts its own redis-server and flashsale-server (Release build; default build-release) on free
+# 127.0.0.1 ports, creates a launch with a sold-out SKU and a SKU with a billion units, then runs
+# ROUNDS interleaved rounds of, each with the same wrk settings:
+#   healthz   GET /healthz (the bare HTTP ceiling of our own code)
+#   sold-out  reservations on the sold-out SKU
+#   in-stock  reservations on the big SKU by 50,000 different shoppers per wrk thread
+#   fcall-1   redis-benchmark calling fs_reserve directly, one request per call, unpipelined
+#   fcall-16  the same, pipelined 16 deep
+# and reports medians, the ratios the issue asks for, the open-loop p99 of in-stock reservations at
+# 80% of the measured maximum (flashsale-load campaign, confirm/cancel off), the RSS of the server
+# with 10,000 idle keep-alive connections, and the counter invariant after every phase.
+# Everything it starts is stopped by pid at the end.
+set -euo pipefail
+
+CONNS=100 WRK_THREADS=1 DURATION=5 ROUNDS=3 BUILD="" OUT=""
+while getopts "c:t:d:r:b:o:h" opt; do
+  case $opt in
+    c) CONNS=$OPTARG ;; t) WRK_THREADS=$OPTARG ;; d) DURATION=$OPTARG ;; r) ROUNDS=$OPTARG ;;
+    b) BUILD=$OPTARG ;; o) OUT=$OPTARG ;;
+    h) sed -n '2,19p' "$0"; exit 0 ;;
+    *) exit 2 ;;
+  esac
+done
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(dirname "$HERE")
+BUILD=${BUILD:-$REPO/build-release}
+SERVER=$BUILD/src/flashsale-server
+LOAD=$BUILD/loadtest/flashsale-load
+for tool in wrk redis-server redis-benchmark redis-cli curl python3; do
+  command -v $tool >/dev/null || { echo "rush-bench.sh: $tool is not installed" >&2; exit 2; }
+done
+if [ ! -x "$SERVER" ] || [ ! -x "$LOAD" ]; then
+  echo "rush-bench.sh: building Release into $BUILD" >&2
+  cmake -S "$REPO" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$BUILD" -j"$(nproc)" --target flashsale-server flashsale-load >/dev/null
+fi
+
+WORK=$(mktemp -d /tmp/fs-rush.XXXXXX)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+RPORT=$(free_port)
+SPORT=$(free_port)
+KEY=bench-key-$RANDOM$RANDOM
+ADMIN=bench-admin-$RANDOM$RANDOM
+URL=http://127.0.0.1:$SPORT
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" \
+  --daemonize no >"$WORK/redis.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+
+FLASHSALE_LISTEN=127.0.0.1:$SPORT FLASHSALE_REDIS=redis://127.0.0.1:$RPORT/0 \
+  FLASHSALE_API_KEYS=$KEY FLASHSALE_ADMIN_TOKEN=$ADMIN FLASHSALE_LOG_LEVEL=warn \
+  FLASHSALE_IDLE_TIMEOUT_MS=600000 "$SERVER" >"$WORK/server.log" 2>&1 &
+SERVER_PID=$!
+PIDS+=($SERVER_PID)
+for _ in $(seq 100); do curl -fs "$URL/readyz" >/dev/null 2>&1 && break; sleep 0.05; done
+curl -fs "$URL/readyz" >/dev/null || { echo "rush-bench.sh: server did not get ready" >&2; cat "$WORK/server.log" >&2; exit 1; }
+
+admin() { curl -fsS -H "Authorization: Bearer $ADMIN" "$@"; }
+admin -X PUT "$URL/admin/v1/launches/bench" -d '{"name":"Rush bench","hold_seconds":3600,"skus":[
+  {"sku":"gone","stock":0,"per_user_limit":1,"price_cents":1},
+  {"sku":"big","stock":1000000000,"per_user_limit":1000000,"price_cents":1},
+  {"sku":"direct","stock":1000000000,"per_user_limit":1000000,"price_cents":1}]}' >/dev/null
+admin -X POST "$URL/admin/v1/launches/bench/open" >/dev/null
+
+# The counter invariant of every SKU, from the operator API (exact counters from Redis).
+check_invariant() {
+  admin "$URL/admin/v1/launches/bench" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+bad = [s for s in d["skus"] if s["available"] + s["held"] + s["sold"] != s["total"]
+       or min(s["available"], s["held"], s["sold"]) < 0 or s["held"] + s["sold"] > s["total"]]
+print("ok" if not bad else "BROKEN %r" % bad)'
+}
+
+export FS_LAUNCH=bench FS_KEY=$KEY
+# wrk prints "Requests/sec: N" and, with --latency, "50%" and "99%" lines.
+wrk_run() { # name script sku
+  local out
+  if [ -n "$2" ]; then
+    out=$(FS_SKU=$3 wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$HERE/wrk/$2" "$URL/")
+  else
+    out=$(wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$URL/healthz")
+  fi
+  echo "$out" > "$WORK/$1.last"
+  python3 -c '
+import re, sys
+name, path, text = sys.argv[1], sys.argv[2], open(sys.argv[3]).read()
+def ms(label):
+    m = re.search(r"^\s*%s\s+([\d.]+)(us|ms|s)\s*$" % re.escape(label), text, re.M)
+    if not m: return float("nan")
+    return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+total = re.search(r"(\d+) requests in", text).group(1)
+with open(path, "a") as f:
+    f.write("%s\t%.0f\t%.3f\t%.3f\t%s\t%s\n" % (name, rps, ms("50%"), ms("99%"), total, non2xx.group(1) if non2xx else "0"))
+' "$1" "$WORK/results.tsv" "$WORK/$1.last"
+}
+
+fcall_run() { # name pipeline
+  local p="{bench:direct}"
+  local out
+  out=$(redis-benchmark -p "$RPORT" -c "$CONNS" -n $((CONNS * 400)) -P "$2" -r 1000000000 --csv \
+    FCALL fs_reserve 4 "fs:$p:sku" "fs:$p:holds" "fs:$p:users" "fs:$p:held" 1 \
+    rid-__rand_int__ shopper-__rand_int__ 1 0 2>/dev/null | tail -1)
+  # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+  echo "$out" | python3 -c '
+import csv, sys
+row = next(csv.reader(sys.stdin))
+print("%s\t%.0f\t%.3f\t%.3f\t0\t0" % (sys.argv[1], float(row[1]), float(row[4]), float(row[6])))' "$1" >> "$WORK/results.tsv"
+}
+
+# Make the sold-out SKU known as sold out (the first answer comes from Redis).
+curl -s -o /dev/null -H "Authorization: Bearer $KEY" -d '{"sku":"gone","user_id":"warm"}' "$URL/v1/launches/bench/reservations"
+
+echo "rush-bench: $ROUNDS rounds x ${DURATION}s, wrk -t$WRK_THREADS -c$CONNS, server threads: default (cores: $(nproc))" >&2
+INVARIANTS=()
+for round in $(seq "$ROUNDS"); do
+  echo "round $round/$ROUNDS" >&2
+  wrk_run healthz "" ""
+  wrk_run sold-out reserve-static.lua gone
+  wrk_run in-stock reserve-random.lua big
+  INVARIANTS+=("round $round: $(check_invariant)")
+  fcall_run fcall-1 1
+  fcall_run fcall-16 16
+  INVARIANTS+=("round $round after redis-benchmark: $(check_invariant)")
+done
+
+# Open loop: in-stock reservations at 80% of the measured maximum, latency from intended send times.
+MAX=$(python3 -c '
+import statistics, sys
+rows = [l.split("\t") for l in open(sys.argv[1]) if l.startswith("in-stock\t")]
+print(int(statistics.median(float(r[1]) for r in rows)))' "$WORK/results.tsv")
+RATE=$((MAX * 8 / 10))
+cat > "$WORK/open.ini" <<EOF
+[campaign]
+name = open loop at 80% of the measured maximum
+duration = ${DURATION}s
+drain = 2s
+connections = $CONNS
+seed = 1
+[launch]
+id = openloop
+hold_seconds = 3600
+[sku big]
+stock = 100000000
+per_user_limit = 1000000
+[shoppers]
+count = 1000000
+qty = 1
+[behaviour]
+confirm = 0
+cancel = 0
+max_retries = 0
+[profile]
+phase = plateau $RATE ${DURATION}s
+EOF
+echo "open loop at $RATE/s" >&2
+FLASHSALE_ADMIN_TOKEN=$ADMIN FLASHSALE_API_KEYS=$KEY "$LOAD" --campaign "$WORK/open.ini" \
+  --server "$URL" --redis "redis://127.0.0.1:$RPORT/0" --json "$WORK/open.json" -q \
+  >"$WORK/open.out" 2>&1 || true
+OPEN=$(python3 -c '
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+except Exception as e:
+    print("unavailable (%s; see the tool output)" % e); sys.exit()
+lat = ((d.get("kinds") or {}).get("reserve") or {}).get("latency_ms") or d.get("latency_ms", {})
+arr = d.get("arrivals") or {}
+print("target %s/s, achieved %.0f/s, p50 %.2f ms, p99 %.2f ms, max %.2f ms; schedule kept: %s; verification %s" % (
+    sys.argv[2], d.get("requests_per_sec", 0), lat.get("p50", float("nan")), lat.get("p99", float("nan")),
+    lat.get("max", float("nan")), arr.get("schedule_kept"), (d.get("verification") or {}).get("result")))
+' "$WORK/open.json" "$RATE")
+
+# Memory: RSS of the server before and with 10,000 idle keep-alive connections.
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$SERVER_PID/status"; }
+RSS0=$(rss_kb)
+python3 - "$SPORT" "$WORK/idle.ready" "$WORK/idle.done" <<'PY' &
+import os, socket, sys, time
+port, ready, done = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+conns = []
+for i in range(10000):
+    s = socket.create_connection(("127.0.0.1", port))
+    conns.append(s)
+# one request on each, so that each connection has been through a request and is idle
+for s in conns:
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+for s in conns:
+    s.recv(4096)
+open(ready, "w").close()
+deadline = time.time() + 120
+while not os.path.exists(done) and time.time() < deadline:
+    time.sleep(0.1)
+PY
+IDLE_PID=$!
+PIDS+=($IDLE_PID)
+for _ in $(seq 1200); do [ -e "$WORK/idle.ready" ] && break; sleep 0.1; done
+sleep 0.5
+RSS1=$(rss_kb)
+# Do 10,000 idle connections slow others down? A short healthz run while they stay open.
+wrk_run healthz-10k-idle "" ""
+touch "$WORK/idle.done"
+wait "$IDLE_PID" 2>/dev/null || true
+INVARIANTS+=("end: $(check_invariant)")
+
+REPORT=$(python3 - "$WORK/results.tsv" "$RSS0" "$RSS1" "$OPEN" "$CONNS" "$WRK_THREADS" "$DURATION" "$ROUNDS" "$(nproc)" <<'PY'
+import statistics, sys
+path, rss0, rss1, open_line, conns, wt, dur, rounds, cores = sys.argv[1:10]
+rows = {}
+for line in open(path):
+    name, rps, p50, p99, total, non2xx = line.rstrip("\n").split("\t")
+    rows.setdefault(name, []).append((float(rps), float(p50), float(p99), int(total), int(non2xx)))
+med = {k: tuple(statistics.median(r[i] for r in v) for i in range(3)) for k, v in rows.items()}
+out = []
+out.append("| run | requests/s (median) | p50 ms | p99 ms | rounds |")
+out.append("| --- | ---: | ---: | ---: | ---: |")
+labels = {"healthz": "`GET /healthz`", "sold-out": "reserve, sold-out SKU", "in-stock": "reserve, in-stock SKU",
+          "fcall-1": "`redis-benchmark` FCALL fs_reserve, unpipelined", "fcall-16": "`redis-benchmark` FCALL fs_reserve, pipelined 16",
+          "healthz-10k-idle": "`GET /healthz` with 10,000 idle connections open"}
+for k in ["healthz", "sold-out", "in-stock", "fcall-1", "fcall-16", "healthz-10k-idle"]:
+    if k in med:
+        out.append("| %s | %.0f | %.2f | %.2f | %d |" % (labels[k], med[k][0], med[k][1], med[k][2], len(rows[k])))
+h, so, ins, f1 = (med.get(k, (float("nan"),))[0] for k in ("healthz", "sold-out", "in-stock", "fcall-1"))
+out.append("")
+out.append("| ratio | measured | target |")
+out.append("| --- | ---: | ---: |")
+out.append("| sold-out / healthz | %.2f | >= 0.9 |" % (so / h))
+out.append("| in-stock / healthz | %.2f | >= 0.6 |" % (ins / h))
+out.append("| in-stock / redis-benchmark unpipelined | %.2f | >= 1.0 |" % (ins / f1))
+if "healthz-10k-idle" in med:
+    out.append("| healthz with 10k idle / healthz | %.2f | (no slowdown) |" % (med["healthz-10k-idle"][0] / h))
+out.append("")
+out.append("- open loop, in-stock at 80%% of the measured maximum: %s (target p99 <= 10 ms)" % open_line)
+per = (int(rss1) - int(rss0)) * 1024 / 10000
+out.append("- server RSS: %d KiB before, %d KiB with 10,000 idle keep-alive connections: %.0f bytes per idle connection (target <= 4096)" % (int(rss0), int(rss1), per))
+out.append("- settings: wrk -t%s -c%s, %s s per run, %s interleaved rounds, %s cores shared by client, server and Redis" % (wt, conns, dur, rounds, cores))
+nonok = {k: sum(r[4] for r in v) for k, v in rows.items() if k in ("in-stock",)}
+if nonok.get("in-stock"):
+    out.append("- in-stock runs had %d non-2xx answers (should be 0)" % nonok["in-stock"])
+print("\n".join(out))
+PY
+)
+echo
+echo "$REPORT"
+echo
+printf 'invariant: %s\n' "${INVARIANTS[@]}"
+if [ -n "$OUT" ]; then
+  {
+    echo "# Rush benchmark: latest run"
+    echo
+    echo "Command: \`loadtest/rush-bench.sh -c $CONNS -t $WRK_THREADS -d $DURATION -r $ROUNDS\` ($(date -u +%Y-%m-%dT%H:%MZ))"
+    echo
+    echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))," \
+      "$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr);" \
+      "$(redis-server --version | awk '{print $3}' | tr -d 'v='), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}')." \
+      "Client, server and Redis share the machine, which other work may share too."
+    echo
+    echo "$REPORT"
+    echo
+    printf -- '- invariant %s\n' "${INVARIANTS[@]}"
+  } > "$OUT"
+  echo "wrote $OUT" >&2
+fi
