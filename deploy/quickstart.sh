@@ -320,6 +320,12 @@ curl -s $auth_admin -X POST \$FS_URL/admin/v1/launches/$LAUNCH/open; echo
 curl -s \$FS_URL/readyz; echo
 curl -s \$FS_URL/metrics | grep ^fs_reservations_total
 
+# rehearse launch day: three colours, ten times more shoppers than units, a spike at opening
+# (creates its own launch; progress on the terminal, then PASS/FAIL per invariant)
+FLASHSALE_ADMIN_TOKEN=\$FS_ADMIN FLASHSALE_API_KEYS=\$FS_KEY $BUILD_DIR/loadtest/flashsale-load \\
+  --campaign loadtest/campaigns/phone-launch.ini --server \$FS_URL \\
+  --redis redis://127.0.0.1:$REDIS_PORT/0 --html launch.html --json launch.json
+
 EOF
 }
 
@@ -361,7 +367,7 @@ ensure_packages
 
 say "building Release into build-release/"
 cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DFS_WERROR=ON >/dev/null
-cmake --build "$BUILD_DIR" -j"$(nproc)" --target flashsale-server
+cmake --build "$BUILD_DIR" -j"$(nproc)" --target flashsale-server flashsale-load
 [[ -x "$SERVER_BIN" ]] || die "build did not produce $SERVER_BIN"
 
 mkdir -p "$VAR"
