@@ -311,6 +311,25 @@ void fs_relay_job_lost(fs_relay_t *r, fs_relay_job_t *j)
 
 /* ---- finishing: ack, fail, dead letter ---- */
 
+/* One line a second at most per kind of Redis trouble (an outage would flood the log): returns 1
+ * when the caller may log, with *suppressed set to the lines dropped since the last one. */
+typedef struct {
+    uint64_t last_ns, dropped;
+} fs__limit_t;
+
+static int fs__may_log(fs__limit_t *l, uint64_t *suppressed)
+{
+    uint64_t now = fs_mono_ns();
+    if (l->last_ns && now - l->last_ns < 1000000000u) {
+        l->dropped++;
+        return 0;
+    }
+    *suppressed = l->dropped;
+    l->dropped = 0;
+    l->last_ns = now;
+    return 1;
+}
+
 typedef struct {
     fs_relay_t *r;
     fs_relay_stream_t *s;
@@ -324,9 +343,12 @@ static void fs__on_acked(redisReply *reply, int err, void *arg)
     fs_relay_t *r = b->r;
     r->ops_in_flight--;
     int ok = !err && reply->type == REDIS_REPLY_INTEGER;
-    if (!ok) {
+    static fs__limit_t limit;
+    uint64_t suppressed;
+    if (!ok && fs__may_log(&limit, &suppressed)) {
         char msg[200];
-        fs_warn("relay_ack_failed", "stream=%s entries=%zu error=%s", b->s->key, b->n,
+        fs_warn("relay_ack_failed", "stream=%s entries=%zu suppressed=%" PRIu64 " error=%s", b->s->key,
+                b->n, suppressed,
                 fs_log_quote(msg, sizeof msg, err ? fs_strerror(err) : reply->str ? reply->str : "?"));
     }
     int64_t now_ms = fs_wall_ms();
@@ -421,10 +443,13 @@ static void fs__on_failed_recorded(redisReply *reply, int err, void *arg)
         fs__job_free(r, j);
         return;
     }
-    if (err || reply->type == REDIS_REPLY_ERROR) {
+    static fs__limit_t limit;
+    uint64_t suppressed;
+    if ((err || reply->type == REDIS_REPLY_ERROR) && fs__may_log(&limit, &suppressed)) {
         /* The count lives on in memory; only a take-over would start it from the last record. */
         char msg[200];
-        fs_warn("relay_attempt_record_failed", "stream=%s id=%s error=%s", j->stream->key, j->id,
+        fs_warn("relay_attempt_record_failed", "stream=%s id=%s suppressed=%" PRIu64 " error=%s",
+                j->stream->key, j->id, suppressed,
                 fs_log_quote(msg, sizeof msg, err ? fs_strerror(err) : reply->str));
     }
     if (r->stopping) {
@@ -460,9 +485,13 @@ static void fs__on_dead_recorded(redisReply *reply, int err, void *arg)
     fs_relay_t *r = j->stream->sku->relay;
     r->ops_in_flight--;
     if (err || reply->type != REDIS_REPLY_STRING) {
+        static fs__limit_t limit;
+        uint64_t suppressed;
         char msg[200];
-        fs_warn("relay_dead_letter_failed", "stream=%s id=%s error=%s", j->stream->key, j->id,
-                fs_log_quote(msg, sizeof msg, err ? fs_strerror(err) : reply->str ? reply->str : "?"));
+        if (fs__may_log(&limit, &suppressed))
+            fs_warn("relay_dead_letter_failed", "stream=%s id=%s suppressed=%" PRIu64 " error=%s",
+                    j->stream->key, j->id, suppressed,
+                    fs_log_quote(msg, sizeof msg, err ? fs_strerror(err) : reply->str ? reply->str : "?"));
         j->q_next = r->fin_retry;
         r->fin_retry = j;
         return;
@@ -551,18 +580,13 @@ static void fs__http_error(char *out, size_t cap, const fs_deliver_result_t *res
 /* At most one line a second about failed attempts (an outage would otherwise flood the log). */
 static void fs__log_failure(fs_relay_t *r, fs_relay_job_t *j, fs_attempt_t a)
 {
-    static uint64_t last_ns, suppressed;
-    uint64_t now = fs_mono_ns();
-    if (last_ns && now - last_ns < 1000000000u) {
-        suppressed++;
-        return;
-    }
+    static fs__limit_t limit;
+    uint64_t suppressed;
+    if (!fs__may_log(&limit, &suppressed)) return;
     char msg[420];
     fs_warn("relay_attempt_failed", "order_id=%s attempt=%d result=%s suppressed=%" PRIu64 " error=%s",
             j->order_id ? j->order_id : "", j->attempts, fs_attempt_name(a), suppressed,
             fs_log_quote(msg, sizeof msg, j->error));
-    last_ns = now;
-    suppressed = 0;
 }
 
 static void fs__on_delivered(void *arg, const fs_deliver_result_t *res)

@@ -631,10 +631,11 @@ class RelayCase(unittest.TestCase):
     receiver per test; relays started with self.relay() are killed after the test."""
 
     receiver_kwargs = {}
+    redis_kwargs = {}
 
     @classmethod
     def setUpClass(cls):
-        cls.redis = fsserver.track(fsredis.RedisServer())
+        cls.redis = fsserver.track(fsredis.RedisServer(**cls.redis_kwargs))
         cls.redis.start()
         cls.addClassCleanup(cls.redis.cleanup)
         cls.r = cls.redis.client()
