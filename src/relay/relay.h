@@ -121,6 +121,7 @@ struct fs_relay {
     size_t ngroups_ready;
     int discovering, reading, claiming, touching, lag_in_flight;
     size_t claim_pos;                 /* stream index of the claim pass in progress */
+    int claim_calls;                  /* XAUTOCLAIM calls on that stream in this pass */
     uint64_t last_claim_ns;
     /* jobs */
     fs_relay_job_t **table;           /* hash of (stream, id) */

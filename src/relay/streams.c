@@ -363,8 +363,6 @@ static int fs__claim_room(fs_relay_t *r, char *cnt, size_t cap)
     return (int)n;
 }
 
-static int fs__claim_calls; /* XAUTOCLAIM calls on the current stream in this pass */
-
 static void fs__on_own(redisReply *reply, int err, void *arg)
 {
     fs_relay_stream_t *s = arg;
@@ -401,9 +399,9 @@ static void fs__on_claimed(redisReply *reply, int err, void *arg)
     size_t n = fs__add_entries(r, s, reply->element[1], 1, NULL, 0);
     if (n > 0) fs_info("relay_taken_over", "stream=%s entries=%zu", s->key, n);
     /* Go on with this stream while its pending list has more, a few calls per pass at most. */
-    if (strcmp(s->claim_cursor, "0-0") == 0 || ++fs__claim_calls >= FS__CLAIM_CALLS_PER_PASS) {
+    if (strcmp(s->claim_cursor, "0-0") == 0 || ++r->claim_calls >= FS__CLAIM_CALLS_PER_PASS) {
         r->claim_pos++;
-        fs__claim_calls = 0;
+        r->claim_calls = 0;
     }
     fs__claim_next(r);
 }
@@ -442,7 +440,7 @@ static void fs__claim_pass(fs_relay_t *r)
     if (r->claiming || r->stopping || !fs_redis_ready(r->writer)) return;
     r->claiming = 1;
     r->claim_pos = 0;
-    fs__claim_calls = 0;
+    r->claim_calls = 0;
     r->last_claim_ns = fs_mono_ns();
     fs__claim_next(r);
 }
