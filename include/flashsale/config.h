@@ -6,6 +6,16 @@
 
 #include <stddef.h>
 
+/* Roles of operator tokens: a viewer may read the operator API, an operator may also act. */
+typedef enum { FS_ROLE_VIEWER = 1, FS_ROLE_OPERATOR = 2 } fs_role_t;
+
+/* A named operator token from the [tokens] section (`name = role:token`). */
+typedef struct {
+    char *name;   /* [A-Za-z0-9_.~-]{1,64}; recorded in the audit stream instead of the token */
+    int role;     /* fs_role_t */
+    char *secret;
+} fs_config_token_t;
+
 typedef struct {
     char *listen;       /* host:port */
     int threads;
@@ -19,7 +29,9 @@ typedef struct {
     char *redis_url;
     int redis_timeout_ms;
     char *api_keys;     /* comma-separated */
-    char *admin_token;
+    char *admin_token;  /* comma-separated; each is named "admin" with role operator */
+    fs_config_token_t *tokens; /* [tokens] section, in file order */
+    size_t ntokens;
 } fs_config_t;
 
 /* Fills cfg with defaults. */
@@ -27,7 +39,11 @@ void fs_config_defaults(fs_config_t *cfg);
 /* Reads the INI file at path (when path is not NULL), then the environment. On failure returns
  * FS_EINVAL and writes a one-line message (with the file's line number where there is one) into err. */
 int fs_config_load(fs_config_t *cfg, const char *path, char *err, size_t errcap);
-/* Checks that the configuration can run a server (credentials present, values in range). */
+/* Name of a role ("viewer", "operator"). */
+const char *fs_role_name(int role);
+/* Checks that the configuration can run a server (credentials present, values in range): at least
+ * one operator credential (admin_token or an operator in [tokens]), token names unique, no secret
+ * used twice. */
 int fs_config_validate(const fs_config_t *cfg, char *err, size_t errcap);
 void fs_config_free(fs_config_t *cfg);
 

@@ -2,6 +2,7 @@
  * Launch documents are parsed with jansson (Debian's libjansson-dev): they are nested, small and
  * rare, unlike the storefront bodies on the rush path. */
 #include "api.h"
+#include "audit.h"
 #include "json_in.h"
 #include "../common/log.h"
 #include "../common/timeutil.h"
@@ -16,7 +17,7 @@
 #define FS__MAX_STOCK 1000000000LL
 
 /* Writes the operator's view of a launch. */
-static void fs__launch_json(fs_buf_t *o, const fs_launch_view_t *v)
+void fs_api_launch_json(fs_buf_t *o, const fs_launch_view_t *v)
 {
     int first = 1;
     fs_buf_putc(o, '{');
@@ -50,6 +51,41 @@ static int fs__code_is(redisReply *r, const char *code)
     size_t n;
     const char *s = fs_reply_str(r->element[0], &n);
     return n == strlen(code) && memcmp(s, code, n) == 0;
+}
+
+/* ---- audit: every change that took effect is recorded (audit.h) before it is answered ---- */
+
+static const char *fs__action(int route)
+{
+    switch (route) {
+    case FS_ROUTE_ADMIN_PUT_LAUNCH: return "put";
+    case FS_ROUTE_ADMIN_OPEN: return "open";
+    case FS_ROUTE_ADMIN_PAUSE: return "pause";
+    case FS_ROUTE_ADMIN_CLOSE: return "close";
+    case FS_ROUTE_ADMIN_RESTOCK: return "restock";
+    default: return "pause-all";
+    }
+}
+
+static void fs__audited(redisReply *r, int err, void *arg)
+{
+    fs_api_ctx_t *c = arg;
+    if (err || r->type == REDIS_REPLY_ERROR)
+        fs_warn("audit_write_failed", "launch=%s action=%s error=%s", c->launch,
+                fs__action(c->req->route), err ? fs_strerror(err) : "reply");
+    fs_api_send(c, 200, NULL);
+}
+
+/* Records c's action (before: c->aux, after: c->out) and answers 200 with c->out afterwards. */
+static void fs__audit_and_send(fs_api_ctx_t *c, const char *detail)
+{
+    const fs_api_token_t *t = &c->api->shared->tokens[c->token];
+    fs_audit_entry_t e = {.launch = c->launch, .action = fs__action(c->req->route), .who = t->name,
+                          .role = fs_role_name(t->role),
+                          .sku = c->req->route == FS_ROUTE_ADMIN_RESTOCK ? c->sku : NULL,
+                          .before = c->aux.data, .before_len = c->aux.len,
+                          .after = c->out.data, .after_len = c->out.len, .detail = detail};
+    fs_audit_write(fs_stock_redis(c->api->stock), &e, fs__audited, c);
 }
 
 /* Common answer of put/get/state: ["ok", created, launch...] or an error code. */
@@ -87,7 +123,7 @@ static void fs__on_launch_reply(redisReply *r, int err, void *arg)
         fs_api_redis_failed(c, r, 0);
         return;
     }
-    fs__launch_json(&c->out, &v);
+    fs_api_launch_json(&c->out, &v);
     if (c->req->route == FS_ROUTE_ADMIN_OPEN) {
         for (size_t i = 0; i < v.nskus; i++) {
             char sku[FS_ID_MAX + 1];
@@ -97,12 +133,14 @@ static void fs__on_launch_reply(redisReply *r, int err, void *arg)
     }
     fs_launch_view_free(&v);
     if (c->req->route != FS_ROUTE_ADMIN_GET_LAUNCH) {
-        fs_info("launch_changed", "launch=%s action=%s state=%.*s", c->launch,
+        fs_info("launch_changed", "launch=%s by=%s action=%s state=%.*s", c->launch, fs_api_who(c),
                 c->req->route == FS_ROUTE_ADMIN_PUT_LAUNCH ? "put"
                 : c->req->route == FS_ROUTE_ADMIN_OPEN     ? "open"
                 : c->req->route == FS_ROUTE_ADMIN_PAUSE    ? "pause"
                                                            : "close",
                 (int)v.state_len, v.state);
+        fs__audit_and_send(c, NULL);
+        return;
     }
     fs_api_send(c, 200, NULL);
 }
@@ -233,8 +271,21 @@ static void fs__on_restocked(redisReply *r, int err, void *arg)
     fs_json_kv_i64(o, &first, "sold", fs_reply_i64(r->element[4], NULL));
     fs_buf_putc(o, '}');
     fs_stock_units_back(c->api->stock, c->launch, c->sku);
-    fs_info("restocked", "launch=%s sku=%s", c->launch, c->sku);
-    fs_api_send(c, 200, NULL);
+    /* before, from the answer: a restock changes total and available by delta, nothing else */
+    int64_t delta = c->arg;
+    int bf = 1;
+    fs_buf_reset(&c->aux);
+    fs_buf_putc(&c->aux, '{');
+    fs_json_kv_i64(&c->aux, &bf, "total", fs_reply_i64(r->element[1], NULL) - delta);
+    fs_json_kv_i64(&c->aux, &bf, "available", fs_reply_i64(r->element[2], NULL) - delta);
+    fs_json_kv_i64(&c->aux, &bf, "held", fs_reply_i64(r->element[3], NULL));
+    fs_json_kv_i64(&c->aux, &bf, "sold", fs_reply_i64(r->element[4], NULL));
+    fs_buf_putc(&c->aux, '}');
+    char detail[48];
+    snprintf(detail, sizeof detail, "{\"delta\":%lld}", (long long)delta);
+    fs_info("restocked", "launch=%s sku=%s by=%s delta=%lld", c->launch, c->sku, fs_api_who(c),
+            (long long)delta);
+    fs__audit_and_send(c, detail);
 }
 
 static void fs__restock(fs_api_ctx_t *c)
@@ -254,25 +305,189 @@ static void fs__restock(fs_api_ctx_t *c)
                      FS__MAX_STOCK);
         return;
     }
+    c->arg = delta;
     fs_stock_restock(c->api->stock, c->launch, c->sku, delta, fs__on_restocked, c);
+}
+
+/* ---- the launch before a change (for the audit record), then the change ---- */
+
+static void fs__on_before(redisReply *r, int err, void *arg)
+{
+    fs_api_ctx_t *c = arg;
+    int route = c->req->route;
+    if (err || r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
+        fs_api_redis_failed(c, r, err);
+        return;
+    }
+    if (fs__code_is(r, "not_found")) {
+        if (route != FS_ROUTE_ADMIN_PUT_LAUNCH) {
+            fs_api_error(c, 404, "not_found", "no such launch: %s", c->launch);
+            return;
+        }
+    } else {
+        fs_launch_view_t v;
+        if (fs_launch_view_parse(r, &v)) {
+            fs_api_redis_failed(c, r, 0);
+            return;
+        }
+        fs_api_launch_json(&c->aux, &v);
+        fs_launch_view_free(&v);
+    }
+    if (route == FS_ROUTE_ADMIN_PUT_LAUNCH) fs__put_launch(c);
+    else fs_stock_launch_state(c->api->stock, c->launch, fs__action(route), fs__on_launch_reply, c);
+}
+
+/* ---- POST /admin/v1/pause-all: pause every launch that is open, one after the other ---- */
+
+typedef struct {
+    fs_api_ctx_t *c;
+    char **ids;
+    size_t n, i;
+    fs_buf_t paused, failed; /* JSON arrays' contents */
+    int npaused, nfailed;
+} fs__pause_all_t;
+
+static void fs__pause_all_next(fs__pause_all_t *p);
+
+static void fs__pause_all_failed(fs__pause_all_t *p)
+{
+    /* Redis failed: the rest is not attempted (and reported), no retry storm on a dead link. */
+    for (; p->i < p->n; p->i++) {
+        if (p->nfailed++) fs_buf_putc(&p->failed, ',');
+        fs_json_cstr(&p->failed, p->ids[p->i]);
+    }
+    fs__pause_all_next(p);
+}
+
+static void fs__pause_all_audited(redisReply *r, int err, void *arg)
+{
+    fs__pause_all_t *p = arg;
+    if (err || r->type == REDIS_REPLY_ERROR)
+        fs_warn("audit_write_failed", "launch=%s action=pause-all error=%s", p->ids[p->i],
+                err ? fs_strerror(err) : "reply");
+    if (p->npaused++) fs_buf_putc(&p->paused, ',');
+    fs_json_cstr(&p->paused, p->ids[p->i]);
+    p->i++;
+    fs__pause_all_next(p);
+}
+
+static void fs__pause_all_paused(redisReply *r, int err, void *arg)
+{
+    fs__pause_all_t *p = arg;
+    fs_api_ctx_t *c = p->c;
+    fs_launch_view_t v;
+    if (err || r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
+        fs__pause_all_failed(p);
+        return;
+    }
+    if (!fs__code_is(r, "ok") || fs_launch_view_parse(r, &v)) {
+        p->i++; /* closed or deleted meanwhile: nothing to pause */
+        fs__pause_all_next(p);
+        return;
+    }
+    fs_buf_reset(&c->out);
+    fs_api_launch_json(&c->out, &v);
+    fs_launch_view_free(&v);
+    fs_info("launch_changed", "launch=%s by=%s action=pause-all state=paused", p->ids[p->i],
+            fs_api_who(c));
+    const fs_api_token_t *t = &c->api->shared->tokens[c->token];
+    fs_audit_entry_t e = {.launch = p->ids[p->i], .action = "pause-all", .who = t->name,
+                          .role = fs_role_name(t->role), .before = c->aux.data,
+                          .before_len = c->aux.len, .after = c->out.data, .after_len = c->out.len};
+    fs_audit_write(fs_stock_redis(c->api->stock), &e, fs__pause_all_audited, p);
+}
+
+static void fs__pause_all_got(redisReply *r, int err, void *arg)
+{
+    fs__pause_all_t *p = arg;
+    fs_api_ctx_t *c = p->c;
+    fs_launch_view_t v;
+    if (err || r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
+        fs__pause_all_failed(p);
+        return;
+    }
+    if (!fs__code_is(r, "ok") || fs_launch_view_parse(r, &v)) {
+        p->i++;
+        fs__pause_all_next(p);
+        return;
+    }
+    int open = v.state_len == 4 && memcmp(v.state, "open", 4) == 0;
+    fs_buf_reset(&c->aux);
+    if (open) fs_api_launch_json(&c->aux, &v);
+    fs_launch_view_free(&v);
+    if (!open) {
+        p->i++;
+        fs__pause_all_next(p);
+        return;
+    }
+    fs_stock_launch_state(c->api->stock, p->ids[p->i], "pause", fs__pause_all_paused, p);
+}
+
+static void fs__pause_all_next(fs__pause_all_t *p)
+{
+    fs_api_ctx_t *c = p->c;
+    if (p->i < p->n) {
+        fs_stock_launch_get(c->api->stock, p->ids[p->i], fs__pause_all_got, p);
+        return;
+    }
+    fs_buf_t *o = &c->out;
+    fs_buf_reset(o);
+    fs_buf_putc(o, '{');
+    if (p->nfailed)
+        fs_buf_puts(o, "\"error\":\"unavailable\",\"message\":\"the stock service failed; the "
+                       "launches in failed were not paused, retry\",");
+    fs_buf_printf(o, "\"count\":%d,\"paused\":[", p->npaused);
+    fs_buf_append(o, p->paused.data, p->paused.len);
+    fs_buf_puts(o, "],\"failed\":[");
+    fs_buf_append(o, p->failed.data, p->failed.len);
+    fs_buf_puts(o, "]}");
+    fs_info("paused_all", "by=%s paused=%d failed=%d", fs_api_who(c), p->npaused, p->nfailed);
+    int failed = p->nfailed;
+    for (size_t k = 0; k < p->n; k++) free(p->ids[k]);
+    free(p->ids);
+    fs_buf_free(&p->paused);
+    fs_buf_free(&p->failed);
+    free(p);
+    fs_api_send(c, failed ? 503 : 200, failed ? "Retry-After: 1\r\n" : NULL);
+}
+
+static void fs__on_launches(redisReply *r, int err, void *arg)
+{
+    fs_api_ctx_t *c = arg;
+    if (err || r->type != REDIS_REPLY_ARRAY) {
+        fs_api_redis_failed(c, r, err);
+        return;
+    }
+    fs__pause_all_t *p = fs_xcalloc(1, sizeof *p);
+    p->c = c;
+    p->ids = fs_xcalloc(r->elements + 1, sizeof *p->ids);
+    for (size_t i = 0; i < r->elements; i++) {
+        size_t n;
+        const char *id = fs_reply_str(r->element[i], &n);
+        if (fs_id_valid(id, n)) p->ids[p->n++] = fs_xstrndup(id, n);
+    }
+    fs__pause_all_next(p);
 }
 
 void fs_api_admin(fs_api_ctx_t *c, int route)
 {
+    if (route == FS_ROUTE_ADMIN_PAUSE_ALL) {
+        const char *argv[] = {"SMEMBERS", "fs:launches"};
+        size_t lens[] = {8, 11};
+        fs_redis_command(fs_stock_redis(c->api->stock), fs__on_launches, c, 2, argv, lens);
+        return;
+    }
     if (fs_api_id_param(c, 0, c->launch, "launch")) return;
     switch (route) {
-    case FS_ROUTE_ADMIN_PUT_LAUNCH: fs__put_launch(c); return;
     case FS_ROUTE_ADMIN_GET_LAUNCH:
         fs_stock_launch_get(c->api->stock, c->launch, fs__on_launch_reply, c);
         return;
+    case FS_ROUTE_ADMIN_PUT_LAUNCH:
     case FS_ROUTE_ADMIN_OPEN:
-        fs_stock_launch_state(c->api->stock, c->launch, "open", fs__on_launch_reply, c);
-        return;
     case FS_ROUTE_ADMIN_PAUSE:
-        fs_stock_launch_state(c->api->stock, c->launch, "pause", fs__on_launch_reply, c);
-        return;
     case FS_ROUTE_ADMIN_CLOSE:
-        fs_stock_launch_state(c->api->stock, c->launch, "close", fs__on_launch_reply, c);
+        /* read the launch first: the audit record keeps it as "before" */
+        fs_stock_launch_get(c->api->stock, c->launch, fs__on_before, c);
         return;
     case FS_ROUTE_ADMIN_RESTOCK: fs__restock(c); return;
     }

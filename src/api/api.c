@@ -1,5 +1,6 @@
 /* Routing, authentication, responses and the service endpoints (see api.h). */
 #include "api.h"
+#include "stats.h"
 #include "../common/log.h"
 #include "../common/timeutil.h"
 #include "../http/router.h"
@@ -12,7 +13,8 @@
 #include <string.h>
 #include <strings.h>
 
-typedef enum { FS__AUTH_NONE, FS__AUTH_API, FS__AUTH_ADMIN } fs__auth_t;
+/* FS__AUTH_VIEW: any operator token (viewer or operator); FS__AUTH_ADMIN: role operator. */
+typedef enum { FS__AUTH_NONE, FS__AUTH_API, FS__AUTH_VIEW, FS__AUTH_ADMIN } fs__auth_t;
 
 static const fs_route_t fs__routes[FS_ROUTE__COUNT] = {
     [FS_ROUTE_HEALTHZ] = {HTTP_GET, "/healthz"},
@@ -29,19 +31,74 @@ static const fs_route_t fs__routes[FS_ROUTE__COUNT] = {
     [FS_ROUTE_GET_RESERVATION] = {HTTP_GET, "/v1/reservations/{id}"},
     [FS_ROUTE_CONFIRM] = {HTTP_POST, "/v1/reservations/{id}/confirm"},
     [FS_ROUTE_CANCEL] = {HTTP_POST, "/v1/reservations/{id}/cancel"},
+    [FS_ROUTE_ADMIN_LIST] = {HTTP_GET, "/admin/v1/launches"},
+    [FS_ROUTE_ADMIN_WHOAMI] = {HTTP_GET, "/admin/v1/whoami"},
+    [FS_ROUTE_ADMIN_PAUSE_ALL] = {HTTP_POST, "/admin/v1/pause-all"},
+    [FS_ROUTE_ADMIN_STATS] = {HTTP_GET, "/admin/v1/launches/{launch}/stats"},
+    [FS_ROUTE_ADMIN_AUDIT] = {HTTP_GET, "/admin/v1/launches/{launch}/audit"},
+    [FS_ROUTE_ADMIN_ORDERS] = {HTTP_GET, "/admin/v1/launches/{launch}/orders"},
+    [FS_ROUTE_DASHBOARD] = {HTTP_GET, "/admin/"},
+    [FS_ROUTE_DASHBOARD_JS] = {HTTP_GET, "/admin/dashboard.js"},
+    [FS_ROUTE_DASHBOARD_CSS] = {HTTP_GET, "/admin/dashboard.css"},
 };
 
 /* Metric label per route (and one for requests that matched none). */
 static const char *const fs__route_names[FS_ROUTE__COUNT + 1] = {
     "healthz", "readyz", "metrics", "admin_put_launch", "admin_get_launch", "admin_open",
     "admin_pause", "admin_close", "admin_restock", "get_launch", "reserve", "get_reservation",
-    "confirm", "cancel", "none"};
+    "confirm", "cancel", "admin_list", "admin_whoami", "admin_pause_all", "admin_stats",
+    "admin_audit", "admin_orders", "dashboard", "dashboard_js", "dashboard_css", "none"};
 
 static fs__auth_t fs__route_auth(int route)
 {
-    if (route <= FS_ROUTE_METRICS) return FS__AUTH_NONE;
-    if (route <= FS_ROUTE_ADMIN_RESTOCK) return FS__AUTH_ADMIN;
-    return FS__AUTH_API;
+    switch (route) {
+    case FS_ROUTE_HEALTHZ:
+    case FS_ROUTE_READYZ:
+    case FS_ROUTE_METRICS:
+    case FS_ROUTE_DASHBOARD:
+    case FS_ROUTE_DASHBOARD_JS:
+    case FS_ROUTE_DASHBOARD_CSS: return FS__AUTH_NONE;
+    case FS_ROUTE_ADMIN_GET_LAUNCH:
+    case FS_ROUTE_ADMIN_LIST:
+    case FS_ROUTE_ADMIN_WHOAMI:
+    case FS_ROUTE_ADMIN_STATS:
+    case FS_ROUTE_ADMIN_AUDIT:
+    case FS_ROUTE_ADMIN_ORDERS: return FS__AUTH_VIEW;
+    case FS_ROUTE_ADMIN_PUT_LAUNCH:
+    case FS_ROUTE_ADMIN_OPEN:
+    case FS_ROUTE_ADMIN_PAUSE:
+    case FS_ROUTE_ADMIN_CLOSE:
+    case FS_ROUTE_ADMIN_RESTOCK:
+    case FS_ROUTE_ADMIN_PAUSE_ALL: return FS__AUTH_ADMIN;
+    default: return FS__AUTH_API;
+    }
+}
+
+void fs_api_tokens_init(fs_api_shared_t *sh, const fs_config_t *cfg)
+{
+    fs_secret_set_add_csv(&sh->admin_tokens, cfg->admin_token);
+    size_t n_admin = sh->admin_tokens.count;
+    for (size_t i = 0; i < cfg->ntokens; i++)
+        fs_secret_set_add_csv(&sh->admin_tokens, cfg->tokens[i].secret);
+    fs_assert(sh->admin_tokens.count == n_admin + cfg->ntokens);
+    sh->tokens = fs_xcalloc(sh->admin_tokens.count + 1, sizeof *sh->tokens);
+    for (size_t i = 0; i < sh->admin_tokens.count; i++) {
+        const char *name = i < n_admin ? "admin" : cfg->tokens[i - n_admin].name;
+        snprintf(sh->tokens[i].name, sizeof sh->tokens[i].name, "%s", name);
+        sh->tokens[i].role = i < n_admin ? FS_ROLE_OPERATOR : cfg->tokens[i - n_admin].role;
+    }
+}
+
+void fs_api_tokens_free(fs_api_shared_t *sh)
+{
+    fs_secret_set_free(&sh->admin_tokens);
+    free(sh->tokens);
+    sh->tokens = NULL;
+}
+
+const char *fs_api_who(const fs_api_ctx_t *c)
+{
+    return c->token >= 0 ? c->api->shared->tokens[c->token].name : "-";
 }
 
 void fs_api_print_routes(void *f)
@@ -66,8 +123,10 @@ void fs_api_free(fs_api_t *api)
         fs_api_ctx_t *c = api->free_ctx;
         api->free_ctx = c->next_free;
         fs_buf_free(&c->out);
+        fs_buf_free(&c->aux);
         free(c);
     }
+    fs_stats_free(api->stats);
     fs_api_launch_cache_free(api);
     free(api->cache);
     free(api);
@@ -85,11 +144,13 @@ fs_api_ctx_t *fs_api_ctx_get(fs_api_t *api, fs_http_req_t *req)
         memset(&c->item, 0, sizeof c->item);
         c->user_len = c->payment_ref_len = 0;
         fs_buf_reset(&c->out);
+        fs_buf_reset(&c->aux);
     } else {
         c = fs_xcalloc(1, sizeof *c);
     }
     c->api = api;
     c->req = req;
+    c->token = -1;
     return c;
 }
 
@@ -98,10 +159,12 @@ void fs_api_ctx_put(fs_api_ctx_t *c)
     fs_api_t *api = c->api;
     if (api->nfree >= FS__MAX_FREE_CTX) {
         fs_buf_free(&c->out);
+        fs_buf_free(&c->aux);
         free(c);
         return;
     }
     if (c->out.cap > 65536) fs_buf_free(&c->out); /* e.g. a /metrics page */
+    if (c->aux.cap > 65536) fs_buf_free(&c->aux);
     c->next_free = api->free_ctx;
     api->free_ctx = c;
     api->nfree++;
@@ -110,8 +173,11 @@ void fs_api_ctx_put(fs_api_ctx_t *c)
 void fs_api_send(fs_api_ctx_t *c, int status, const char *extra_headers)
 {
     fs_http_req_t *req = c->req;
-    fs_metrics_request(c->api->metrics, req->route >= 0 ? req->route : FS_ROUTE_NONE, status,
-                       fs_mono_ns() - req->start_ns);
+    uint64_t dur_ns = fs_mono_ns() - req->start_ns;
+    fs_metrics_request(c->api->metrics, req->route >= 0 ? req->route : FS_ROUTE_NONE, status, dur_ns);
+    if (req->route == FS_ROUTE_RESERVE && c->api->stats)
+        fs_stats_reserve(c->api->stats, req->params[0].p, req->params[0].n,
+                         c->item.launch ? (int)c->item.code : -1, status, dur_ns);
     fs_http_respond(req, status, extra_headers, NULL, c->out.data ? c->out.data : "", c->out.len);
     fs_api_ctx_put(c);
 }
@@ -158,16 +224,63 @@ int fs_api_id_param(fs_api_ctx_t *c, int idx, char *out, const char *what)
     return 0;
 }
 
-/* Checks "Authorization: Bearer <token>" against the set. */
+int fs_api_query(const fs_api_ctx_t *c, const char *name, fs_str_t *out)
+{
+    fs_str_t q = c->req->query;
+    size_t nl = strlen(name), i = 0;
+    while (i < q.n) {
+        size_t end = i;
+        while (end < q.n && q.p[end] != '&') end++;
+        if (end - i > nl && memcmp(q.p + i, name, nl) == 0 && q.p[i + nl] == '=') {
+            out->p = q.p + i + nl + 1;
+            out->n = end - i - nl - 1;
+            return 1;
+        }
+        i = end + 1;
+    }
+    return 0;
+}
+
+int fs_api_query_int(fs_api_ctx_t *c, const char *name, long min, long max, long def, long *out)
+{
+    fs_str_t v;
+    *out = def;
+    if (!fs_api_query(c, name, &v)) return 0;
+    long x = 0;
+    int ok = v.n > 0 && v.n < 10;
+    for (size_t i = 0; ok && i < v.n; i++) {
+        ok = v.p[i] >= '0' && v.p[i] <= '9';
+        x = x * 10 + (v.p[i] - '0');
+    }
+    if (!ok || x < min || x > max) {
+        fs_api_error(c, 400, "invalid_request", "%s must be an integer from %ld to %ld", name, min, max);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+/* Checks "Authorization: Bearer <token>" against the set: the index of the token, or -1. */
 static int fs__authorized(fs_http_req_t *req, const fs_secret_set_t *set)
 {
     fs_str_t h;
-    if (!fs_http_req_header(req, "authorization", &h)) return 0;
-    if (h.n < 7 || strncasecmp(h.p, "Bearer ", 7) != 0) return 0;
+    if (!fs_http_req_header(req, "authorization", &h)) return -1;
+    if (h.n < 7 || strncasecmp(h.p, "Bearer ", 7) != 0) return -1;
     const char *t = h.p + 7;
     size_t n = h.n - 7;
     while (n && *t == ' ') t++, n--;
-    return n > 0 && fs_secret_set_match(set, t, n) >= 0;
+    return n > 0 ? fs_secret_set_match(set, t, n) : -1;
+}
+
+/* GET /admin/v1/whoami: the name and role of the caller's token. */
+static void fs__whoami(fs_api_ctx_t *c)
+{
+    int first = 1;
+    fs_buf_putc(&c->out, '{');
+    fs_json_kv_cstr(&c->out, &first, "name", fs_api_who(c));
+    fs_json_kv_cstr(&c->out, &first, "role", fs_role_name(c->api->shared->tokens[c->token].role));
+    fs_buf_putc(&c->out, '}');
+    fs_api_send(c, 200, NULL);
 }
 
 /* ---- service endpoints ---- */
@@ -234,15 +347,33 @@ void fs_api_handle(fs_http_req_t *req, void *user)
     req->route = route;
     fs__auth_t auth = fs__route_auth(route);
     if (auth == FS__AUTH_NONE) {
-        fs__service(c, route);
+        if (route >= FS_ROUTE_DASHBOARD) fs_api_dashboard(c, route);
+        else fs__service(c, route);
         return;
     }
-    const fs_secret_set_t *set = auth == FS__AUTH_ADMIN ? &api->shared->admin_tokens : &api->shared->api_keys;
-    if (!fs__authorized(req, set)) {
+    const fs_secret_set_t *set = auth == FS__AUTH_API ? &api->shared->api_keys : &api->shared->admin_tokens;
+    int who = fs__authorized(req, set);
+    if (who < 0) {
         fs_buf_puts(&c->out, "{\"error\":\"unauthorized\",\"message\":\"missing or wrong credential (Authorization: Bearer ...)\"}");
         fs_api_send(c, 401, "WWW-Authenticate: Bearer\r\n");
         return;
     }
-    if (auth == FS__AUTH_ADMIN) fs_api_admin(c, route);
-    else fs_api_storefront(c, route);
+    if (auth == FS__AUTH_API) {
+        fs_api_storefront(c, route);
+        return;
+    }
+    c->token = who;
+    if (auth == FS__AUTH_ADMIN && api->shared->tokens[who].role != FS_ROLE_OPERATOR) {
+        fs_api_error(c, 403, "forbidden", "token %s has role %s; this action needs role operator",
+                     fs_api_who(c), fs_role_name(api->shared->tokens[who].role));
+        return;
+    }
+    switch (route) {
+    case FS_ROUTE_ADMIN_WHOAMI: fs__whoami(c); return;
+    case FS_ROUTE_ADMIN_STATS: fs_api_stats(c); return;
+    case FS_ROUTE_ADMIN_AUDIT: fs_api_audit_get(c); return;
+    case FS_ROUTE_ADMIN_LIST:
+    case FS_ROUTE_ADMIN_ORDERS: fs_api_orders(c, route); return;
+    default: fs_api_admin(c, route); return;
+    }
 }

@@ -10,6 +10,7 @@
 #include "../common/ids.h"
 #include "../http/http.h"
 #include "../stock/stock.h"
+#include "flashsale/config.h"
 #include "metrics.h"
 
 #include <stdint.h>
@@ -29,16 +30,33 @@ typedef enum {
     FS_ROUTE_GET_RESERVATION,
     FS_ROUTE_CONFIRM,
     FS_ROUTE_CANCEL,
+    /* operator tools (issue 7): audit.c, stats.c, orders.c, dashboard.c, admin.c (pause-all) */
+    FS_ROUTE_ADMIN_LIST,
+    FS_ROUTE_ADMIN_WHOAMI,
+    FS_ROUTE_ADMIN_PAUSE_ALL,
+    FS_ROUTE_ADMIN_STATS,
+    FS_ROUTE_ADMIN_AUDIT,
+    FS_ROUTE_ADMIN_ORDERS,
+    FS_ROUTE_DASHBOARD,
+    FS_ROUTE_DASHBOARD_JS,
+    FS_ROUTE_DASHBOARD_CSS,
     FS_ROUTE__COUNT,
     FS_ROUTE_NONE = FS_ROUTE__COUNT /* metrics slot for 404/405 */
 } fs_route_id_t;
 
 typedef struct fs_api fs_api_t;
 
+/* Who an operator token belongs to (parallel to fs_api_shared_t.admin_tokens.items). */
+typedef struct {
+    char name[65];
+    int role; /* fs_role_t */
+} fs_api_token_t;
+
 /* What all loops share (read-only after start, except the metrics of each loop). */
 typedef struct {
     fs_secret_set_t api_keys;
     fs_secret_set_t admin_tokens;
+    fs_api_token_t *tokens; /* one per admin_tokens item; fs_api_tokens_init fills both */
     fs_metrics_t **metrics; /* one per loop, for /metrics */
     int nloops;
 } fs_api_shared_t;
@@ -47,6 +65,10 @@ fs_api_t *fs_api_new(fs_api_shared_t *shared, fs_metrics_t *metrics, fs_stock_t 
 void fs_api_free(fs_api_t *api);
 /* The fs_http_on_request callback; user is the fs_api_t. */
 void fs_api_handle(fs_http_req_t *req, void *user);
+/* Adds the operator tokens of cfg (admin_token as "admin", role operator, then [tokens]) to
+ * shared->admin_tokens and shared->tokens; fs_api_tokens_free releases both. */
+void fs_api_tokens_init(fs_api_shared_t *shared, const fs_config_t *cfg);
+void fs_api_tokens_free(fs_api_shared_t *shared);
 /* Prints the route table ("METHOD /path") to f. */
 void fs_api_print_routes(void *f);
 
@@ -64,6 +86,9 @@ typedef struct fs_api_ctx {
     char payment_ref[257];
     size_t payment_ref_len;
     fs_buf_t out;
+    fs_buf_t aux;   /* scratch for handlers (e.g. the audit "before"); reset per request */
+    int token;      /* index of the operator token that authorized the request, -1 if none */
+    int64_t arg;    /* a number a handler keeps across its Redis call (restock: delta) */
     struct fs_api_ctx *next_free;
 } fs_api_ctx_t;
 
@@ -72,6 +97,7 @@ struct fs_api {
     fs_metrics_t *metrics;
     fs_stock_t *stock;
     struct fs_launch_cache *cache;
+    struct fs_stats *stats; /* per-launch reservation counters published to Redis (stats.h); may be NULL */
     fs_api_ctx_t *free_ctx; /* contexts of answered requests, reused: no allocation per request */
     size_t nfree;
 };
@@ -93,5 +119,18 @@ int fs_api_id_param(fs_api_ctx_t *c, int idx, char *out, const char *what);
 void fs_api_storefront(fs_api_ctx_t *c, int route);
 void fs_api_launch_cache_free(fs_api_t *api);
 void fs_api_admin(fs_api_ctx_t *c, int route);
+/* Writes the operator's view of a launch (the GET /admin/v1/launches/{launch} document). */
+void fs_api_launch_json(fs_buf_t *o, const fs_launch_view_t *v);
+/* A query parameter (raw, not percent-decoded): 1 and *out when present, else 0. */
+int fs_api_query(const fs_api_ctx_t *c, const char *name, fs_str_t *out);
+/* An integer query parameter in [min, max], def when absent; answers 400 naming it and returns -1
+ * when it is not such an integer. */
+int fs_api_query_int(fs_api_ctx_t *c, const char *name, long min, long max, long def, long *out);
+/* The name of the operator token behind c ("-" when none). */
+const char *fs_api_who(const fs_api_ctx_t *c);
+void fs_api_stats(fs_api_ctx_t *c);                /* stats.c */
+void fs_api_audit_get(fs_api_ctx_t *c);            /* audit.c */
+void fs_api_orders(fs_api_ctx_t *c, int route);    /* orders.c: orders and the launch list */
+void fs_api_dashboard(fs_api_ctx_t *c, int route); /* dashboard.c: the static page */
 
 #endif

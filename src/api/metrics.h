@@ -8,7 +8,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define FS_METRICS_ROUTES 16
+#define FS_METRICS_ROUTES 32
 #define FS_METRICS_STATUSES 16
 #define FS_METRICS_BUCKETS 13
 #define FS_METRICS_OUTCOMES 16

@@ -2,10 +2,12 @@
  * reports the line of the first error, which is what our error messages need. */
 #include "flashsale/config.h"
 #include "flashsale/error.h"
+#include "ids.h"
 #include "log.h"
 
 #include <errno.h>
 #include <ini.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,9 +105,52 @@ typedef struct {
     char msg[256];
 } fs__ini_ctx_t;
 
+const char *fs_role_name(int role)
+{
+    return role == FS_ROLE_OPERATOR ? "operator" : role == FS_ROLE_VIEWER ? "viewer" : "none";
+}
+
+/* One `name = role:token` line of [tokens]. The message names the token, never its secret. */
+static int fs__add_token(fs_config_t *cfg, const char *name, const char *value, char *err,
+                         size_t errcap)
+{
+    size_t nl = strlen(name);
+    if (nl > 64 || !fs_id_valid(name, nl)) {
+        snprintf(err, errcap, "[tokens] names must be 1 to 64 characters of A-Z a-z 0-9 _ . ~ -");
+        return FS_EINVAL;
+    }
+    const char *colon = strchr(value, ':');
+    int role = 0;
+    if (colon && (size_t)(colon - value) == 6 && strncmp(value, "viewer", 6) == 0) role = FS_ROLE_VIEWER;
+    if (colon && (size_t)(colon - value) == 8 && strncmp(value, "operator", 8) == 0) role = FS_ROLE_OPERATOR;
+    const char *secret = colon ? colon + 1 : "";
+    int bad = !role || !*secret;
+    for (const char *p = secret; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == ',' || (unsigned char)*p >= 0x7f) bad = 1;
+    if (bad) {
+        snprintf(err, errcap,
+                 "[tokens] %s must be role:token with role viewer or operator and a token of "
+                 "printable characters without spaces or commas", name);
+        return FS_EINVAL;
+    }
+    for (size_t i = 0; i < cfg->ntokens; i++)
+        if (strcmp(cfg->tokens[i].name, name) == 0) {
+            snprintf(err, errcap, "[tokens] %s appears twice", name);
+            return FS_EINVAL;
+        }
+    cfg->tokens = fs_xrealloc(cfg->tokens, (cfg->ntokens + 1) * sizeof *cfg->tokens);
+    fs_config_token_t *t = &cfg->tokens[cfg->ntokens++];
+    t->name = fs_xstrndup(name, nl);
+    t->role = role;
+    t->secret = fs_xstrndup(secret, strlen(secret));
+    return FS_OK;
+}
+
 static int fs__ini_handler(void *user, const char *section, const char *name, const char *value)
 {
     fs__ini_ctx_t *ctx = user;
+    if (strcmp(section, "tokens") == 0)
+        return fs__add_token(ctx->cfg, name, value, ctx->msg, sizeof ctx->msg) == FS_OK;
     for (size_t i = 0; i < FS__NSETTINGS; i++) {
         const fs__setting_t *s = &fs__settings[i];
         if (strcmp(s->section, section) == 0 && strcmp(s->key, name) == 0)
@@ -154,8 +199,25 @@ int fs_config_validate(const fs_config_t *cfg, char *err, size_t errcap)
         snprintf(err, errcap, "redis url must be redis://host:port[/db]");
         return FS_EINVAL;
     }
-    if (!cfg->admin_token[0]) {
-        snprintf(err, errcap, "no admin token configured: set FLASHSALE_ADMIN_TOKEN or [auth] admin_token");
+    int any_operator = 0;
+    for (const char *p = cfg->admin_token; *p; p++)
+        if (*p != ',' && *p != ' ' && *p != '\t') any_operator = 1;
+    for (size_t i = 0; i < cfg->ntokens; i++) {
+        if (cfg->tokens[i].role == FS_ROLE_OPERATOR) any_operator = 1;
+        if (strcmp(cfg->tokens[i].name, "admin") == 0 && cfg->admin_token[0]) {
+            snprintf(err, errcap, "[tokens] admin: the name admin is taken by the admin token");
+            return FS_EINVAL;
+        }
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(cfg->tokens[i].secret, cfg->tokens[k].secret) == 0) {
+                snprintf(err, errcap, "[tokens] %s and %s have the same token", cfg->tokens[k].name,
+                         cfg->tokens[i].name);
+                return FS_EINVAL;
+            }
+    }
+    if (!any_operator) {
+        snprintf(err, errcap, "no admin token configured: set FLASHSALE_ADMIN_TOKEN, [auth] admin_token "
+                              "or an operator in [tokens]");
         return FS_EINVAL;
     }
     int any_key = 0;
@@ -174,6 +236,12 @@ void fs_config_free(fs_config_t *cfg)
     free(cfg->redis_url);
     free(cfg->api_keys);
     free(cfg->admin_token);
+    for (size_t i = 0; i < cfg->ntokens; i++) {
+        free(cfg->tokens[i].name);
+        OPENSSL_cleanse(cfg->tokens[i].secret, strlen(cfg->tokens[i].secret));
+        free(cfg->tokens[i].secret);
+    }
+    free(cfg->tokens);
     memset(cfg, 0, sizeof *cfg);
 }
 

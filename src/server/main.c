@@ -5,6 +5,7 @@
  * listener and Redis connection; nothing mutable is shared but the metrics blocks (atomics). The
  * main thread waits for SIGTERM/SIGINT and then asks every worker to drain through a uv_async. */
 #include "../api/api.h"
+#include "../api/stats.h"
 #include "../common/log.h"
 #include "../common/timeutil.h"
 #include "../http/http.h"
@@ -67,7 +68,8 @@ static void fs__usage(FILE *f)
             "  [redis]  url                 FLASHSALE_REDIS                redis://127.0.0.1:6379/0\n"
             "  [redis]  timeout_ms          FLASHSALE_REDIS_TIMEOUT_MS     1000\n"
             "  [auth]   api_keys            FLASHSALE_API_KEYS             (required, comma-separated)\n"
-            "  [auth]   admin_token         FLASHSALE_ADMIN_TOKEN          (required)\n");
+            "  [auth]   admin_token         FLASHSALE_ADMIN_TOKEN          (required unless [tokens] has an operator)\n"
+            "  [tokens] NAME = ROLE:TOKEN   (file only)                    named operator tokens, ROLE viewer|operator\n");
 }
 
 /* ---- worker lifecycle ---- */
@@ -91,6 +93,7 @@ static void fs__worker_finish(void *arg)
     w->stopping = 2;
     if (w->http) fs_http_server_close(w->http);
     w->http = NULL;
+    fs_stats_stop(w->api->stats);
     /* Redis first: its pending callbacks fire (with FS_EIO) while the stock layer still exists. */
     fs_redis_close(w->redis);
     fs_stock_close(w->stock);
@@ -151,6 +154,7 @@ static int fs__worker_init(fs__worker_t *w, int index, const char *host, int por
                           .queue_max_len = fs__cfg.queue_max_len};
     w->stock = fs_stock_new(&w->loop, w->redis, &so);
     w->api = fs_api_new(&fs__shared, &w->metrics, w->stock);
+    w->api->stats = fs_stats_new(&w->loop, w->redis); /* publishes to Redis every second */
     ho.user = w->api;
     int rc = fs_http_server_start(&w->http, &w->loop, &ho, err, errcap);
     if (rc) return rc;
@@ -206,7 +210,7 @@ int main(int argc, char **argv)
     fs_parse_hostport(fs__cfg.listen, host, sizeof host, &port);
     fs_parse_redis_url(fs__cfg.redis_url, rhost, sizeof rhost, &rport, &rdb);
     fs_secret_set_add_csv(&fs__shared.api_keys, fs__cfg.api_keys);
-    fs_secret_set_add_csv(&fs__shared.admin_tokens, fs__cfg.admin_token);
+    fs_api_tokens_init(&fs__shared, &fs__cfg);
 
     signal(SIGPIPE, SIG_IGN);
     int n = fs__cfg.threads;
@@ -243,7 +247,7 @@ int main(int argc, char **argv)
     free(fs__shared.metrics);
     free(workers);
     fs_secret_set_free(&fs__shared.api_keys);
-    fs_secret_set_free(&fs__shared.admin_tokens);
+    fs_api_tokens_free(&fs__shared);
     fs_config_free(&fs__cfg);
     return 0;
 }
