@@ -26,6 +26,7 @@ typedef struct {
     int soldout_recheck_ms;
     int queue_max_wait_ms;
     int queue_max_len;
+    char *trusted_proxies; /* comma-separated IPs/CIDRs whose X-Forwarded-For is believed */
     char *redis_url;
     int redis_timeout_ms;
     char *api_keys;     /* comma-separated */

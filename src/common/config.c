@@ -35,6 +35,7 @@ static const fs__setting_t fs__settings[] = {
     {"server", "soldout_recheck_ms", "FLASHSALE_SOLDOUT_RECHECK_MS", FS__INT, FS__OFF(soldout_recheck_ms), 10, 3600000},
     {"server", "queue_max_wait_ms", "FLASHSALE_QUEUE_MAX_WAIT_MS", FS__INT, FS__OFF(queue_max_wait_ms), 1, 600000},
     {"server", "queue_max_len", "FLASHSALE_QUEUE_MAX_LEN", FS__INT, FS__OFF(queue_max_len), 1, 10000000},
+    {"server", "trusted_proxies", "FLASHSALE_TRUSTED_PROXIES", FS__STR, FS__OFF(trusted_proxies), 0, 0},
     {"redis", "url", "FLASHSALE_REDIS", FS__STR, FS__OFF(redis_url), 0, 0},
     {"redis", "timeout_ms", "FLASHSALE_REDIS_TIMEOUT_MS", FS__INT, FS__OFF(redis_timeout_ms), 10, 600000},
     {"auth", "api_keys", "FLASHSALE_API_KEYS", FS__STR, FS__OFF(api_keys), 0, 0},
@@ -56,6 +57,7 @@ void fs_config_defaults(fs_config_t *cfg)
     cfg->soldout_recheck_ms = 1000;
     cfg->queue_max_wait_ms = 1000;
     cfg->queue_max_len = 10000;
+    cfg->trusted_proxies = strdup("");
     cfg->redis_url = strdup("redis://127.0.0.1:6379/0");
     cfg->redis_timeout_ms = 1000;
     cfg->api_keys = strdup("");
@@ -234,6 +236,7 @@ void fs_config_free(fs_config_t *cfg)
 {
     free(cfg->listen);
     free(cfg->redis_url);
+    free(cfg->trusted_proxies);
     free(cfg->api_keys);
     free(cfg->admin_token);
     for (size_t i = 0; i < cfg->ntokens; i++) {

@@ -53,6 +53,8 @@ typedef struct {
     fs_http_on_request on_request;
     void *user;
     _Atomic uint64_t *open_gauge; /* optional: kept equal to the number of open connections */
+    const char *trusted_proxies;  /* optional: comma-separated IPs/CIDRs whose X-Forwarded-For
+                                   * is believed (fs_http_req_client_addr); NULL or "" for none */
 } fs_http_server_opts_t;
 
 /* Binds and listens. On failure returns a negative code and writes a message into err (for
@@ -77,5 +79,38 @@ void fs_http_respond(fs_http_req_t *req, int status, const char *extra_headers,
                      const char *content_type, const char *body, size_t body_len);
 
 const char *fs_http_reason(int status);
+
+/* ---- client addresses (client_addr.c) ---- */
+
+/* Longest text form of an address (INET6_ADDRSTRLEN), NUL included. */
+#define FS_HTTP_ADDR_MAX 46
+
+/* The client's address as text ("127.0.0.1", "::1"): the socket peer (read once at accept), or,
+ * when the peer is one of the trusted proxies, the right-most X-Forwarded-For entry that is not a
+ * trusted proxy itself (the left-most entry if all are; the peer if the header is missing or
+ * malformed). Valid as long as req; computed at most once per request, and only for a trusted
+ * peer does it look at headers. */
+const char *fs_http_req_client_addr(const fs_http_req_t *req);
+
+/* An address prefix: 16 bytes (IPv4 as ::ffff:a.b.c.d, its prefix length then 96 + n). */
+typedef struct {
+    uint8_t addr[16];
+    uint8_t bits;
+} fs_http_cidr_t;
+
+/* Parses "10.0.0.1, 10.1.0.0/16, ::1, fd00::/8". On success *out (malloc'd, caller frees; NULL
+ * when empty) and *n are set and 0 returned; otherwise FS_EINVAL with a message naming the entry. */
+int fs_http_cidrs_parse(const char *csv, fs_http_cidr_t **out, size_t *n, char *err, size_t errcap);
+/* 1 if addr (16 bytes) is inside one of the n prefixes. */
+int fs_http_cidrs_match(const fs_http_cidr_t *v, size_t n, const uint8_t addr[16]);
+/* An IPv4 or IPv6 address as text into 16 bytes; also accepts "[v6]", "[v6]:port" and
+ * "a.b.c.d:port". Returns 0 or FS_EINVAL. */
+int fs_http_addr_parse(const char *s, size_t n, uint8_t out[16]);
+void fs_http_addr_text(const uint8_t addr[16], char out[FS_HTTP_ADDR_MAX]);
+/* Walks one X-Forwarded-For value right to left. Returns 1 with *out set to the first entry that
+ * is not in trusted; 0 when every entry is trusted (*out is then the left-most one); FS_EINVAL
+ * when an entry is not an address or the value has none (*out unspecified). */
+int fs_http_xff_client(const char *xff, size_t n, const fs_http_cidr_t *trusted, size_t ntrusted,
+                       uint8_t out[16]);
 
 #endif

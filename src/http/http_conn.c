@@ -23,8 +23,9 @@
 
 typedef enum { FS__READY, FS__BUSY } fs__state_t;
 
+/* Offsets into the head buffer, which never exceeds 64 KiB (max_header_bytes is capped). */
 typedef struct {
-    uint32_t name_off, name_len, val_off, val_len;
+    uint16_t name_off, name_len, val_off, val_len;
 } fs__hdr_t;
 
 struct fs_http_conn {
@@ -36,7 +37,8 @@ struct fs_http_conn {
     int refs;
     fs__state_t state;
     unsigned closing : 1, processing : 1, keep_alive : 1, close_after_write : 1,
-        in_message : 1, reading : 1, header_value_open : 1, peer_eof : 1, write_blocked : 1;
+        in_message : 1, reading : 1, header_value_open : 1, peer_eof : 1, write_blocked : 1,
+        peer_trusted : 1, client_done : 1;
     int error_status;     /* set by a callback that rejects the request (413, 431) */
     int writes_pending;
     fs_buf_t in;          /* received bytes not parsed yet */
@@ -47,6 +49,8 @@ struct fs_http_conn {
     fs__hdr_t hdrs[FS_HTTP_MAX_HEADERS];
     int nhdrs;
     fs_http_req_t req;
+    char peer[FS_HTTP_ADDR_MAX];   /* the socket peer as text, read once at accept */
+    char client[FS_HTTP_ADDR_MAX]; /* X-Forwarded-For's client when peer_trusted ("" if none) */
 };
 
 struct fs_http_server {
@@ -60,6 +64,8 @@ struct fs_http_server {
     int draining, closing, listener_closed;
     void (*drained)(void *);
     void *drained_arg;
+    fs_http_cidr_t *trusted; /* o.trusted_proxies, parsed */
+    size_t ntrusted;
     char read_buf[65536];
 };
 
@@ -121,13 +127,13 @@ static int fs__on_header_field(llhttp_t *p, const char *at, size_t n)
             return HPE_USER;
         }
         fs__hdr_t *h = &c->hdrs[c->nhdrs++];
-        h->name_off = (uint32_t)c->head.len;
+        h->name_off = (uint16_t)c->head.len;
         h->name_len = 0;
         h->val_off = h->val_len = 0;
         c->header_value_open = 0;
     }
     fs_buf_append(&c->head, at, n);
-    c->hdrs[c->nhdrs - 1].name_len += (uint32_t)n;
+    c->hdrs[c->nhdrs - 1].name_len += (uint16_t)n;
     return 0;
 }
 
@@ -137,11 +143,11 @@ static int fs__on_header_value(llhttp_t *p, const char *at, size_t n)
     if (fs__head_room(c, n)) return HPE_USER;
     fs__hdr_t *h = &c->hdrs[c->nhdrs - 1];
     if (!c->header_value_open) {
-        h->val_off = (uint32_t)c->head.len;
+        h->val_off = (uint16_t)c->head.len;
         c->header_value_open = 1;
     }
     fs_buf_append(&c->head, at, n);
-    h->val_len += (uint32_t)n;
+    h->val_len += (uint16_t)n;
     return 0;
 }
 
@@ -395,6 +401,35 @@ int fs_http_req_header(const fs_http_req_t *req, const char *lname, fs_str_t *ou
     return 0;
 }
 
+const char *fs_http_req_client_addr(const fs_http_req_t *req)
+{
+    fs_http_conn_t *c = req->conn;
+    if (!c->peer_trusted) return c->peer;
+    if (!c->client_done) {
+        /* Several X-Forwarded-For lines read as one list, in order: walk them from the last. */
+        const fs_http_server_t *s = c->server;
+        uint8_t a[16];
+        int have = 0;
+        c->client_done = 1;
+        c->client[0] = 0;
+        for (int i = c->nhdrs - 1; i >= 0; i--) {
+            const fs__hdr_t *h = &c->hdrs[i];
+            if (h->name_len != 15 || strncasecmp(c->head.data + h->name_off, "x-forwarded-for", 15))
+                continue;
+            int rc = fs_http_xff_client(c->head.data + h->val_off, h->val_len, s->trusted,
+                                        s->ntrusted, a);
+            if (rc < 0) {
+                have = 0; /* malformed: believe none of it */
+                break;
+            }
+            have = 1;
+            if (rc == 1) break;
+        }
+        if (have) fs_http_addr_text(a, c->client);
+    }
+    return c->client[0] ? c->client : c->peer;
+}
+
 /* ---- connection processing ---- */
 
 static void fs__arm_timer(fs_http_conn_t *c);
@@ -407,6 +442,7 @@ static void fs__dispatch(fs_http_conn_t *c)
     r->method = llhttp_get_method(&c->parser);
     r->route = -1;
     r->start_ns = 0;
+    c->client_done = 0;
     const char *url = c->head.data ? c->head.data : "";
     size_t ul = c->url_len;
     const char *q = memchr(url, '?', ul);
@@ -579,6 +615,25 @@ static void fs__conn_close(fs_http_conn_t *c)
     uv_close((uv_handle_t *)&c->tcp, fs__on_handle_closed);
 }
 
+/* Reads the peer's address once: every request of the connection shares it. */
+static void fs__conn_peer(fs_http_conn_t *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    uint8_t a[16];
+    memset(a, 0, sizeof a);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET) {
+            a[10] = a[11] = 0xff;
+            memcpy(a + 12, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+        } else if (ss.ss_family == AF_INET6) {
+            memcpy(a, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+        }
+    }
+    fs_http_addr_text(a, c->peer);
+    c->peer_trusted = fs_http_cidrs_match(c->server->trusted, c->server->ntrusted, a) ? 1 : 0;
+}
+
 static void fs__on_connection(uv_stream_t *ls, int status)
 {
     fs_http_server_t *s = ls->data;
@@ -603,6 +658,7 @@ static void fs__on_connection(uv_stream_t *ls, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    fs__conn_peer(c);
     llhttp_init(&c->parser, HTTP_REQUEST, &s->settings);
     c->parser.data = c;
     c->state = FS__READY;
@@ -624,9 +680,17 @@ int fs_http_server_start(fs_http_server_t **out, uv_loop_t *loop, const fs_http_
         snprintf(err, errcap, "listen address %s is not a numeric IPv4/IPv6 address", o->host);
         return FS_EINVAL;
     }
+    fs_http_cidr_t *trusted;
+    size_t ntrusted;
+    if (fs_http_cidrs_parse(o->trusted_proxies, &trusted, &ntrusted, err, errcap)) return FS_EINVAL;
     fs_http_server_t *s = fs_xcalloc(1, sizeof *s);
     s->loop = loop;
     s->o = *o;
+    s->o.trusted_proxies = NULL; /* not kept: the caller owns the text */
+    s->trusted = trusted;
+    s->ntrusted = ntrusted;
+    /* Header offsets are 16 bits (fs__hdr_t). */
+    if (s->o.max_header_bytes > 65535) s->o.max_header_bytes = 65535;
     llhttp_settings_init(&s->settings);
     s->settings.on_message_begin = fs__on_message_begin;
     s->settings.on_url = fs__on_url;
@@ -652,6 +716,7 @@ int fs_http_server_start(fs_http_server_t **out, uv_loop_t *loop, const fs_http_
         uv_close((uv_handle_t *)&s->listener, NULL);
         /* The handle lives inside s: let the loop finish closing it before freeing. */
         uv_run(loop, UV_RUN_NOWAIT);
+        free(s->trusted);
         free(s);
         return FS_EIO;
     }
@@ -676,7 +741,10 @@ static void fs__maybe_drained(fs_http_server_t *s)
         cb(s->drained_arg); /* may call fs_http_server_close, which frees s */
         return;
     }
-    if (s->closing) free(s);
+    if (s->closing) {
+        free(s->trusted);
+        free(s);
+    }
 }
 
 void fs_http_server_drain(fs_http_server_t *s, void (*done)(void *arg), void *arg)

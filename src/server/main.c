@@ -65,6 +65,7 @@ static void fs__usage(FILE *f)
             "  [server] soldout_recheck_ms  FLASHSALE_SOLDOUT_RECHECK_MS   1000\n"
             "  [server] queue_max_wait_ms   FLASHSALE_QUEUE_MAX_WAIT_MS    1000\n"
             "  [server] queue_max_len       FLASHSALE_QUEUE_MAX_LEN        10000\n"
+            "  [server] trusted_proxies     FLASHSALE_TRUSTED_PROXIES      (none; IPs/CIDRs, comma-separated)\n"
             "  [redis]  url                 FLASHSALE_REDIS                redis://127.0.0.1:6379/0\n"
             "  [redis]  timeout_ms          FLASHSALE_REDIS_TIMEOUT_MS     1000\n"
             "  [auth]   api_keys            FLASHSALE_API_KEYS             (required, comma-separated)\n"
@@ -146,7 +147,8 @@ static int fs__worker_init(fs__worker_t *w, int index, const char *host, int por
                                 .max_header_bytes = 16384, .max_body_bytes = 16384,
                                 .reuseport = fs__cfg.threads > 1,
                                 .on_request = fs_api_handle,
-                                .open_gauge = &w->metrics.connections_open};
+                                .open_gauge = &w->metrics.connections_open,
+                                .trusted_proxies = fs__cfg.trusted_proxies};
     w->redis = fs_redis_new(&w->loop, &ro);
     fs_stock_opts_t so = {.redis_host = rhost, .redis_port = rport,
                           .soldout_recheck_ms = fs__cfg.soldout_recheck_ms,
