@@ -177,10 +177,14 @@ end
 -- Field lists for read_sku: each caller reads only what it uses (the first must be total).
 local SKU_COUNTERS = { 'total', 'available', 'held', 'sold' }
 local SKU_RESERVE = { 'total', 'available', 'held', 'sold', 'per_user_limit', 'state', 'hold_ms',
-    'starts_at_ms', 'ends_at_ms' }
+    'starts_at_ms', 'ends_at_ms', 'rl_shopper_milli', 'rl_shopper_burst', 'rl_address_milli',
+    'rl_address_burst' }
 local SKU_CONFIRM = { 'total', 'available', 'held', 'sold', 'price_cents', 'launch', 'sku' }
 local SKU_VIEW = { 'total', 'available', 'held', 'sold', 'per_user_limit', 'price_cents' }
 local SKU_STRINGS = { state = true, launch = true, sku = true }
+-- Fields that may be absent (then 0): the rate limits, off until an operator sets them.
+local SKU_OPTIONAL = { rl_shopper_milli = true, rl_shopper_burst = true, rl_address_milli = true,
+    rl_address_burst = true }
 
 -- Reads the given fields of one SKU hash with a single HMGET and checks the counter invariant.
 -- Returns nil when the SKU does not exist; raises on a partial or inconsistent hash.
@@ -197,7 +201,9 @@ local function read_sku(key, fields)
     local s = {}
     for i = 1, #fields do
         local name, x = fields[i], v[i]
-        if not x then
+        if not x and SKU_OPTIONAL[name] then
+            x = '0'
+        elseif not x then
             fail('corrupt data: SKU hash without ' .. name .. ': ' .. key)
         end
         if SKU_STRINGS[name] then
@@ -302,6 +308,123 @@ local function end_hold(skey, hkey, ukey, heldkey, rkey, rid, r, status)
 end
 
 ---------------------------------------------------------------------------------------------------
+-- Rate limits: GCRA (the generic cell rate algorithm) per shopper and per client address of a
+-- SKU. A limit with rate R/s and burst B admits B requests at once and then one every 1/R s: each
+-- key has a theoretical arrival time (TAT); a request at `now` is admitted when
+-- max(TAT, now) + T - B*T <= now (T = 1000/R ms), and then TAT becomes max(TAT, now) + T. Refused
+-- requests change nothing. TATs live in the hashes fs:{L:S}:rlu (user -> TAT) and fs:{L:S}:rla
+-- (address -> TAT), read and written once per batch; each hash expires once every TAT in it
+-- is in the past, so idle state disappears by itself.
+-- Returns nil when both limits are off, else an object with admit(q) -> boolean (also records
+-- the policy figures of q for the answer) and finish(out) (writes the TATs and appends the
+-- RateLimit figures to every entry of out: s_quota, s_window_s, s_remaining, s_reset_s, then
+-- the same four for the address limit; a quota of 0 means that limit is off).
+---------------------------------------------------------------------------------------------------
+local function rate_limiter(s, ukey, akey, reqs, now)
+    local lims = {}
+    if s.rl_shopper_milli > 0 and s.rl_shopper_burst > 0 then
+        lims[1] = { key = ukey, field = 'user', milli = s.rl_shopper_milli, burst = s.rl_shopper_burst }
+    end
+    if s.rl_address_milli > 0 and s.rl_address_burst > 0 then
+        lims[2] = { key = akey, field = 'addr', milli = s.rl_address_milli, burst = s.rl_address_burst }
+    end
+    if not lims[1] and not lims[2] then
+        return nil
+    end
+    for idx = 1, 2 do
+        local lim = lims[idx]
+        if lim then
+            lim.t = 1000000 / lim.milli -- ms between requests
+            lim.tau = lim.t * lim.burst
+            lim.window = math.max(1, math.ceil(lim.tau / 1000))
+            lim.tat, lim.changed = {}, false
+            local ids, seen = {}, {}
+            for i = 1, #reqs do
+                local id = reqs[i][lim.field]
+                if id ~= '' and not seen[id] then
+                    seen[id] = true
+                    ids[#ids + 1] = id
+                end
+            end
+            if #ids > 0 then
+                local v = redis.call('HMGET', lim.key, unpack(ids))
+                for i = 1, #ids do
+                    lim.tat[ids[i]] = tonumber(v[i] or '') or 0
+                end
+            end
+        end
+    end
+    local figures = {} -- q -> { remaining/reset per limit }
+    local self = {}
+    function self.admit(q)
+        local new, f, ok = {}, {}, true
+        for idx = 1, 2 do
+            local lim = lims[idx]
+            local id = lim and q[lim.field]
+            if lim and id ~= '' then
+                local tat = math.max(lim.tat[id], now) + lim.t
+                local allow_at = tat - lim.tau
+                if allow_at > now then
+                    ok = false
+                    f[idx] = { 0, math.ceil((allow_at - now) / 1000) }
+                else
+                    new[idx] = tat
+                    f[idx] = { math.floor((now + lim.tau - tat) / lim.t), math.ceil((tat - now) / 1000) }
+                end
+            end
+        end
+        if ok then
+            for idx = 1, 2 do
+                if new[idx] then
+                    lims[idx].tat[q[lims[idx].field]] = new[idx]
+                    lims[idx].changed = true
+                end
+            end
+        else
+            -- Only the refusing limit(s) tell the client when to come back.
+            for idx = 1, 2 do
+                if new[idx] then
+                    f[idx] = nil
+                end
+            end
+        end
+        figures[q] = f
+        return ok
+    end
+    function self.finish(out)
+        for idx = 1, 2 do
+            local lim = lims[idx]
+            if lim and lim.changed then
+                local h, latest = {}, now
+                for id, tat in pairs(lim.tat) do
+                    if tat > now then
+                        h[#h + 1] = id
+                        h[#h + 1] = string.format('%.3f', tat)
+                        latest = math.max(latest, tat)
+                    end
+                end
+                if #h > 0 then
+                    redis.call('HSET', lim.key, unpack(h))
+                    redis.call('PEXPIRE', lim.key, math.ceil(latest - now) + 1000)
+                end
+            end
+        end
+        for i = 1, #out do
+            local e, f = out[i], figures[reqs[i]] or {}
+            for idx = 1, 2 do
+                local lim, fi = lims[idx], f[idx]
+                if lim and fi then
+                    e[#e + 1], e[#e + 2], e[#e + 3], e[#e + 4] = lim.burst, lim.window, fi[1], fi[2]
+                else
+                    e[#e + 1], e[#e + 2], e[#e + 3], e[#e + 4] = 0, 0, 0, 0
+                end
+            end
+        end
+    end
+    return self
+end
+
+---------------------------------------------------------------------------------------------------
 -- fs_reserve: decide a batch of reservations for one SKU, in order (the rush path).
 --   KEYS: fs:{L:S}:sku, fs:{L:S}:holds, fs:{L:S}:users, fs:{L:S}:held, then, for each request i
 --         whose has_idem_i is 1 (in order), its idempotency key fs:{L:S}:i:...
@@ -317,23 +440,26 @@ end
 ---------------------------------------------------------------------------------------------------
 local function fs_reserve(keys, args)
     local n = parse_int(args[1], 'n')
-    if n < 1 or n > MAX_BATCH or #args ~= 1 + 4 * n then
+    if n < 1 or n > MAX_BATCH or #args ~= 1 + 5 * n then
         fail('wrong number of arguments')
     end
-    if #keys < 4 then
+    if #keys < 6 then
         fail('wrong number of keys')
     end
     local prefix = sku_prefix(keys[1])
     expect_key(keys[2], prefix .. ':holds', 'holds')
     expect_key(keys[3], prefix .. ':users', 'users')
     expect_key(keys[4], prefix .. ':held', 'held')
+    expect_key(keys[5], prefix .. ':rlu', 'rlu')
+    expect_key(keys[6], prefix .. ':rla', 'rla')
     local iprefix = prefix .. ':i:'
 
     -- Parse and check the whole batch before anything is read or written.
-    local reqs, k, rids = {}, 5, {}
+    local reqs, k, rids = {}, 7, {}
     for i = 1, n do
-        local b = 2 + (i - 1) * 4
-        local q = { rid = args[b], user = args[b + 1], qty = parse_int(args[b + 2], 'qty') }
+        local b = 2 + (i - 1) * 5
+        local q = { rid = args[b], user = args[b + 1], qty = parse_int(args[b + 2], 'qty'),
+            addr = args[b + 4] }
         if q.qty < 1 then
             fail('qty must be at least 1')
         end
@@ -375,6 +501,7 @@ local function fs_reserve(keys, args)
     end
     local now = now_ms()
     local open = effective_state(s.state, s.starts_at_ms, s.ends_at_ms, now) == 'open'
+    local limiter = rate_limiter(s, keys[5], keys[6], reqs, now)
 
     -- Units each shopper of the batch already holds or bought: one HMGET for the batch.
     local used, user_list = {}, {}
@@ -426,6 +553,8 @@ local function fs_reserve(keys, args)
             out[i] = { first[1], first[2], first[3], first[4], first[5], 1 }
         elseif q.replay then
             out[i] = q.replay
+        elseif limiter and not limiter.admit(q) then
+            out[i] = { 'rate_limited', '', 0, 0, 0, 0 }
         else
             local code
             -- Stock before the limit: "sold out" needs nothing but the SKU's counters, so servers
@@ -474,6 +603,9 @@ local function fs_reserve(keys, args)
             hset[#hset + 1] = fmt_int(used[u])
         end
         redis.call('HSET', keys[3], unpack(hset))
+    end
+    if limiter then
+        limiter.finish(out)
     end
     return out
 end
@@ -732,7 +864,9 @@ end
 -- Launch-wide helpers
 ---------------------------------------------------------------------------------------------------
 
-local L_FIELDS = { 'name', 'state', 'hold_seconds', 'starts_at_ms', 'ends_at_ms' }
+local L_FIELDS = { 'name', 'state', 'hold_seconds', 'starts_at_ms', 'ends_at_ms',
+    'rl_shopper_milli', 'rl_shopper_burst', 'rl_address_milli', 'rl_address_burst' }
+local RL_FIELDS = { 'rl_shopper_milli', 'rl_shopper_burst', 'rl_address_milli', 'rl_address_burst' }
 
 local function read_launch(key)
     local v = redis.call('HMGET', key, unpack(L_FIELDS))
@@ -748,7 +882,19 @@ local function read_launch(key)
         hold_seconds = stored_int(v[3], 'hold_seconds'),
         starts_at_ms = stored_int(v[4], 'starts_at_ms'),
         ends_at_ms = stored_int(v[5], 'ends_at_ms'),
+        rl = { stored_int(v[6] or '0', 'rate limit'), stored_int(v[7] or '0', 'rate limit'),
+            stored_int(v[8] or '0', 'rate limit'), stored_int(v[9] or '0', 'rate limit') },
     }
+end
+
+-- "field, value, ..." of the launch's rate limits, to mirror into SKU hashes.
+local function rl_copies(l)
+    local c = {}
+    for i = 1, 4 do
+        c[#c + 1] = RL_FIELDS[i]
+        c[#c + 1] = fmt_int(l.rl[i])
+    end
+    return c
 end
 
 -- The reply of fs_launch_get (and the tail of fs_launch_put/fs_launch_state):
@@ -766,6 +912,9 @@ local function launch_view(launch, l, skus, created, now)
         local o = #out
         out[o + 1], out[o + 2], out[o + 3], out[o + 4] = skus[i], s.total, s.available, s.held
         out[o + 5], out[o + 6], out[o + 7] = s.sold, s.per_user_limit, s.price_cents
+    end
+    for i = 1, 4 do
+        out[#out + 1] = l.rl[i]
     end
     return out
 end
@@ -861,7 +1010,7 @@ local function fs_launch_put(keys, args)
     else
         created = 1
         l = { name = name, state = 'scheduled', hold_seconds = hold_seconds,
-            starts_at_ms = starts_at_ms, ends_at_ms = ends_at_ms }
+            starts_at_ms = starts_at_ms, ends_at_ms = ends_at_ms, rl = { 0, 0, 0, 0 } }
         redis.call('HSET', keys[1], 'name', name, 'state', 'scheduled', 'hold_seconds',
             fmt_int(hold_seconds), 'starts_at_ms', fmt_int(starts_at_ms), 'ends_at_ms',
             fmt_int(ends_at_ms), 'created_ms', fmt_int(now), 'updated_ms', fmt_int(now))
@@ -869,7 +1018,7 @@ local function fs_launch_put(keys, args)
     end
 
     local copies = { 'state', l.state, 'hold_ms', fmt_int(hold_seconds * 1000), 'starts_at_ms',
-        fmt_int(starts_at_ms), 'ends_at_ms', fmt_int(ends_at_ms) }
+        fmt_int(starts_at_ms), 'ends_at_ms', fmt_int(ends_at_ms), unpack(rl_copies(l)) }
     for i = 1, n do
         local g = given[i]
         if g.exists then
@@ -943,7 +1092,8 @@ end
 --   KEYS: fs:launch:{L}, fs:launch:{L}:skus   ARGV: none
 --   Returns {"not_found"} or {"ok", 0, launch, name, state (effective), hold_seconds,
 --     starts_at_ms, ends_at_ms, now_ms, n, then n groups of sku, total, available, held, sold,
---     per_user_limit, price_cents}.
+--     per_user_limit, price_cents, then the rate limits shopper_milli, shopper_burst,
+--     address_milli, address_burst (0 = off; *_milli are requests per 1000 s)}.
 --   Invariant: changes nothing.
 ---------------------------------------------------------------------------------------------------
 local function fs_launch_get(keys, args)
@@ -956,6 +1106,46 @@ local function fs_launch_get(keys, args)
         return { 'not_found' }
     end
     return launch_view(launch, l, redis.call('LRANGE', keys[2], 0, -1), 0, now_ms())
+end
+
+---------------------------------------------------------------------------------------------------
+-- fs_launch_rate_limit: set the launch's rate limits (they apply from the next reservation on,
+-- on every server, since fs_reserve reads them from the SKU hashes).
+--   KEYS: fs:launch:{L}, fs:launch:{L}:skus
+--   ARGV: shopper_milli, shopper_burst, address_milli, address_burst: each an integer >= 0, or -1
+--         to keep the current value. *_milli is the sustained rate in requests per 1000 s (a rate
+--         of 2.5/s is 2500); a limit is off while its rate or its burst is 0.
+--   Returns {"ok", 0, <launch as fs_launch_get>} or {"not_found"}.
+--   Invariant: the launch hash and every SKU hash of the launch carry the same four values.
+---------------------------------------------------------------------------------------------------
+local function fs_launch_rate_limit(keys, args)
+    if #keys ~= 2 or #args ~= 4 then
+        fail('wrong number of arguments')
+    end
+    local launch = check_launch_keys(keys, false)
+    local v = {}
+    for i = 1, 4 do
+        v[i] = parse_int(args[i], RL_FIELDS[i])
+        if v[i] < -1 then
+            fail(RL_FIELDS[i] .. ' must be -1 (keep) or >= 0')
+        end
+    end
+    local l = read_launch(keys[1])
+    if not l then
+        return { 'not_found' }
+    end
+    for i = 1, 4 do
+        if v[i] >= 0 then
+            l.rl[i] = v[i]
+        end
+    end
+    local skus = redis.call('LRANGE', keys[2], 0, -1)
+    local copies = rl_copies(l)
+    redis.call('HSET', keys[1], unpack(copies))
+    for i = 1, #skus do
+        redis.call('HSET', sku_key(launch, skus[i]), unpack(copies))
+    end
+    return launch_view(launch, l, skus, 0, now_ms())
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -1004,4 +1194,5 @@ register('fs_restock', fs_restock)
 register('fs_launch_put', fs_launch_put)
 register('fs_launch_state', fs_launch_state)
 register('fs_launch_get', fs_launch_get, true)
+register('fs_launch_rate_limit', fs_launch_rate_limit)
 register('fs_sku_list', fs_sku_list, true)

@@ -43,7 +43,58 @@ void fs_api_launch_json(fs_buf_t *o, const fs_launch_view_t *v)
         fs_json_kv_i64(o, &f, "price_cents", s->price_cents);
         fs_buf_putc(o, '}');
     }
-    fs_buf_puts(o, "]}");
+    fs_buf_puts(o, "],\"rate_limit\":{");
+    /* Rates are kept in requests per 1000 s: shown with up to three decimals. */
+    fs_buf_printf(o, "\"shopper_per_sec\":%lld.%03lld,\"shopper_burst\":%lld,"
+                     "\"address_per_sec\":%lld.%03lld,\"address_burst\":%lld}}",
+                  (long long)(v->rl[0] / 1000), (long long)(v->rl[0] % 1000), (long long)v->rl[1],
+                  (long long)(v->rl[2] / 1000), (long long)(v->rl[2] % 1000), (long long)v->rl[3]);
+}
+
+/* Reads a rate_limit object ({"shopper_per_sec", "shopper_burst", "address_per_sec",
+ * "address_burst"}, each optional: a missing one keeps its value) into c->rl (-1 = keep).
+ * Answers 400 and returns -1 when it is malformed. */
+static int fs__parse_rate_limit(fs_api_ctx_t *c, json_t *o, const char *where)
+{
+    static const char *const names[4] = {"shopper_per_sec", "shopper_burst", "address_per_sec",
+                                          "address_burst"};
+    if (!json_is_object(o)) {
+        fs_api_error(c, 400, "invalid_request", "%s must be an object with shopper_per_sec, "
+                     "shopper_burst, address_per_sec, address_burst", where);
+        return -1;
+    }
+    int any = 0;
+    for (int i = 0; i < 4; i++) {
+        json_t *v = json_object_get(o, names[i]);
+        c->rl[i] = -1;
+        if (!v) continue;
+        any = 1;
+        if (i % 2 == 0) {
+            double r = json_is_number(v) ? json_number_value(v) : -1;
+            if (r < 0 || r > 1000000) {
+                fs_api_error(c, 400, "invalid_request",
+                             "%s.%s must be a number from 0 to 1000000 (0 turns the limit off)",
+                             where, names[i]);
+                return -1;
+            }
+            c->rl[i] = (int64_t)(r * 1000 + 0.5);
+        } else {
+            if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 1000000) {
+                fs_api_error(c, 400, "invalid_request",
+                             "%s.%s must be an integer from 0 to 1000000 (0 turns the limit off)",
+                             where, names[i]);
+                return -1;
+            }
+            c->rl[i] = json_integer_value(v);
+        }
+    }
+    if (!any) {
+        fs_api_error(c, 400, "invalid_request", "%s names none of shopper_per_sec, shopper_burst, "
+                     "address_per_sec, address_burst", where);
+        return -1;
+    }
+    c->rl_set = 1;
+    return 0;
 }
 
 static int fs__code_is(redisReply *r, const char *code)
@@ -63,6 +114,7 @@ static const char *fs__action(int route)
     case FS_ROUTE_ADMIN_PAUSE: return "pause";
     case FS_ROUTE_ADMIN_CLOSE: return "close";
     case FS_ROUTE_ADMIN_RESTOCK: return "restock";
+    case FS_ROUTE_ADMIN_RATE_LIMIT: return "rate_limit";
     default: return "pause-all";
     }
 }
@@ -123,6 +175,13 @@ static void fs__on_launch_reply(redisReply *r, int err, void *arg)
         fs_api_redis_failed(c, r, 0);
         return;
     }
+    if (c->req->route == FS_ROUTE_ADMIN_PUT_LAUNCH && c->rl_set) {
+        /* The document also set rate limits: apply them, then answer with the result. */
+        fs_launch_view_free(&v);
+        c->rl_set = 0;
+        fs_stock_launch_rate_limit(c->api->stock, c->launch, c->rl, fs__on_launch_reply, c);
+        return;
+    }
     fs_api_launch_json(&c->out, &v);
     if (c->req->route == FS_ROUTE_ADMIN_OPEN) {
         for (size_t i = 0; i < v.nskus; i++) {
@@ -134,10 +193,7 @@ static void fs__on_launch_reply(redisReply *r, int err, void *arg)
     fs_launch_view_free(&v);
     if (c->req->route != FS_ROUTE_ADMIN_GET_LAUNCH) {
         fs_info("launch_changed", "launch=%s by=%s action=%s state=%.*s", c->launch, fs_api_who(c),
-                c->req->route == FS_ROUTE_ADMIN_PUT_LAUNCH ? "put"
-                : c->req->route == FS_ROUTE_ADMIN_OPEN     ? "open"
-                : c->req->route == FS_ROUTE_ADMIN_PAUSE    ? "pause"
-                                                           : "close",
+                fs__action(c->req->route),
                 (int)v.state_len, v.state);
         fs__audit_and_send(c, NULL);
         return;
@@ -230,6 +286,8 @@ static void fs__put_launch(fs_api_ctx_t *c)
             fs__int_field(c, s, "price_cents", where, 0, 1000000000000LL, &d->price_cents))
             goto out;
     }
+    json_t *rl = json_object_get(doc, "rate_limit");
+    if (rl && !json_is_null(rl) && fs__parse_rate_limit(c, rl, "rate_limit")) goto out;
     def.skus = skus;
     def.nskus = json_array_size(list);
     /* The strings point into doc; the stock call copies them before returning. */
@@ -334,6 +392,8 @@ static void fs__on_before(redisReply *r, int err, void *arg)
         fs_launch_view_free(&v);
     }
     if (route == FS_ROUTE_ADMIN_PUT_LAUNCH) fs__put_launch(c);
+    else if (route == FS_ROUTE_ADMIN_RATE_LIMIT)
+        fs_stock_launch_rate_limit(c->api->stock, c->launch, c->rl, fs__on_launch_reply, c);
     else fs_stock_launch_state(c->api->stock, c->launch, fs__action(route), fs__on_launch_reply, c);
 }
 
@@ -490,5 +550,16 @@ void fs_api_admin(fs_api_ctx_t *c, int route)
         fs_stock_launch_get(c->api->stock, c->launch, fs__on_before, c);
         return;
     case FS_ROUTE_ADMIN_RESTOCK: fs__restock(c); return;
+    case FS_ROUTE_ADMIN_RATE_LIMIT: {
+        json_error_t jerr;
+        json_t *doc = json_loadb(c->req->body, c->req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+        int bad = !doc ? (fs_api_error(c, 400, "invalid_request", "the body must be a JSON object: %s",
+                                       jerr.text), 1)
+                       : fs__parse_rate_limit(c, doc, "the body");
+        json_decref(doc);
+        if (bad) return;
+        fs_stock_launch_get(c->api->stock, c->launch, fs__on_before, c);
+        return;
+    }
     }
 }

@@ -40,6 +40,7 @@ static const fs_route_t fs__routes[FS_ROUTE__COUNT] = {
     [FS_ROUTE_DASHBOARD] = {HTTP_GET, "/admin/"},
     [FS_ROUTE_DASHBOARD_JS] = {HTTP_GET, "/admin/dashboard.js"},
     [FS_ROUTE_DASHBOARD_CSS] = {HTTP_GET, "/admin/dashboard.css"},
+    [FS_ROUTE_ADMIN_RATE_LIMIT] = {HTTP_PATCH, "/admin/v1/launches/{launch}/rate_limit"},
 };
 
 /* Metric label per route (and one for requests that matched none). */
@@ -47,7 +48,7 @@ static const char *const fs__route_names[FS_ROUTE__COUNT + 1] = {
     "healthz", "readyz", "metrics", "admin_put_launch", "admin_get_launch", "admin_open",
     "admin_pause", "admin_close", "admin_restock", "get_launch", "reserve", "get_reservation",
     "confirm", "cancel", "admin_list", "admin_whoami", "admin_pause_all", "admin_stats",
-    "admin_audit", "admin_orders", "dashboard", "dashboard_js", "dashboard_css", "none"};
+    "admin_audit", "admin_orders", "dashboard", "dashboard_js", "dashboard_css", "admin_rate_limit", "none"};
 
 static fs__auth_t fs__route_auth(int route)
 {
@@ -69,6 +70,7 @@ static fs__auth_t fs__route_auth(int route)
     case FS_ROUTE_ADMIN_PAUSE:
     case FS_ROUTE_ADMIN_CLOSE:
     case FS_ROUTE_ADMIN_RESTOCK:
+    case FS_ROUTE_ADMIN_RATE_LIMIT:
     case FS_ROUTE_ADMIN_PAUSE_ALL: return FS__AUTH_ADMIN;
     default: return FS__AUTH_API;
     }
@@ -143,6 +145,7 @@ fs_api_ctx_t *fs_api_ctx_get(fs_api_t *api, fs_http_req_t *req)
         /* Only what a handler may read before writing it needs resetting. */
         memset(&c->item, 0, sizeof c->item);
         c->user_len = c->payment_ref_len = 0;
+        c->rl_set = 0;
         fs_buf_reset(&c->out);
         fs_buf_reset(&c->aux);
     } else {

@@ -40,6 +40,7 @@ typedef enum {
     FS_ROUTE_DASHBOARD,
     FS_ROUTE_DASHBOARD_JS,
     FS_ROUTE_DASHBOARD_CSS,
+    FS_ROUTE_ADMIN_RATE_LIMIT, /* issue 5: PATCH .../rate_limit (admin.c) */
     FS_ROUTE__COUNT,
     FS_ROUTE_NONE = FS_ROUTE__COUNT /* metrics slot for 404/405 */
 } fs_route_id_t;
@@ -89,6 +90,8 @@ typedef struct fs_api_ctx {
     fs_buf_t aux;   /* scratch for handlers (e.g. the audit "before"); reset per request */
     int token;      /* index of the operator token that authorized the request, -1 if none */
     int64_t arg;    /* a number a handler keeps across its Redis call (restock: delta) */
+    int64_t rl[4];  /* rate limits to set (fs_stock_launch_rate_limit), when rl_set */
+    int rl_set;
     struct fs_api_ctx *next_free;
 } fs_api_ctx_t;
 

@@ -72,37 +72,84 @@ static void fs__reservation_json(fs_api_ctx_t *c, const char *rid, size_t rid_le
     fs_json_kv_time(o, &first, "created_at", created_ms, 1);
 }
 
+/* Appends the RateLimit-Policy and RateLimit fields (draft-ietf-httpapi-ratelimit-headers) for
+ * the launch's limits that are on, e.g.
+ *   RateLimit-Policy: "shopper";q=5;w=3, "address";q=100;w=10
+ *   RateLimit: "shopper";r=4;t=1, "address";r=99;t=1 */
+static size_t fs__ratelimit_headers(const fs_reserve_item_t *it, char *out, size_t cap)
+{
+    static const char *const names[2] = {"shopper", "address"};
+    size_t n = 0;
+    if (!it->rl_on || (!it->rl[0][0] && !it->rl[1][0])) return 0;
+    for (int field = 0; field < 2; field++) {
+        n += (size_t)snprintf(out + n, cap - n, field ? "RateLimit: " : "RateLimit-Policy: ");
+        int any = 0;
+        for (int k = 0; k < 2; k++) {
+            const int64_t *f = it->rl[k];
+            if (!f[0]) continue;
+            if (field == 0)
+                n += (size_t)snprintf(out + n, cap - n, "%s\"%s\";q=%lld;w=%lld", any ? ", " : "",
+                                      names[k], (long long)f[0], (long long)f[1]);
+            else
+                n += (size_t)snprintf(out + n, cap - n, "%s\"%s\";r=%lld;t=%lld", any ? ", " : "",
+                                      names[k], (long long)f[2], (long long)f[3]);
+            any = 1;
+        }
+        n += (size_t)snprintf(out + n, cap - n, "\r\n");
+    }
+    return n;
+}
+
+/* An error answer with extra header lines. */
+static void fs__refuse(fs_api_ctx_t *c, int status, const char *code, const char *msg,
+                       const char *headers)
+{
+    int first = 1;
+    fs_buf_reset(&c->out);
+    fs_buf_putc(&c->out, '{');
+    fs_json_kv_cstr(&c->out, &first, "error", code);
+    fs_json_kv_cstr(&c->out, &first, "message", msg);
+    fs_buf_putc(&c->out, '}');
+    fs_api_send(c, status, headers && headers[0] ? headers : NULL);
+}
+
 static void fs__on_reserved(fs_reserve_item_t *it)
 {
     fs_api_ctx_t *c = it->arg;
-    const char *replay = it->replayed ? "Idempotent-Replayed: true\r\n" : NULL;
+    char hdr[FS_RID_MAX + 512];
+    size_t hl = fs__ratelimit_headers(it, hdr, sizeof hdr);
+    if (it->replayed) {
+        memcpy(hdr + hl, "Idempotent-Replayed: true\r\n", 27);
+        hl += 27;
+    }
+    hdr[hl] = 0;
     switch (it->code) {
-    case FS_RES_OK: {
+    case FS_RES_OK:
         fs__reservation_json(c, it->rid, it->rid_len, it->qty_out, "held", it->created_ms,
                              it->expires_ms);
         fs_buf_putc(&c->out, '}');
-        char hdr[FS_RID_MAX + 96];
-        size_t rl = replay ? strlen(replay) : 0;
-        memcpy(hdr, "Location: /v1/reservations/", 27);
-        memcpy(hdr + 27, it->rid, it->rid_len);
-        memcpy(hdr + 27 + it->rid_len, "\r\n", 2);
-        memcpy(hdr + 29 + it->rid_len, replay ? replay : "", rl);
-        hdr[29 + it->rid_len + rl] = 0;
+        memcpy(hdr + hl, "Location: /v1/reservations/", 27);
+        memcpy(hdr + hl + 27, it->rid, it->rid_len);
+        memcpy(hdr + hl + 27 + it->rid_len, "\r\n", 3);
         fs_api_send(c, 201, hdr);
         return;
-    }
     case FS_RES_SOLD_OUT:
-    case FS_RES_LIMIT_EXCEEDED: {
-        int sold_out = it->code == FS_RES_SOLD_OUT;
-        fs_buf_reset(&c->out);
-        int first = 1;
-        fs_buf_putc(&c->out, '{');
-        fs_json_kv_cstr(&c->out, &first, "error", sold_out ? "sold_out" : "limit_exceeded");
-        fs_json_kv_cstr(&c->out, &first, "message",
-                        sold_out ? "fewer units are available than requested"
-                                 : "this would take the shopper past the per-user limit of this SKU");
-        fs_buf_putc(&c->out, '}');
-        fs_api_send(c, 409, replay);
+        fs__refuse(c, 409, "sold_out", "fewer units are available than requested", hdr);
+        return;
+    case FS_RES_LIMIT_EXCEEDED:
+        fs__refuse(c, 409, "limit_exceeded",
+                   "this would take the shopper past the per-user limit of this SKU", hdr);
+        return;
+    case FS_RES_RATE_LIMITED: {
+        /* Retry-After: when the refusing limit admits a request again. */
+        int64_t wait = 1;
+        for (int k = 0; k < 2; k++)
+            if (it->rl_on && it->rl[k][0] && it->rl[k][2] == 0 && it->rl[k][3] > wait)
+                wait = it->rl[k][3];
+        hl += (size_t)snprintf(hdr + hl, sizeof hdr - hl, "Retry-After: %lld\r\n", (long long)wait);
+        fs__refuse(c, 429, "rate_limited",
+                   "too many reservation requests from this shopper or address; retry after Retry-After seconds",
+                   hdr);
         return;
     }
     case FS_RES_NOT_OPEN:

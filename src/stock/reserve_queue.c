@@ -46,9 +46,9 @@ typedef struct {
     size_t n;
 } fs__batch_t;
 
-static const char *const fs__names[FS_RES__COUNT] = {"ok",        "sold_out",   "limit_exceeded",
-                                                     "launch_not_open", "not_found", "overloaded",
-                                                     "unavailable", "error"};
+static const char *const fs__names[FS_RES__COUNT] = {
+    "ok", "sold_out", "limit_exceeded", "launch_not_open", "not_found", "rate_limited",
+    "overloaded", "unavailable", "error"};
 
 const char *fs_res_code_name(fs_res_code_t c)
 {
@@ -156,6 +156,9 @@ static void fs__on_batch_reply(redisReply *reply, int err, void *arg)
                     }
                 }
                 it->replayed = (int)fs_reply_i64(e->element[5], NULL);
+                it->rl_on = e->elements >= 14;
+                for (size_t k = 0; it->rl_on && k < 8; k++)
+                    it->rl[k / 4][k % 4] = fs_reply_i64(e->element[6 + k], NULL);
             }
             /* sold_out for one unit means none was left; ok means some was. */
             if ((code == FS_RES_SOLD_OUT && it->qty == 1) || (code == FS_RES_OK && !it->replayed))
@@ -174,17 +177,17 @@ static void fs__on_batch_reply(redisReply *reply, int err, void *arg)
 static void fs__send_batch(fs_stock_t *st, fs__queue_t *q, fs_reserve_item_t *items, size_t n)
 {
     const char *launch = q->launch, *sku = q->sku;
-    /* KEYS: sku, holds, users, held, then the idempotency key of each item that has one;
-     * ARGV: n, then 4 per item. */
-    size_t maxargs = 3 + 4 + n + 1 + n * 4;
+    /* KEYS: sku, holds, users, held, rlu, rla, then the idempotency key of each item that has
+     * one; ARGV: n, then 5 per item. */
+    size_t maxargs = 3 + 6 + n + 1 + n * 5;
     const char **argv = fs_xmalloc(maxargs * sizeof *argv);
     size_t *lens = fs_xmalloc(maxargs * sizeof *lens);
     fs_buf_t keys;
     fs_buf_init(&keys);
     /* Keys are written into one buffer first and pointed at afterwards (it may move while growing). */
-    size_t nkeys = 0, *offs = fs_xmalloc((4 + n) * sizeof *offs), *klens = fs_xmalloc((4 + n) * sizeof *klens);
-    static const char *const suffixes[] = {"sku", "holds", "users", "held"};
-    for (int k = 0; k < 4; k++) {
+    size_t nkeys = 0, *offs = fs_xmalloc((6 + n) * sizeof *offs), *klens = fs_xmalloc((6 + n) * sizeof *klens);
+    static const char *const suffixes[] = {"sku", "holds", "users", "held", "rlu", "rla"};
+    for (int k = 0; k < 6; k++) {
         offs[nkeys] = keys.len;
         fs_buf_printf(&keys, "fs:{%s:%s}:%s", launch, sku, suffixes[k]);
         klens[nkeys] = keys.len - offs[nkeys];
@@ -213,6 +216,7 @@ static void fs__send_batch(fs_stock_t *st, fs__queue_t *q, fs_reserve_item_t *it
         argv[a] = it->user, lens[a++] = it->user_len;
         lens[a] = (size_t)snprintf(qty[i], sizeof qty[i], "%d", it->qty), argv[a++] = qty[i];
         argv[a] = it->idem ? "1" : "0", lens[a++] = 1;
+        argv[a] = it->addr ? it->addr : "", lens[a++] = it->addr ? strlen(it->addr) : 0;
     }
     fs__batch_t *b = fs_xmalloc(sizeof *b);
     b->st = st;
@@ -281,6 +285,7 @@ void fs_stock_reserve(fs_stock_t *st, fs_reserve_item_t *it)
 {
     it->next = NULL;
     it->replayed = 0;
+    it->rl_on = 0;
     if (!fs_redis_ready(st->redis)) {
         fs__finish(st, it, FS_RES_UNAVAILABLE);
         return;

@@ -23,6 +23,7 @@ typedef enum {
     FS_RES_LIMIT_EXCEEDED,
     FS_RES_NOT_OPEN,
     FS_RES_NOT_FOUND,
+    FS_RES_RATE_LIMITED, /* over the launch's per-shopper or per-address rate (GCRA, in Redis) */
     FS_RES_OVERLOADED,  /* waited too long in the queue, or the queue was full */
     FS_RES_UNAVAILABLE, /* Redis not reachable, not ready, or timed out */
     FS_RES_ERROR,       /* Redis answered something unexpected */
@@ -37,6 +38,7 @@ typedef struct fs_reserve_item {
     /* in */
     const char *launch, *sku, *user, *idem; /* launch/sku/user NUL-terminated; idem may be NULL */
     size_t user_len, idem_len;
+    const char *addr; /* client address for the per-address rate limit; "" for none */
     int qty;
     void (*done)(struct fs_reserve_item *it);
     void *arg;
@@ -47,6 +49,10 @@ typedef struct fs_reserve_item {
     int qty_out;
     int64_t expires_ms, created_ms;
     int replayed;
+    /* RateLimit figures when the launch has rate limits (rl_on): per limit (0 shopper,
+     * 1 address) quota, window_s, remaining, reset_s; a quota of 0 means that limit is off. */
+    int rl_on;
+    int64_t rl[2][4];
     /* internal */
     struct fs_reserve_item *next;
     uint64_t queued_ns;
@@ -94,6 +100,9 @@ void fs_stock_restock(fs_stock_t *st, const char *launch, const char *sku, int64
 void fs_stock_launch_get(fs_stock_t *st, const char *launch, fs_redis_cb cb, void *arg);
 void fs_stock_launch_state(fs_stock_t *st, const char *launch, const char *action, fs_redis_cb cb,
                            void *arg);
+/* Rate limits of a launch: rates in requests per 1000 s, bursts in requests; -1 keeps a value. */
+void fs_stock_launch_rate_limit(fs_stock_t *st, const char *launch, const int64_t v[4],
+                                fs_redis_cb cb, void *arg);
 
 typedef struct {
     const char *sku;
@@ -120,6 +129,7 @@ typedef struct {
     const char *launch, *name, *state;
     size_t launch_len, name_len, state_len;
     int64_t hold_seconds, starts_at_ms, ends_at_ms, now_ms;
+    int64_t rl[4]; /* shopper_milli, shopper_burst, address_milli, address_burst */
     size_t nskus;
     fs_sku_view_t *skus; /* malloc'd; free with fs_launch_view_free */
 } fs_launch_view_t;

@@ -116,6 +116,20 @@ void fs_stock_launch_state(fs_stock_t *st, const char *launch, const char *actio
     fs__fcall(st, "fs_launch_state", 2, keys, 1, args, NULL, cb, arg);
 }
 
+void fs_stock_launch_rate_limit(fs_stock_t *st, const char *launch, const int64_t v[4],
+                                fs_redis_cb cb, void *arg)
+{
+    char k1[160], k2[160], a[4][24];
+    fs__launch_keys(launch, k1, k2);
+    const char *keys[] = {k1, k2};
+    const char *args[4];
+    for (int i = 0; i < 4; i++) {
+        snprintf(a[i], sizeof a[i], "%lld", (long long)v[i]);
+        args[i] = a[i];
+    }
+    fs__fcall(st, "fs_launch_rate_limit", 2, keys, 4, args, NULL, cb, arg);
+}
+
 void fs_stock_launch_put(fs_stock_t *st, const fs_launch_def_t *def, fs_redis_cb cb, void *arg)
 {
     char k1[160], k2[160];
@@ -173,7 +187,8 @@ int fs_launch_view_parse(const redisReply *r, fs_launch_view_t *v)
     v->now_ms = fs_reply_i64(r->element[8], &k), ok &= k;
     int64_t n = fs_reply_i64(r->element[9], &k);
     ok &= k;
-    if (!ok || n < 0 || r->elements != 10 + (size_t)n * 7) return FS_EPROTO;
+    if (!ok || n < 0 || r->elements != 10 + (size_t)n * 7 + 4) return FS_EPROTO;
+    for (int i = 0; i < 4; i++) v->rl[i] = fs_reply_i64(r->element[10 + (size_t)n * 7 + i], NULL);
     v->nskus = (size_t)n;
     v->skus = fs_xcalloc(v->nskus ? v->nskus : 1, sizeof *v->skus);
     for (size_t i = 0; i < v->nskus; i++) {

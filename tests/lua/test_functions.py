@@ -85,18 +85,26 @@ class FS:
         return "%s:i:%d:%s:%s" % (self.p(launch, sku), len(user.encode()), user, key)
 
     def reserve(self, launch, sku, reqs):
-        """reqs: (user, qty) or (user, qty, idempotency_key) or (user, qty, key, rid)."""
+        """reqs: (user, qty) or (user, qty, idempotency_key) or (user, qty, key, rid) or
+        (user, qty, key, rid, client_address)."""
         p = self.p(launch, sku)
-        keys = [p + ":sku", p + ":holds", p + ":users", p + ":held"]
+        keys = [p + ":sku", p + ":holds", p + ":users", p + ":held", p + ":rlu", p + ":rla"]
         args = [len(reqs)]
         for q in reqs:
             user, qty = q[0], q[1]
             key = q[2] if len(q) > 2 else None
-            rid = q[3] if len(q) > 3 else new_rid()
+            rid = q[3] if len(q) > 3 and q[3] else new_rid()
+            addr = q[4] if len(q) > 4 else ""
             if key is not None:
                 keys.append(self.idem_key(launch, sku, user, key))
-            args += [rid, user, qty, 1 if key is not None else 0]
+            args += [rid, user, qty, 1 if key is not None else 0, addr]
         return self.r.call("FCALL", "fs_reserve", len(keys), *keys, *args)
+
+    def rate_limit(self, launch, shopper_milli=-1, shopper_burst=-1, address_milli=-1,
+                   address_burst=-1):
+        return self.r.call("FCALL", "fs_launch_rate_limit", 2, "fs:launch:{%s}" % launch,
+                           "fs:launch:{%s}:skus" % launch, shopper_milli, shopper_burst,
+                           address_milli, address_burst)
 
     def confirm(self, launch, sku, rid, user, order_id=None, payment_ref=""):
         p = self.p(launch, sku)
@@ -139,9 +147,10 @@ def parse_view(reply):
     head = dict(zip(["code", "created", "launch", "name", "state", "hold_seconds", "starts_at_ms",
                      "ends_at_ms", "now_ms", "n"], reply[:10]))
     names = ["sku", "total", "available", "held", "sold", "per_user_limit", "price_cents"]
-    rest = reply[10:]
+    rest = reply[10:-4]
     assert len(rest) == 7 * head["n"], reply
     head["skus"] = [dict(zip(names, rest[i:i + 7])) for i in range(0, len(rest), 7)]
+    head["rate_limit"] = reply[-4:]
     return head
 
 
@@ -250,6 +259,8 @@ class TestLaunches(Base):
         h = self.fs.hash("fs:{L1:red}:sku")
         self.assertEqual(h, dict(launch="L1", sku="red", stock="10", total="10", available="10",
                                  held="0", sold="0", per_user_limit="2", price_cents="99900",
+                                 rl_shopper_milli="0", rl_shopper_burst="0", rl_address_milli="0",
+                                 rl_address_burst="0",
                                  state="scheduled", hold_ms="120000", starts_at_ms="0",
                                  ends_at_ms="0"))
         lh = self.fs.hash("fs:launch:{L1}")
@@ -534,47 +545,128 @@ class TestReserve(Base):
     def test_bad_arguments(self):
         self.open_launch("L", [("A", 5, 5, 1)])
         p = "fs:{L:A}"
-        base = [p + ":sku", p + ":holds", p + ":users", p + ":held"]
+        base = [p + ":sku", p + ":holds", p + ":users", p + ":held", p + ":rlu", p + ":rla"]
         ik = p + ":i:1:u:k"
 
         def call(keys, args):
             return self.r.call("FCALL", "fs_reserve", len(keys), *keys, *args)
 
+        def reqs(*rs):
+            """(rid, user, qty, has_idem) tuples -> ARGV with the client address "" appended."""
+            out = [len(rs)]
+            for r in rs:
+                out += list(r) + [""]
+            return out
+
         cases = [
-            (base, [2, "x", "u", 1, 0], "wrong number of arguments"),
+            (base, [2, "x", "u", 1, 0, ""], "wrong number of arguments"),
+            (base, [1, "x", "u", 1, 0], "wrong number of arguments"),  # the old 4 per request
             (base, [0], "wrong number of arguments"),
-            (base, [1001] + ["x", "u", 1, 0] * 1001, "wrong number of arguments"),
-            (base[:3], [1, "x", "u", 1, 0], "wrong number of keys"),
+            (base, [1001] + ["x", "u", 1, 0, ""] * 1001, "wrong number of arguments"),
+            (base[:5], reqs(("x", "u", 1, 0)), "wrong number of keys"),
+            (base[:4], reqs(("x", "u", 1, 0)), "wrong number of keys"),
             # The old layout: a reservation key per request is one key too many now.
-            (base + [p + ":r:x"], [1, "x", "u", 1, 0], "wrong number of keys"),
-            (base + [ik], [1, "x", "u", 1, 0], "wrong number of keys"),
-            (base + [ik, ik], [1, "x", "u", 1, 1], "wrong number of keys"),
-            (base, [1, "x", "u", 0, 0], "qty must be at least 1"),
-            (base, [1, "x", "u", "1.5", 0], "bad integer for qty"),
-            (base, [1, "x", "u", 1, 2], "has_idem must be 0 or 1"),
-            (base, [1, "x", "u", 1, 1], "bad key for idempotency record"),
-            (base + [p + ":r:x"], [1, "x", "u", 1, 1], "bad key for idempotency record"),
-            (base + ["fs:{L:B}:i:1:u:k"], [1, "x", "u", 1, 1], "bad key for idempotency record"),
-            (base, [1, "", "u", 1, 0], "bad reservation id"),
-            (base, [1, "x|y", "u", 1, 0], "bad reservation id"),
-            (base, [1, "x", "", 1, 0], "empty user"),
-            (base, [2, "x", "u", 1, 0, "x", "v", 1, 0], "duplicate reservation id"),
-            (["fs:{L:A}:skux"] + base[1:], [1, "x", "u", 1, 0], "bad SKU key"),
-            ([base[0], p + ":users", p + ":holds", base[3]], [1, "x", "u", 1, 0],
+            (base + [p + ":r:x"], reqs(("x", "u", 1, 0)), "wrong number of keys"),
+            (base + [ik], reqs(("x", "u", 1, 0)), "wrong number of keys"),
+            (base + [ik, ik], reqs(("x", "u", 1, 1)), "wrong number of keys"),
+            (base, reqs(("x", "u", 0, 0)), "qty must be at least 1"),
+            (base, reqs(("x", "u", "1.5", 0)), "bad integer for qty"),
+            (base, reqs(("x", "u", 1, 2)), "has_idem must be 0 or 1"),
+            (base, reqs(("x", "u", 1, 1)), "bad key for idempotency record"),
+            (base + [p + ":r:x"], reqs(("x", "u", 1, 1)), "bad key for idempotency record"),
+            (base + ["fs:{L:B}:i:1:u:k"], reqs(("x", "u", 1, 1)), "bad key for idempotency record"),
+            (base, reqs(("", "u", 1, 0)), "bad reservation id"),
+            (base, reqs(("x|y", "u", 1, 0)), "bad reservation id"),
+            (base, reqs(("x", "", 1, 0)), "empty user"),
+            (base, reqs(("x", "u", 1, 0), ("x", "v", 1, 0)), "duplicate reservation id"),
+            (["fs:{L:A}:skux"] + base[1:], reqs(("x", "u", 1, 0)), "bad SKU key"),
+            ([base[0], p + ":users", p + ":holds"] + base[3:], reqs(("x", "u", 1, 0)),
              "bad key for holds"),
-            ([base[0], base[1], p + ":held", p + ":held"], [1, "x", "u", 1, 0],
+            ([base[0], base[1], p + ":held", p + ":held"] + base[4:], reqs(("x", "u", 1, 0)),
              "bad key for users"),
-            (base[:3] + [p + ":r:x"], [1, "x", "u", 1, 0], "bad key for held"),
-            (base[:3] + ["fs:{L:B}:held"], [1, "x", "u", 1, 0], "bad key for held"),
+            (base[:3] + [p + ":r:x"] + base[4:], reqs(("x", "u", 1, 0)), "bad key for held"),
+            (base[:3] + ["fs:{L:B}:held"] + base[4:], reqs(("x", "u", 1, 0)), "bad key for held"),
+            (base[:4] + [p + ":rla", p + ":rla"], reqs(("x", "u", 1, 0)), "bad key for rlu"),
+            (base[:5] + ["fs:{L:B}:rla"], reqs(("x", "u", 1, 0)), "bad key for rla"),
         ]
         for keys, args, msg in cases:
             with self.assertRaisesRegex(RedisError, "^ERR flashsale fs_reserve: " + msg + "$"):
                 call(keys, args)
         # A valid request before an invalid one in the same batch: nothing happens at all.
         with self.assertRaisesRegex(RedisError, "qty must be at least 1"):
-            call(base + [ik], [2, "a", "u", 1, 1, "b", "u", -1, 0])
+            call(base + [ik], reqs(("a", "u", 1, 1), ("b", "u", -1, 0)))
         self.assertEqual(self.fs.counters("L", "A"), [5, 5, 0, 0])
         self.assertEqual(sorted(self.r.call("KEYS", p + ":*")), [p + ":sku"])
+
+
+class TestRateLimits(Base):
+    """GCRA per shopper and per client address, decided inside fs_reserve."""
+
+    def test_off_by_default_and_settings(self):
+        self.open_launch("L", [("A", 100, 100, 1), ("B", 100, 100, 1)])
+        fs = self.fs
+        out = fs.reserve("L", "A", [("u", 1)] * 5)
+        self.assertEqual([len(o) for o in out], [6] * 5, "no RateLimit figures while off")
+        self.assertEqual(parse_view(fs.get("L"))["rate_limit"], [0, 0, 0, 0])
+        v = parse_view(fs.rate_limit("L", 2500, 4, -1, -1))
+        self.assertEqual(v["rate_limit"], [2500, 4, 0, 0])
+        v = parse_view(fs.rate_limit("L", -1, -1, 100000, 50))
+        self.assertEqual(v["rate_limit"], [2500, 4, 100000, 50], "-1 keeps a value")
+        for sku in ("A", "B"):
+            h = fs.hash("fs:{L:%s}:sku" % sku)
+            self.assertEqual((h["rl_shopper_milli"], h["rl_shopper_burst"], h["rl_address_milli"],
+                              h["rl_address_burst"]), ("2500", "4", "100000", "50"))
+        # a SKU added later inherits the launch's limits
+        fs.put("L", [("C", 7, 1, 1)])
+        self.assertEqual(fs.hash("fs:{L:C}:sku")["rl_shopper_burst"], "4")
+        self.assertEqual(fs.rate_limit("nope", 1, 1, 1, 1), ["not_found"])
+        with self.assertRaisesRegex(RedisError, "must be -1"):
+            fs.rate_limit("L", -2, 1, 1, 1)
+
+    def test_shopper_burst_then_rate(self):
+        self.open_launch("L", [("A", 1000, 1000, 1)])
+        fs = self.fs
+        fs.rate_limit("L", 2000, 3, 0, 0)  # 2/s, burst 3: T = 500 ms, tau = 1500 ms
+        out = fs.reserve("L", "A", [("u", 1)] * 5 + [("v", 1)])
+        self.assertEqual([o[0] for o in out], ["ok", "ok", "ok", "rate_limited", "rate_limited", "ok"])
+        self.assertEqual([len(o) for o in out], [14] * 6)
+        # quota 3 per window ceil(1.5 s) = 2 s; remaining counts down; address limit off (zeros)
+        self.assertEqual([o[6:10] for o in out[:3]], [[3, 2, 2, 1], [3, 2, 1, 1], [3, 2, 0, 2]])
+        self.assertEqual(out[3][6:10], [3, 2, 0, 1], "refused: remaining 0, retry in 1 s")
+        self.assertEqual(out[0][10:], [0, 0, 0, 0])
+        self.assertEqual(fs.counters("L", "A")[1:3], [996, 4], "refusals take no stock")
+        self.assertTrue(0 < self.r.call("PTTL", "fs:{L:A}:rlu") <= 3000)
+        time.sleep(0.55)  # one emission interval later, exactly one more
+        out = fs.reserve("L", "A", [("u", 1)] * 2)
+        self.assertEqual([o[0] for o in out], ["ok", "rate_limited"])
+        self.check_invariant()
+
+    def test_address_limit_across_shoppers(self):
+        self.open_launch("L", [("A", 1000, 1000, 1)])
+        fs = self.fs
+        fs.rate_limit("L", 0, 0, 1000, 2)  # per address 1/s, burst 2
+        out = fs.reserve("L", "A", [("u%d" % i, 1, None, None, "10.0.0.1") for i in range(4)]
+                         + [("w", 1, None, None, "10.0.0.2"), ("x", 1, None, None, "")])
+        self.assertEqual([o[0] for o in out], ["ok", "ok", "rate_limited", "rate_limited", "ok", "ok"])
+        self.assertEqual(out[0][6:10], [0, 0, 0, 0], "shopper limit off")
+        self.assertEqual(out[0][10:], [2, 2, 1, 1])
+        self.assertEqual(out[5][10:], [0, 0, 0, 0], "no address: not limited by address")
+        self.assertEqual(sorted(fs.hash("fs:{L:A}:rla")), ["10.0.0.1", "10.0.0.2"])
+
+    def test_refusals_are_not_stored_and_replays_not_counted(self):
+        self.open_launch("L", [("A", 1000, 1000, 1)])
+        fs = self.fs
+        fs.rate_limit("L", 1000, 1, 0, 0)
+        first = fs.reserve("L", "A", [("u", 1, "k1")])[0]
+        self.assertEqual(first[0], "ok")
+        # the replay of k1 is answered although the shopper is at the limit, and does not count
+        out = fs.reserve("L", "A", [("u", 1, "k1"), ("u", 1, "k2")])
+        self.assertEqual([o[0] for o in out], ["ok", "rate_limited"])
+        self.assertEqual(out[0][5], 1)
+        self.assertIsNone(self.r.call("GET", fs.idem_key("L", "A", "u", "k2")),
+                          "a rate-limited attempt is not an answer to keep")
+        time.sleep(1.05)
+        self.assertEqual(fs.reserve("L", "A", [("u", 1, "k2")])[0][0], "ok")
 
 
 class TestConfirmCancel(Base):
