@@ -17,6 +17,7 @@ PACKAGES=(
   libuv1-dev libhiredis-dev libssl-dev node-llhttp
   libjansson-dev libjsmn-dev libinih-dev libcmocka-dev
   redis-server python3 openssl curl
+  chromium chromium-driver
 )
 
 # Prints the packages of "$@" that dpkg does not report as installed.
@@ -55,6 +56,8 @@ BUILD_DIR=build-asan
 # (not abort(), which would leave a core dump and hide the exit status from ctest); report leaks.
 export ASAN_OPTIONS="halt_on_error=1:abort_on_error=0:detect_leaks=1:print_stacktrace=1:strict_string_checks=1:detect_stack_use_after_return=1"
 export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=0:print_stacktrace=1"
+# The dashboard's browser test (headless chromium via chromedriver) must run, not skip, here.
+export FS_REQUIRE_BROWSER=1
 
 cmake -S . -B "$BUILD_DIR" \
   -DCMAKE_BUILD_TYPE=Debug \
