@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Rate limits (GCRA in Redis): one shopper hammering two servers is held to rate + burst in total,
+limits change live, answers carry RateLimit-Policy / RateLimit, refusals are 429 with Retry-After."""
+
+import os
+import re
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import fsserver  # noqa: E402
+from fsserver import ServerTestCase, Server, sku  # noqa: E402
+
+POLICY = re.compile(r'^"shopper";q=(\d+);w=(\d+)$')
+STATE = re.compile(r'^"shopper";r=(\d+);t=(\d+)$')
+
+
+class RateLimitTest(ServerTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.b = Server(cls.redis.url)
+        cls.addClassCleanup(lambda: cls.b.alive() and cls.b.stop())
+
+    def launch(self, **rl):
+        lid = self.new_launch([sku("a", 1000000, per_user_limit=1000000)])
+        if rl:
+            r = self.srv.request("PATCH", "/admin/v1/launches/%s/rate_limit" % lid, rl, auth="admin")
+            self.assertEqual(r.status, 200, r.body)
+        return lid
+
+    def hammer(self, lid, user, seconds, threads=4):
+        """Reservations by one shopper as fast as possible, alternating the two servers, for
+        `seconds`; returns (admitted, refused, elapsed) where admitted is every non-429 answer."""
+        counts = {"ok": 0, "429": 0, "other": []}
+        lock = threading.Lock()
+        t0 = time.monotonic()
+        stop = t0 + seconds
+
+        def worker(i):
+            srv = (self.srv, self.b)[i % 2].clone()
+            try:
+                while time.monotonic() < stop:
+                    r = srv.reserve(lid, "a", user)
+                    with lock:
+                        if r.status == 429:
+                            counts["429"] += 1
+                        elif r.status == 201:
+                            counts["ok"] += 1
+                        else:
+                            counts["other"].append((r.status, r.body))
+            finally:
+                srv.close_conn()
+
+        ts = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        self.assertEqual(counts["other"], [])
+        return counts["ok"], counts["429"], time.monotonic() - t0
+
+    def test_shopper_held_to_rate_plus_burst_across_two_servers(self):
+        rate, burst, seconds = 20, 10, 3.0
+        lid = self.launch(shopper_per_sec=rate, shopper_burst=burst)
+        admitted, refused, elapsed = self.hammer(lid, "bot-1", seconds)
+        expected = burst + rate * elapsed
+        sys.stderr.write("admitted %d refused %d in %.2f s (expected %.1f)\n" % (admitted, refused, elapsed, expected))
+        self.assertGreater(refused, admitted, "the flood must have been well over the limit")
+        self.assertLessEqual(abs(admitted - expected), 0.05 * expected,
+                             "admitted %d in %.2f s, expected %.1f +-5%%" % (admitted, elapsed, expected))
+        # another shopper is not affected
+        self.assertEqual(self.b.reserve(lid, "a", "human-1").status, 201)
+        self.check_invariants(lid, ["a"])
+
+    def test_headers_and_refusal(self):
+        lid = self.launch(shopper_per_sec=2, shopper_burst=3)
+        got = [self.srv.reserve(lid, "a", "u1") for _ in range(4)]
+        self.assertEqual([r.status for r in got], [201, 201, 201, 429])
+        for i, r in enumerate(got[:3]):
+            self.assertEqual(POLICY.match(r.headers["ratelimit-policy"]).groups(), ("3", "2"))
+            self.assertEqual(STATE.match(r.headers["ratelimit"]).group(1), str(2 - i))
+        refused = got[3]
+        self.assertError(refused, 429, "rate_limited")
+        self.assertGreaterEqual(int(refused.headers["retry-after"]), 1)
+        self.assertEqual(STATE.match(refused.headers["ratelimit"]).group(1), "0")
+        # 409 answers decided by Redis carry them too
+        lid2 = self.new_launch([sku("z", 0)])
+        r = self.srv.request("PATCH", "/admin/v1/launches/%s/rate_limit" % lid2,
+                             {"shopper_per_sec": 5, "shopper_burst": 5}, auth="admin")
+        self.assertEqual(r.status, 200)
+        r = self.srv.reserve(lid2, "z", "u1", idem="k")
+        self.assertError(r, 409, "sold_out")
+        self.assertIn("ratelimit-policy", r.headers)
+
+    def test_live_change_reaches_both_servers(self):
+        lid = self.launch(shopper_per_sec=1, shopper_burst=1)
+        self.assertEqual(self.srv.reserve(lid, "a", "u").status, 201)
+        self.assertEqual(self.b.reserve(lid, "a", "u").status, 429)
+        r = self.srv.request("PATCH", "/admin/v1/launches/%s/rate_limit" % lid,
+                             {"shopper_burst": 50}, auth="admin")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.body["rate_limit"], {"shopper_per_sec": 1.0, "shopper_burst": 50,
+                                                "address_per_sec": 0.0, "address_burst": 0})
+        # effective at once on the other server (the limits live in Redis next to the counters)
+        self.assertEqual(self.b.reserve(lid, "a", "u").status, 201)
+        r = self.srv.request("PATCH", "/admin/v1/launches/%s/rate_limit" % lid,
+                             {"shopper_per_sec": 0}, auth="admin")
+        self.assertEqual(r.status, 200)
+        got = [self.b.reserve(lid, "a", "u").status for _ in range(60)]
+        self.assertEqual(set(got), {201}, "rate 0 turns the limit off")
+        self.assertNotIn("ratelimit", self.b.reserve(lid, "a", "u").headers)
+
+    def test_launch_document_and_validation(self):
+        lid = "rl-doc-%d" % os.getpid()
+        doc = {"name": "x", "hold_seconds": 60, "skus": [sku("a", 10)],
+               "rate_limit": {"shopper_per_sec": 2.5, "shopper_burst": 5}}
+        r = self.srv.request("PUT", "/admin/v1/launches/%s" % lid, doc, auth="admin")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.body["rate_limit"]["shopper_per_sec"], 2.5)
+        self.assertEqual(r.body["rate_limit"]["shopper_burst"], 5)
+        # a later PUT without rate_limit keeps it
+        doc.pop("rate_limit")
+        r = self.srv.request("PUT", "/admin/v1/launches/%s" % lid, doc, auth="admin")
+        self.assertEqual(r.body["rate_limit"]["shopper_burst"], 5)
+        for bad in ({"shopper_per_sec": -1}, {"shopper_burst": 1.5}, {"shopper_per_sec": "2"}, {},
+                    {"address_burst": 2000000}):
+            r = self.srv.request("PATCH", "/admin/v1/launches/%s/rate_limit" % lid, bad, auth="admin")
+            self.assertError(r, 400, "invalid_request")
+        r = self.srv.request("PATCH", "/admin/v1/launches/nope-%d/rate_limit" % os.getpid(),
+                             {"shopper_burst": 1}, auth="admin")
+        self.assertError(r, 404, "not_found")
+        r = self.srv.request("PATCH", "/admin/v1/launches/%s/rate_limit" % lid,
+                             {"shopper_burst": 1}, auth="api")
+        self.assertEqual(r.status, 401)
+
+
+if __name__ == "__main__":
+    fsserver.main(timeout=100)
