@@ -206,6 +206,7 @@ static void fs__reserve(fs_api_ctx_t *c)
     }
     it->launch = c->launch;
     it->sku = c->sku;
+    it->addr = fs_http_req_client_addr(c->req); /* for the per-address rate limit */
     it->user = c->user;
     it->user_len = c->user_len;
     it->qty = (int)qty;

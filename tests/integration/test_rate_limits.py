@@ -137,5 +137,41 @@ class RateLimitTest(ServerTestCase):
         self.assertEqual(r.status, 401)
 
 
+class AddressLimitTest(ServerTestCase):
+    """Per-address limits key on the client address: the socket peer, or X-Forwarded-For when the
+    peer is a trusted proxy (here 127.0.0.1 is one)."""
+    server_env = {"FLASHSALE_TRUSTED_PROXIES": "127.0.0.1"}
+
+    def reserve_from(self, srv, lid, user, xff=None):
+        return srv.request("POST", "/v1/launches/%s/reservations" % lid, {"sku": "a", "user_id": user},
+                           headers={"X-Forwarded-For": xff} if xff else None)
+
+    def test_many_shoppers_one_address(self):
+        lid = self.new_launch([sku("a", 100000, per_user_limit=10)])
+        r = self.srv.request("PATCH", "/admin/v1/launches/%s/rate_limit" % lid,
+                             {"address_per_sec": 1, "address_burst": 3}, auth="admin")
+        self.assertEqual(r.status, 200, r.body)
+        got = [self.reserve_from(self.srv, lid, "shopper-%d" % i, "203.0.113.7").status
+               for i in range(5)]
+        self.assertEqual(got, [201, 201, 201, 429, 429], "one address, many shopper ids")
+        r = self.reserve_from(self.srv, lid, "shopper-9", "203.0.113.7")
+        self.assertTrue(r.headers["ratelimit-policy"].startswith('"address";q=3;w=3'), r.headers)
+        # another address behind the same proxy is not affected
+        self.assertEqual(self.reserve_from(self.srv, lid, "shopper-0", "198.51.100.1, 203.0.113.9").status, 201)
+        # a client cannot escape by prepending addresses: the right-most untrusted one counts
+        self.assertEqual(self.reserve_from(self.srv, lid, "shopper-5", "10.9.9.9, 203.0.113.7").status, 429)
+
+    def test_untrusted_peer_cannot_choose_its_address(self):
+        srv = Server(self.redis.url)  # no trusted proxies: X-Forwarded-For is ignored
+        try:
+            lid = self.new_launch([sku("a", 100000, per_user_limit=10)], srv=srv)
+            srv.request("PATCH", "/admin/v1/launches/%s/rate_limit" % lid,
+                        {"address_per_sec": 1, "address_burst": 2}, auth="admin")
+            got = [self.reserve_from(srv, lid, "s%d" % i, "192.0.2.%d" % i).status for i in range(4)]
+            self.assertEqual(got, [201, 201, 429, 429], "every request counts against 127.0.0.1")
+        finally:
+            srv.stop()
+
+
 if __name__ == "__main__":
     fsserver.main(timeout=100)
