@@ -295,6 +295,10 @@ void fs_stock_reserve(fs_stock_t *st, fs_reserve_item_t *it)
         fs__finish(st, it, FS_RES_SOLD_OUT);
         return;
     }
+    if (!fs__admission_take(st, it->launch, it->sku)) {
+        fs__finish(st, it, FS_RES_OVERLOADED);
+        return;
+    }
     uint32_t h = fs__hash(it->launch, it->sku);
     fs__queue_t **bucket = fs__bucket(st, h), *q;
     for (q = *bucket; q; q = q->next_in_bucket)

@@ -1,4 +1,6 @@
-/* The sold-out cache: SKUs known to have no unit left, answered without Redis.
+/* Per-SKU state of one loop: the sold-out cache and the admission cap.
+ *
+ * The sold-out cache: SKUs known to have no unit left, answered without Redis.
  *
  * A SKU is marked when Redis answers sold_out to a request for one unit (then available was 0,
  * and nothing in the rest of that batch can raise it). The mark is dropped when a message on the
@@ -6,7 +8,10 @@
  * the subscription restarts (messages may have been lost), and, as a safety net, one request per
  * recheck interval still goes to Redis and refreshes or drops the mark with its answer.
  *
- * Only SKUs that Redis said exist are ever marked, so the table is bounded by real SKUs. */
+ * The admission cap: a token bucket per SKU lets at most `admission` reservation requests per
+ * second through to the queue (and so to Redis); the excess is answered "overloaded".
+ *
+ * Entries exist only for SKUs that Redis said exist, so the table is bounded by real SKUs. */
 #include "stock.h"
 #include "stock_internal.h"
 #include "../common/log.h"
@@ -20,6 +25,8 @@ struct fs__soldout {
     uint32_t hash;
     uint64_t checked_ns; /* when Redis last said sold out, or a recheck was let through */
     int marked;
+    double tokens;      /* admission bucket */
+    uint64_t refill_ns;
     char key[]; /* "launch:sku", as in fs:stock messages */
 };
 
@@ -68,8 +75,9 @@ void fs__soldout_update(fs_stock_t *st, const char *launch, const char *sku, int
     uint32_t h = fs__h(key, n);
     struct fs__soldout *e = fs__find(st, key, n, h);
     if (!e) {
-        if (!sold_out) return;
         e = fs_xcalloc(1, sizeof *e + n + 1);
+        e->tokens = st->admission_per_sec;
+        e->refill_ns = fs_mono_ns();
         memcpy(e->key, key, n + 1);
         e->hash = h;
         e->next = st->soldout[h % FS__NBUCKETS];
@@ -78,6 +86,23 @@ void fs__soldout_update(fs_stock_t *st, const char *launch, const char *sku, int
     if (sold_out && !e->marked) fs_info("sold_out", "launch=%s sku=%s", launch, sku);
     e->marked = sold_out;
     if (sold_out) e->checked_ns = fs_mono_ns();
+}
+
+int fs__admission_take(fs_stock_t *st, const char *launch, const char *sku)
+{
+    if (st->admission_per_sec <= 0) return 1;
+    char key[2 * FS_ID_MAX + 2];
+    size_t n = fs__key(key, launch, sku);
+    struct fs__soldout *e = fs__find(st, key, n, fs__h(key, n));
+    if (!e) return 1; /* not known to exist yet: Redis answers it */
+    uint64_t now = fs_mono_ns();
+    /* Refill at the cap's rate, holding at most one second's worth. */
+    e->tokens += (double)(now - e->refill_ns) / 1e9 * st->admission_per_sec;
+    if (e->tokens > st->admission_per_sec) e->tokens = st->admission_per_sec;
+    e->refill_ns = now;
+    if (e->tokens < 1) return 0;
+    e->tokens -= 1;
+    return 1;
 }
 
 void fs_stock_units_back(fs_stock_t *st, const char *launch, const char *sku)

@@ -70,6 +70,8 @@ typedef struct {
     int soldout_recheck_ms; /* a cached "sold out" lets one request through to Redis this often */
     int queue_max_wait_ms;  /* longest wait in a SKU's queue before "overloaded" */
     int queue_max_len;      /* most requests waiting in one SKU's queue */
+    double admission_per_sec; /* reservation requests per second let through per SKU on this
+                                 loop (0: no cap); the excess is FS_RES_OVERLOADED */
 } fs_stock_opts_t;
 
 fs_stock_t *fs_stock_new(uv_loop_t *loop, fs_redis_t *redis, const fs_stock_opts_t *o);

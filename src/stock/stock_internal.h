@@ -20,6 +20,7 @@ struct fs_stock {
     struct fs__soldout *soldout[FS__NBUCKETS]; /* SKU → sold-out mark (soldout.c) */
     uint64_t soldout_recheck_ns;
     uint64_t max_wait_ns;                  /* queue bounds (reserve_queue.c) */
+    double admission_per_sec;              /* per SKU on this loop; 0 = no cap (soldout.c) */
     size_t max_queued;
     struct fs_redis_sub *sub;              /* fs:stock messages drop marks */
     /* sweeper */
@@ -40,5 +41,6 @@ int fs__soldout_hit(fs_stock_t *st, const char *launch, const char *sku);
 void fs__soldout_update(fs_stock_t *st, const char *launch, const char *sku, int sold_out);
 void fs__soldout_on_message(const char *msg, size_t len, void *arg);
 void fs__soldout_free(fs_stock_t *st);
+int fs__admission_take(fs_stock_t *st, const char *launch, const char *sku);
 
 #endif
