@@ -27,6 +27,10 @@ typedef struct {
     int queue_max_wait_ms;
     int queue_max_len;
     char *trusted_proxies; /* comma-separated IPs/CIDRs whose X-Forwarded-For is believed */
+    int max_connections;          /* open client connections, all event loops together */
+    int max_connections_per_addr; /* open client connections from one socket peer address */
+    int header_timeout_ms;        /* request line + headers, from the request's first byte */
+    int body_timeout_ms;          /* the whole request, from its first byte */
     char *redis_url;
     int redis_timeout_ms;
     char *api_keys;     /* comma-separated */

@@ -96,10 +96,13 @@ void fs_metrics_write(fs_buf_t *o, fs_metrics_t *const *ms, int n, const char *c
                   "# HELP fs_redis_connected Event loops whose Redis connection is ready.\n"
                   "# TYPE fs_redis_connected gauge\nfs_redis_connected %llu\n"
                   "# HELP fs_http_connections_open Open client connections.\n"
-                  "# TYPE fs_http_connections_open gauge\nfs_http_connections_open %llu\n",
+                  "# TYPE fs_http_connections_open gauge\nfs_http_connections_open %llu\n"
+                  "# HELP fs_http_connections_rejected_total Connections closed at once: over max_connections or max_connections_per_addr.\n"
+                  "# TYPE fs_http_connections_rejected_total counter\nfs_http_connections_rejected_total %llu\n",
                   (unsigned long long)FS__SUM(redis_commands), (unsigned long long)FS__SUM(redis_errors),
                   (unsigned long long)FS__SUM(redis_timeouts),
                   (unsigned long long)FS__SUM(redis_reconnects),
                   (unsigned long long)FS__SUM(redis_connected),
-                  (unsigned long long)FS__SUM(connections_open));
+                  (unsigned long long)FS__SUM(connections_open),
+                  (unsigned long long)FS__SUM(connections_rejected));
 }

@@ -22,6 +22,7 @@ typedef struct {
     /* copied from other modules' stats by their owner loop */
     _Atomic uint64_t redis_commands, redis_errors, redis_timeouts, redis_reconnects;
     _Atomic uint64_t connections_open, redis_connected;
+    _Atomic uint64_t connections_rejected; /* over the connection limits, closed at once */
 } fs_metrics_t;
 
 /* Records one answered request. route < FS_METRICS_ROUTES. */

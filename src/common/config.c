@@ -36,6 +36,10 @@ static const fs__setting_t fs__settings[] = {
     {"server", "queue_max_wait_ms", "FLASHSALE_QUEUE_MAX_WAIT_MS", FS__INT, FS__OFF(queue_max_wait_ms), 1, 600000},
     {"server", "queue_max_len", "FLASHSALE_QUEUE_MAX_LEN", FS__INT, FS__OFF(queue_max_len), 1, 10000000},
     {"server", "trusted_proxies", "FLASHSALE_TRUSTED_PROXIES", FS__STR, FS__OFF(trusted_proxies), 0, 0},
+    {"server", "max_connections", "FLASHSALE_MAX_CONNECTIONS", FS__INT, FS__OFF(max_connections), 1, 100000000},
+    {"server", "max_connections_per_addr", "FLASHSALE_MAX_CONNECTIONS_PER_ADDR", FS__INT, FS__OFF(max_connections_per_addr), 1, 100000000},
+    {"server", "header_timeout_ms", "FLASHSALE_HEADER_TIMEOUT_MS", FS__INT, FS__OFF(header_timeout_ms), 50, 3600000},
+    {"server", "body_timeout_ms", "FLASHSALE_BODY_TIMEOUT_MS", FS__INT, FS__OFF(body_timeout_ms), 50, 3600000},
     {"redis", "url", "FLASHSALE_REDIS", FS__STR, FS__OFF(redis_url), 0, 0},
     {"redis", "timeout_ms", "FLASHSALE_REDIS_TIMEOUT_MS", FS__INT, FS__OFF(redis_timeout_ms), 10, 600000},
     {"auth", "api_keys", "FLASHSALE_API_KEYS", FS__STR, FS__OFF(api_keys), 0, 0},
@@ -58,6 +62,10 @@ void fs_config_defaults(fs_config_t *cfg)
     cfg->queue_max_wait_ms = 1000;
     cfg->queue_max_len = 10000;
     cfg->trusted_proxies = strdup("");
+    cfg->max_connections = 100000;
+    cfg->max_connections_per_addr = 1000;
+    cfg->header_timeout_ms = 10000;
+    cfg->body_timeout_ms = 30000;
     cfg->redis_url = strdup("redis://127.0.0.1:6379/0");
     cfg->redis_timeout_ms = 1000;
     cfg->api_keys = strdup("");

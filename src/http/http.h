@@ -6,8 +6,12 @@
  * while a request is being handled, the connection is not read (backpressure).
  *
  * Limits: request line + headers over max_header_bytes → 431, body over max_body_bytes → 413,
- * malformed HTTP → 400; all three close the connection. Idle keep-alive connections, and requests
- * that take longer than idle_timeout_ms to arrive, are closed. */
+ * malformed HTTP → 400; all three close the connection. Deadlines, each fixed when it starts (never
+ * pushed back by a read): a keep-alive connection idle for idle_timeout_ms is closed; a request
+ * whose head has not fully arrived header_timeout_ms after its first byte, or whose body has not
+ * body_timeout_ms after that first byte, gets 408 and the connection is closed; a client that
+ * stops reading its answers is closed after idle_timeout_ms. Connections over the process-wide
+ * limits (fs_http_limits_t: overall, per client address) are accepted and closed at once. */
 #ifndef FS_HTTP_H
 #define FS_HTTP_H
 
@@ -25,6 +29,7 @@ typedef struct {
 
 typedef struct fs_http_server fs_http_server_t;
 typedef struct fs_http_conn fs_http_conn_t;
+typedef struct fs_http_limits fs_http_limits_t;
 
 /* One request. Owned by its connection; valid from the on_request callback until fs_http_respond
  * returns. Every fs_str_t points into the connection's buffers (not NUL-terminated). */
@@ -47,6 +52,8 @@ typedef struct {
     const char *host;
     int port;
     int idle_timeout_ms;
+    int header_timeout_ms;  /* 0: idle_timeout_ms */
+    int body_timeout_ms;    /* 0: the larger of header_timeout_ms and idle_timeout_ms */
     size_t max_header_bytes;
     size_t max_body_bytes;
     int reuseport;        /* set SO_REUSEPORT before binding (several loops, one port) */
@@ -55,6 +62,8 @@ typedef struct {
     _Atomic uint64_t *open_gauge; /* optional: kept equal to the number of open connections */
     const char *trusted_proxies;  /* optional: comma-separated IPs/CIDRs whose X-Forwarded-For
                                    * is believed (fs_http_req_client_addr); NULL or "" for none */
+    fs_http_limits_t *limits;     /* optional, shared by the servers of a process; outlives them */
+    _Atomic uint64_t *rejected_counter; /* optional: connections closed at once over the limits */
 } fs_http_server_opts_t;
 
 /* Binds and listens. On failure returns a negative code and writes a message into err (for
@@ -79,6 +88,20 @@ void fs_http_respond(fs_http_req_t *req, int status, const char *extra_headers,
                      const char *content_type, const char *body, size_t body_len);
 
 const char *fs_http_reason(int status);
+
+/* ---- connection limits (conn_limits.c) ---- */
+
+/* Limits on open connections shared by every server (event loop) of a process: at most
+ * max_connections in all and max_per_addr from one socket peer address. Thread-safe. Free it after
+ * every server using it is gone. */
+fs_http_limits_t *fs_http_limits_new(size_t max_connections, size_t max_per_addr);
+void fs_http_limits_free(fs_http_limits_t *l);
+/* Counts a new connection from addr (16 bytes): 0 when admitted (fs_http_limits_leave must follow
+ * when it closes), 1 when over the overall limit, 2 when over the per-address limit. */
+int fs_http_limits_enter(fs_http_limits_t *l, const uint8_t addr[16]);
+void fs_http_limits_leave(fs_http_limits_t *l, const uint8_t addr[16]);
+/* Open connections counted: in all (addr NULL) or from addr. */
+size_t fs_http_limits_open(fs_http_limits_t *l, const uint8_t *addr);
 
 /* ---- client addresses (client_addr.c) ---- */
 

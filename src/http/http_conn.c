@@ -3,6 +3,8 @@
  * Life of a connection: accepted → READY (reading; idle timer armed) → a complete request pauses
  * the parser and the connection becomes BUSY (not read, timer stopped) → fs_http_respond writes the
  * answer and returns it to READY, resuming the parser on any pipelined bytes already buffered.
+ * The one timer of a connection holds whichever deadline applies (fs__arm_timer): idle, request
+ * head, request body (both counted from the request's first byte) or a client not reading.
  *
  * Ownership: the server allocates each fs_http_conn_t on accept and frees it once its two handles
  * (tcp, timer) are closed and no request is in flight (`refs` counts those three). */
@@ -22,6 +24,7 @@
 #include <time.h>
 
 typedef enum { FS__READY, FS__BUSY } fs__state_t;
+typedef enum { FS__T_IDLE, FS__T_HEAD, FS__T_BODY } fs__timer_kind_t;
 
 /* Offsets into the head buffer, which never exceeds 64 KiB (max_header_bytes is capped). */
 typedef struct {
@@ -38,8 +41,9 @@ struct fs_http_conn {
     fs__state_t state;
     unsigned closing : 1, processing : 1, keep_alive : 1, close_after_write : 1,
         in_message : 1, reading : 1, header_value_open : 1, peer_eof : 1, write_blocked : 1,
-        peer_trusted : 1, client_done : 1;
+        peer_trusted : 1, client_done : 1, counted : 1, headers_done : 1, timer_kind : 2;
     int error_status;     /* set by a callback that rejects the request (413, 431) */
+    uint64_t req_first;   /* loop time (ms) of the current request's first byte */
     int writes_pending;
     fs_buf_t in;          /* received bytes not parsed yet */
     fs_buf_t out;         /* answers gathered while a pipelined burst is parsed: one write */
@@ -51,6 +55,7 @@ struct fs_http_conn {
     fs_http_req_t req;
     char peer[FS_HTTP_ADDR_MAX];   /* the socket peer as text, read once at accept */
     char client[FS_HTTP_ADDR_MAX]; /* X-Forwarded-For's client when peer_trusted ("" if none) */
+    uint8_t peer_addr[16];         /* the peer as counted in the server's fs_http_limits_t */
 };
 
 struct fs_http_server {
@@ -105,6 +110,8 @@ static int fs__on_message_begin(llhttp_t *p)
     c->nhdrs = 0;
     c->header_value_open = 0;
     c->in_message = 1;
+    c->headers_done = 0;
+    c->req_first = uv_now(c->server->loop);
     return 0;
 }
 
@@ -154,6 +161,7 @@ static int fs__on_header_value(llhttp_t *p, const char *at, size_t n)
 static int fs__on_headers_complete(llhttp_t *p)
 {
     fs_http_conn_t *c = fs__conn_of(p);
+    c->headers_done = 1;
     /* Refuse an announced oversized body before reading it. */
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->server->o.max_body_bytes) {
         c->error_status = 413;
@@ -254,6 +262,7 @@ static void fs__on_write(uv_write_t *w, int status)
         fs__conn_close(c);
     } else if (c->write_blocked && !c->closing && c->tcp.write_queue_size < FS__MAX_UNSENT / 2) {
         c->write_blocked = 0;
+        uv_timer_stop(&c->timer); /* its idle deadline was for the blocked client */
         fs__conn_process(c);
     }
     fs__conn_unref(c);
@@ -433,6 +442,7 @@ const char *fs_http_req_client_addr(const fs_http_req_t *req)
 /* ---- connection processing ---- */
 
 static void fs__arm_timer(fs_http_conn_t *c);
+static void fs__on_timer(uv_timer_t *t);
 
 static void fs__dispatch(fs_http_conn_t *c)
 {
@@ -492,12 +502,15 @@ static void fs__conn_process(fs_http_conn_t *c)
             if (c->closing) break;
         }
         if (c->tcp.write_queue_size >= FS__MAX_UNSENT) {
-            /* The client is not reading its answers: stop until it does (fs__on_write resumes). */
+            /* The client is not reading its answers: stop until it does (fs__on_write resumes),
+             * and give it idle_timeout_ms to start again. */
             c->write_blocked = 1;
             if (c->reading) {
                 uv_read_stop((uv_stream_t *)&c->tcp);
                 c->reading = 0;
             }
+            uv_timer_start(&c->timer, fs__on_timer, (uint64_t)c->server->o.idle_timeout_ms, 0);
+            c->timer_kind = FS__T_IDLE;
             break;
         }
         llhttp_errno_t e = llhttp_execute(&c->parser, c->in.data, c->in.len);
@@ -577,7 +590,11 @@ static void fs__on_timer(uv_timer_t *t)
 {
     fs_http_conn_t *c = t->data;
     if (c->state != FS__READY) return;
-    if (c->in_message || c->in.len) {
+    if (c->write_blocked) {
+        fs_debug("http_slow_reader_close", "%s", "");
+        fs__conn_close(c);
+    } else if (c->in_message || c->in.len) {
+        fs_debug("http_request_timeout", "stage=%s", c->headers_done ? "body" : "head");
         fs__protocol_error(c, 408);
     } else {
         fs_debug("http_idle_close", "%s", "");
@@ -587,10 +604,23 @@ static void fs__on_timer(uv_timer_t *t)
 
 static void fs__arm_timer(fs_http_conn_t *c)
 {
-    /* Idle wait and request arrival share one deadline: it is not pushed back by each read, so a
-     * request trickling in byte by byte cannot hold the connection forever. */
-    if (!uv_is_active((uv_handle_t *)&c->timer))
-        uv_timer_start(&c->timer, fs__on_timer, (uint64_t)c->server->o.idle_timeout_ms, 0);
+    /* Each deadline is set once, when its stage begins, and not pushed back by reads: a request
+     * trickling in byte by byte cannot hold the connection longer than its deadline. */
+    const fs_http_server_opts_t *o = &c->server->o;
+    int active = uv_is_active((uv_handle_t *)&c->timer);
+    if (c->in_message) {
+        int kind = c->headers_done ? FS__T_BODY : FS__T_HEAD;
+        if (!active || c->timer_kind != kind) {
+            uint64_t due = c->req_first + (uint64_t)(kind == FS__T_BODY ? o->body_timeout_ms
+                                                                          : o->header_timeout_ms);
+            uint64_t now = uv_now(c->server->loop);
+            uv_timer_start(&c->timer, fs__on_timer, due > now ? due - now : 1, 0);
+            c->timer_kind = kind;
+        }
+    } else if (!active || c->timer_kind != FS__T_IDLE) {
+        uv_timer_start(&c->timer, fs__on_timer, (uint64_t)o->idle_timeout_ms, 0);
+        c->timer_kind = FS__T_IDLE;
+    }
     fs__start_reading(c);
 }
 
@@ -610,6 +640,7 @@ static void fs__conn_close(fs_http_conn_t *c)
     if (c->next) c->next->prev = c->prev;
     s->nconns--;
     if (s->o.open_gauge) atomic_fetch_sub_explicit(s->o.open_gauge, 1, memory_order_relaxed);
+    if (c->counted) fs_http_limits_leave(s->o.limits, c->peer_addr);
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, fs__on_handle_closed);
     uv_close((uv_handle_t *)&c->tcp, fs__on_handle_closed);
@@ -631,6 +662,7 @@ static void fs__conn_peer(fs_http_conn_t *c)
         }
     }
     fs_http_addr_text(a, c->peer);
+    memcpy(c->peer_addr, a, 16);
     c->peer_trusted = fs_http_cidrs_match(c->server->trusted, c->server->ntrusted, a) ? 1 : 0;
 }
 
@@ -657,8 +689,21 @@ static void fs__on_connection(uv_stream_t *ls, int status)
         fs__conn_close(c);
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
     fs__conn_peer(c);
+    if (s->o.limits) {
+        int over = fs_http_limits_enter(s->o.limits, c->peer_addr);
+        if (over) {
+            /* Accepted only to be closed: leaving it in the backlog would stall the listener. */
+            fs_debug("http_connection_rejected", "peer=%s limit=%s", c->peer,
+                     over == 1 ? "max_connections" : "max_connections_per_addr");
+            if (s->o.rejected_counter)
+                atomic_fetch_add_explicit(s->o.rejected_counter, 1, memory_order_relaxed);
+            fs__conn_close(c);
+            return;
+        }
+        c->counted = 1;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
     llhttp_init(&c->parser, HTTP_REQUEST, &s->settings);
     c->parser.data = c;
     c->state = FS__READY;
@@ -689,6 +734,10 @@ int fs_http_server_start(fs_http_server_t **out, uv_loop_t *loop, const fs_http_
     s->o.trusted_proxies = NULL; /* not kept: the caller owns the text */
     s->trusted = trusted;
     s->ntrusted = ntrusted;
+    if (s->o.header_timeout_ms <= 0) s->o.header_timeout_ms = s->o.idle_timeout_ms;
+    if (s->o.body_timeout_ms <= 0)
+        s->o.body_timeout_ms = s->o.header_timeout_ms > s->o.idle_timeout_ms ? s->o.header_timeout_ms
+                                                                              : s->o.idle_timeout_ms;
     /* Header offsets are 16 bits (fs__hdr_t). */
     if (s->o.max_header_bytes > 65535) s->o.max_header_bytes = 65535;
     llhttp_settings_init(&s->settings);

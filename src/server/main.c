@@ -41,6 +41,7 @@ typedef struct {
 
 static fs_config_t fs__cfg;
 static fs_api_shared_t fs__shared;
+static fs_http_limits_t *fs__limits; /* connection limits shared by every loop */
 
 static void fs__usage(FILE *f)
 {
@@ -66,6 +67,10 @@ static void fs__usage(FILE *f)
             "  [server] queue_max_wait_ms   FLASHSALE_QUEUE_MAX_WAIT_MS    1000\n"
             "  [server] queue_max_len       FLASHSALE_QUEUE_MAX_LEN        10000\n"
             "  [server] trusted_proxies     FLASHSALE_TRUSTED_PROXIES      (none; IPs/CIDRs, comma-separated)\n"
+            "  [server] max_connections     FLASHSALE_MAX_CONNECTIONS      100000\n"
+            "  [server] max_connections_per_addr FLASHSALE_MAX_CONNECTIONS_PER_ADDR 1000\n"
+            "  [server] header_timeout_ms   FLASHSALE_HEADER_TIMEOUT_MS    10000\n"
+            "  [server] body_timeout_ms     FLASHSALE_BODY_TIMEOUT_MS      30000\n"
             "  [redis]  url                 FLASHSALE_REDIS                redis://127.0.0.1:6379/0\n"
             "  [redis]  timeout_ms          FLASHSALE_REDIS_TIMEOUT_MS     1000\n"
             "  [auth]   api_keys            FLASHSALE_API_KEYS             (required, comma-separated)\n"
@@ -144,11 +149,15 @@ static int fs__worker_init(fs__worker_t *w, int index, const char *host, int por
                           .on_ready = fs__on_ready, .arg = w, .name = "main"};
     fs_http_server_opts_t ho = {.host = host, .port = port,
                                 .idle_timeout_ms = fs__cfg.idle_timeout_ms,
+                                .header_timeout_ms = fs__cfg.header_timeout_ms,
+                                .body_timeout_ms = fs__cfg.body_timeout_ms,
                                 .max_header_bytes = 16384, .max_body_bytes = 16384,
                                 .reuseport = fs__cfg.threads > 1,
                                 .on_request = fs_api_handle,
                                 .open_gauge = &w->metrics.connections_open,
-                                .trusted_proxies = fs__cfg.trusted_proxies};
+                                .trusted_proxies = fs__cfg.trusted_proxies,
+                                .limits = fs__limits,
+                                .rejected_counter = &w->metrics.connections_rejected};
     w->redis = fs_redis_new(&w->loop, &ro);
     fs_stock_opts_t so = {.redis_host = rhost, .redis_port = rport,
                           .soldout_recheck_ms = fs__cfg.soldout_recheck_ms,
@@ -217,6 +226,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     int n = fs__cfg.threads;
     fs__worker_t *workers = fs_xcalloc((size_t)n, sizeof *workers);
+    fs__limits = fs_http_limits_new((size_t)fs__cfg.max_connections,
+                                    (size_t)fs__cfg.max_connections_per_addr);
     fs__shared.metrics = fs_xcalloc((size_t)n, sizeof *fs__shared.metrics);
     fs__shared.nloops = n;
     for (int i = 0; i < n; i++) {
@@ -248,6 +259,7 @@ int main(int argc, char **argv)
     fs_info("stopped", "%s", "");
     free(fs__shared.metrics);
     free(workers);
+    fs_http_limits_free(fs__limits);
     fs_secret_set_free(&fs__shared.api_keys);
     fs_api_tokens_free(&fs__shared);
     fs_config_free(&fs__cfg);

@@ -18,7 +18,8 @@ ADMIN = {"Authorization": "Bearer " + fsserver.DEFAULT_ADMIN_TOKEN}
 
 class HttpTest(fsserver.ServerTestCase):
 
-    server_env = {"FLASHSALE_IDLE_TIMEOUT_MS": str(IDLE_MS)}
+    # A half-sent request is bounded by the header deadline (from its first byte): short here too.
+    server_env = {"FLASHSALE_IDLE_TIMEOUT_MS": str(IDLE_MS), "FLASHSALE_HEADER_TIMEOUT_MS": str(IDLE_MS)}
 
     @classmethod
     def setUpClass(cls):
