@@ -73,7 +73,7 @@ static void fs__orders_finish(fs__orders_job_t *j)
 {
     fs_api_ctx_t *c = j->c;
     if (!j->failed) {
-        qsort(j->orders, j->n, sizeof *j->orders, fs__order_cmp);
+        if (j->n) qsort(j->orders, j->n, sizeof *j->orders, fs__order_cmp);
         fs_buf_t *o = &c->out;
         int first = 1;
         fs_buf_putc(o, '{');
