@@ -10,6 +10,7 @@
 #   healthz   GET /healthz (the bare HTTP ceiling of our own code)
 #   sold-out  reservations on the sold-out SKU
 #   in-stock  reservations on the big SKU by 50,000 different shoppers per wrk thread
+#   in-stock-rl  the same on a launch with rate limits on (generous: nothing refused)
 #   fcall-1   redis-benchmark calling fs_reserve directly, one request per call, unpipelined
 #   fcall-16  the same, pipelined 16 deep
 # and reports medians, the ratios the issue asks for, the open-loop p99 of in-stock reservations at
@@ -66,7 +67,7 @@ for _ in $(seq 100); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sle
 
 FLASHSALE_LISTEN=127.0.0.1:$SPORT FLASHSALE_REDIS=redis://127.0.0.1:$RPORT/0 \
   FLASHSALE_API_KEYS=$KEY FLASHSALE_ADMIN_TOKEN=$ADMIN FLASHSALE_LOG_LEVEL=warn \
-  FLASHSALE_IDLE_TIMEOUT_MS=600000 "$SERVER" >"$WORK/server.log" 2>&1 &
+  FLASHSALE_IDLE_TIMEOUT_MS=600000 FLASHSALE_MAX_CONNECTIONS_PER_ADDR=1000000 "$SERVER" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 PIDS+=($SERVER_PID)
 for _ in $(seq 100); do curl -fs "$URL/readyz" >/dev/null 2>&1 && break; sleep 0.05; done
@@ -78,13 +79,19 @@ admin -X PUT "$URL/admin/v1/launches/bench" -d '{"name":"Rush bench","hold_secon
   {"sku":"big","stock":1000000000,"per_user_limit":1000000,"price_cents":1},
   {"sku":"direct","stock":1000000000,"per_user_limit":1000000,"price_cents":1}]}' >/dev/null
 admin -X POST "$URL/admin/v1/launches/bench/open" >/dev/null
+# The same in-stock SKU with rate limits on, generous enough that nothing is refused: it measures
+# what evaluating them costs (wrk's requests all come from 127.0.0.1, hence the address limit).
+admin -X PUT "$URL/admin/v1/launches/bench-rl" -d '{"name":"Rush bench, rate limited","hold_seconds":3600,
+  "skus":[{"sku":"big","stock":1000000000,"per_user_limit":1000000,"price_cents":1}],
+  "rate_limit":{"shopper_per_sec":1000,"shopper_burst":1000,"address_per_sec":1000000,"address_burst":1000000}}' >/dev/null
+admin -X POST "$URL/admin/v1/launches/bench-rl/open" >/dev/null
 
 # The counter invariant of every SKU, from the operator API (exact counters from Redis).
 check_invariant() {
-  admin "$URL/admin/v1/launches/bench" | python3 -c '
+  for l in bench bench-rl; do admin "$URL/admin/v1/launches/$l"; echo; done | python3 -c '
 import json, sys
-d = json.load(sys.stdin)
-bad = [s for s in d["skus"] if s["available"] + s["held"] + s["sold"] != s["total"]
+skus = [s for line in sys.stdin if line.strip() for s in json.loads(line)["skus"]]
+bad = [s for s in skus if s["available"] + s["held"] + s["sold"] != s["total"]
        or min(s["available"], s["held"], s["sold"]) < 0 or s["held"] + s["sold"] > s["total"]]
 print("ok" if not bad else "BROKEN %r" % bad)'
 }
@@ -94,7 +101,7 @@ export FS_LAUNCH=bench FS_KEY=$KEY
 wrk_run() { # name script sku
   local out
   if [ -n "$2" ]; then
-    out=$(FS_SKU=$3 wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$HERE/wrk/$2" "$URL/")
+    out=$(FS_LAUNCH=${4:-bench} FS_SKU=$3 wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$HERE/wrk/$2" "$URL/")
   else
     out=$(wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$URL/healthz")
   fi
@@ -118,8 +125,9 @@ fcall_run() { # name pipeline
   local p="{bench:direct}"
   local out
   out=$(redis-benchmark -p "$RPORT" -c "$CONNS" -n $((CONNS * 400)) -P "$2" -r 1000000000 --csv \
-    FCALL fs_reserve 4 "fs:$p:sku" "fs:$p:holds" "fs:$p:users" "fs:$p:held" 1 \
-    rid-__rand_int__ shopper-__rand_int__ 1 0 2>/dev/null | tail -1)
+    FCALL fs_reserve 6 "fs:$p:sku" "fs:$p:holds" "fs:$p:users" "fs:$p:held" "fs:$p:rlu" "fs:$p:rla" \
+    1 rid-__rand_int__ shopper-__rand_int__ 1 0 127.0.0.1 2>/dev/null | tail -1)
+  case "$out" in '"FCALL'*) ;; *) echo "rush-bench.sh: redis-benchmark failed: $out" >&2; return 1 ;; esac
   # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
   echo "$out" | python3 -c '
 import csv, sys
@@ -137,6 +145,7 @@ for round in $(seq "$ROUNDS"); do
   wrk_run healthz "" ""
   wrk_run sold-out reserve-static.lua gone
   wrk_run in-stock reserve-random.lua big
+  wrk_run in-stock-rl reserve-random.lua big bench-rl
   INVARIANTS+=("round $round: $(check_invariant)")
   fcall_run fcall-1 1
   fcall_run fcall-16 16
@@ -154,7 +163,7 @@ cat > "$WORK/open.ini" <<EOF
 name = open loop at 80% of the measured maximum
 duration = ${DURATION}s
 drain = 2s
-connections = $CONNS
+connections = $((CONNS * 4 > 10000 ? 10000 : CONNS * 4))
 seed = 1
 [launch]
 id = openloop
@@ -232,9 +241,10 @@ out = []
 out.append("| run | requests/s (median) | p50 ms | p99 ms | rounds |")
 out.append("| --- | ---: | ---: | ---: | ---: |")
 labels = {"healthz": "`GET /healthz`", "sold-out": "reserve, sold-out SKU", "in-stock": "reserve, in-stock SKU",
+          "in-stock-rl": "reserve, in-stock SKU, rate limits on (none refused)",
           "fcall-1": "`redis-benchmark` FCALL fs_reserve, unpipelined", "fcall-16": "`redis-benchmark` FCALL fs_reserve, pipelined 16",
           "healthz-10k-idle": "`GET /healthz` with 10,000 idle connections open"}
-for k in ["healthz", "sold-out", "in-stock", "fcall-1", "fcall-16", "healthz-10k-idle"]:
+for k in ["healthz", "sold-out", "in-stock", "in-stock-rl", "fcall-1", "fcall-16", "healthz-10k-idle"]:
     if k in med:
         out.append("| %s | %.0f | %.2f | %.2f | %d |" % (labels[k], med[k][0], med[k][1], med[k][2], len(rows[k])))
 h, so, ins, f1 = (med.get(k, (float("nan"),))[0] for k in ("healthz", "sold-out", "in-stock", "fcall-1"))
@@ -244,6 +254,8 @@ out.append("| --- | ---: | ---: |")
 out.append("| sold-out / healthz | %.2f | >= 0.9 |" % (so / h))
 out.append("| in-stock / healthz | %.2f | >= 0.6 |" % (ins / h))
 out.append("| in-stock / redis-benchmark unpipelined | %.2f | >= 1.0 |" % (ins / f1))
+if "in-stock-rl" in med:
+    out.append("| in-stock with rate limits on / off | %.2f | >= 0.9 |" % (med["in-stock-rl"][0] / ins))
 if "healthz-10k-idle" in med:
     out.append("| healthz with 10k idle / healthz | %.2f | (no slowdown) |" % (med["healthz-10k-idle"][0] / h))
 out.append("")
@@ -251,9 +263,10 @@ out.append("- open loop, in-stock at 80%% of the measured maximum: %s (target p9
 per = (int(rss1) - int(rss0)) * 1024 / 10000
 out.append("- server RSS: %d KiB before, %d KiB with 10,000 idle keep-alive connections: %.0f bytes per idle connection (target <= 4096)" % (int(rss0), int(rss1), per))
 out.append("- settings: wrk -t%s -c%s, %s s per run, %s interleaved rounds, %s cores shared by client, server and Redis" % (wt, conns, dur, rounds, cores))
-nonok = {k: sum(r[4] for r in v) for k, v in rows.items() if k in ("in-stock",)}
-if nonok.get("in-stock"):
-    out.append("- in-stock runs had %d non-2xx answers (should be 0)" % nonok["in-stock"])
+for k in ("in-stock", "in-stock-rl"):
+    bad = sum(r[4] for r in rows.get(k, []))
+    if bad:
+        out.append("- %s runs had %d non-2xx answers (should be 0)" % (k, bad))
 print("\n".join(out))
 PY
 )

@@ -337,88 +337,90 @@ local function rate_limiter(s, ukey, akey, reqs, now)
             lim.t = 1000000 / lim.milli -- ms between requests
             lim.tau = lim.t * lim.burst
             lim.window = math.max(1, math.ceil(lim.tau / 1000))
-            lim.tat, lim.changed = {}, false
-            local ids, seen = {}, {}
+            lim.tat, lim.changed = {}, {}
+            local ids = {}
             for i = 1, #reqs do
                 local id = reqs[i][lim.field]
-                if id ~= '' and not seen[id] then
-                    seen[id] = true
+                if id ~= '' and lim.tat[id] == nil then
+                    lim.tat[id] = 0
                     ids[#ids + 1] = id
                 end
             end
             if #ids > 0 then
                 local v = redis.call('HMGET', lim.key, unpack(ids))
                 for i = 1, #ids do
-                    lim.tat[ids[i]] = tonumber(v[i] or '') or 0
+                    if v[i] then
+                        lim.tat[ids[i]] = tonumber(v[i]) or 0
+                    end
                 end
             end
         end
     end
-    local figures = {} -- q -> { remaining/reset per limit }
+    -- Per request: the four figures of each limit, or nil where it did not apply.
+    local figs = {}
     local self = {}
     function self.admit(q)
-        local new, f, ok = {}, {}, true
+        local f1, f2, n1, n2
+        local ok = true
         for idx = 1, 2 do
             local lim = lims[idx]
             local id = lim and q[lim.field]
             if lim and id ~= '' then
                 local tat = math.max(lim.tat[id], now) + lim.t
                 local allow_at = tat - lim.tau
+                local f
                 if allow_at > now then
                     ok = false
-                    f[idx] = { 0, math.ceil((allow_at - now) / 1000) }
+                    f = { lim.burst, lim.window, 0, math.ceil((allow_at - now) / 1000) }
                 else
-                    new[idx] = tat
-                    f[idx] = { math.floor((now + lim.tau - tat) / lim.t), math.ceil((tat - now) / 1000) }
+                    f = { lim.burst, lim.window, math.floor((now + lim.tau - tat) / lim.t),
+                        math.ceil((tat - now) / 1000) }
+                    if idx == 1 then n1 = tat else n2 = tat end
                 end
+                if idx == 1 then f1 = f else f2 = f end
             end
         end
         if ok then
-            for idx = 1, 2 do
-                if new[idx] then
-                    lims[idx].tat[q[lims[idx].field]] = new[idx]
-                    lims[idx].changed = true
-                end
+            if n1 then
+                local id = q.user
+                lims[1].tat[id] = n1
+                lims[1].changed[id] = true
+            end
+            if n2 then
+                local id = q.addr
+                lims[2].tat[id] = n2
+                lims[2].changed[id] = true
             end
         else
             -- Only the refusing limit(s) tell the client when to come back.
-            for idx = 1, 2 do
-                if new[idx] then
-                    f[idx] = nil
-                end
-            end
+            if n1 then f1 = nil end
+            if n2 then f2 = nil end
         end
-        figures[q] = f
+        figs[q] = { f1, f2 }
         return ok
     end
     function self.finish(out)
         for idx = 1, 2 do
             local lim = lims[idx]
-            if lim and lim.changed then
+            if lim and next(lim.changed) then
                 local h, latest = {}, now
-                for id, tat in pairs(lim.tat) do
-                    if tat > now then
-                        h[#h + 1] = id
-                        h[#h + 1] = string.format('%.3f', tat)
-                        latest = math.max(latest, tat)
-                    end
+                for id in pairs(lim.changed) do
+                    local tat = lim.tat[id]
+                    h[#h + 1] = id
+                    h[#h + 1] = string.format('%.3f', tat) -- ms, to the microsecond
+                    if tat > latest then latest = tat end
                 end
-                if #h > 0 then
-                    redis.call('HSET', lim.key, unpack(h))
-                    redis.call('PEXPIRE', lim.key, math.ceil(latest - now) + 1000)
-                end
+                redis.call('HSET', lim.key, unpack(h))
+                redis.call('PEXPIRE', lim.key, math.ceil(latest - now) + 1000)
             end
         end
+        local zero = { 0, 0, 0, 0 }
         for i = 1, #out do
-            local e, f = out[i], figures[reqs[i]] or {}
-            for idx = 1, 2 do
-                local lim, fi = lims[idx], f[idx]
-                if lim and fi then
-                    e[#e + 1], e[#e + 2], e[#e + 3], e[#e + 4] = lim.burst, lim.window, fi[1], fi[2]
-                else
-                    e[#e + 1], e[#e + 2], e[#e + 3], e[#e + 4] = 0, 0, 0, 0
-                end
-            end
+            local e, f = out[i], figs[reqs[i]]
+            local a, b = f and f[1] or zero, f and f[2] or zero
+            local n = #e
+            e[n + 1], e[n + 2], e[n + 3], e[n + 4] = a[1], a[2], a[3], a[4]
+            e[n + 5], e[n + 6], e[n + 7], e[n + 8] = b[1], b[2], b[3], b[4]
         end
     end
     return self
