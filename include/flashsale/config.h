@@ -35,6 +35,7 @@ typedef struct {
     int redis_timeout_ms;
     char *api_keys;     /* comma-separated */
     char *admin_token;  /* comma-separated; each is named "admin" with role operator */
+    char *shopper_secret; /* HMAC key of X-Shopper-Token ("" disables shopper tokens) */
     fs_config_token_t *tokens; /* [tokens] section, in file order */
     size_t ntokens;
 } fs_config_t;

@@ -2,6 +2,7 @@
 #include "api.h"
 #include "stats.h"
 #include "../common/log.h"
+#include "../common/shopper_token.h"
 #include "../common/timeutil.h"
 #include "../http/router.h"
 #include "flashsale/error.h"
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 /* FS__AUTH_VIEW: any operator token (viewer or operator); FS__AUTH_ADMIN: role operator. */
 typedef enum { FS__AUTH_NONE, FS__AUTH_API, FS__AUTH_VIEW, FS__AUTH_ADMIN } fs__auth_t;
@@ -144,7 +146,7 @@ fs_api_ctx_t *fs_api_ctx_get(fs_api_t *api, fs_http_req_t *req)
         api->nfree--;
         /* Only what a handler may read before writing it needs resetting. */
         memset(&c->item, 0, sizeof c->item);
-        c->user_len = c->payment_ref_len = 0;
+        c->user_len = c->payment_ref_len = c->shopper_len = 0;
         c->rl_set = 0;
         fs_buf_reset(&c->out);
         fs_buf_reset(&c->aux);
@@ -275,6 +277,28 @@ static int fs__authorized(fs_http_req_t *req, const fs_secret_set_t *set)
     return n > 0 ? fs_secret_set_match(set, t, n) : -1;
 }
 
+/* A storefront call without a valid API key may carry X-Shopper-Token (when a shopper secret is
+ * configured): 0 and c->shopper set when it verifies; otherwise answers 401 (saying why, never
+ * repeating the token) and returns -1. */
+static int fs__shopper_token(fs_api_ctx_t *c)
+{
+    const char *secret = c->api->shared->shopper_secret;
+    fs_str_t t;
+    if (!secret || !*secret || !fs_http_req_header(c->req, "x-shopper-token", &t)) {
+        fs_buf_puts(&c->out, "{\"error\":\"unauthorized\",\"message\":\"missing or wrong credential (Authorization: Bearer ...)\"}");
+        fs_api_send(c, 401, "WWW-Authenticate: Bearer\r\n");
+        return -1;
+    }
+    int rc = fs_shopper_token_verify(secret, strlen(secret), t.p, t.n, (int64_t)time(NULL), c->shopper,
+                                 &c->shopper_len, NULL);
+    if (rc != FS_OK) {
+        c->shopper_len = 0;
+        fs_api_error(c, 401, "unauthorized", "%s", fs_shopper_token_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
 /* GET /admin/v1/whoami: the name and role of the caller's token. */
 static void fs__whoami(fs_api_ctx_t *c)
 {
@@ -356,6 +380,10 @@ void fs_api_handle(fs_http_req_t *req, void *user)
     }
     const fs_secret_set_t *set = auth == FS__AUTH_API ? &api->shared->api_keys : &api->shared->admin_tokens;
     int who = fs__authorized(req, set);
+    if (who < 0 && auth == FS__AUTH_API) {
+        if (fs__shopper_token(c)) return;
+        who = 0;
+    }
     if (who < 0) {
         fs_buf_puts(&c->out, "{\"error\":\"unauthorized\",\"message\":\"missing or wrong credential (Authorization: Bearer ...)\"}");
         fs_api_send(c, 401, "WWW-Authenticate: Bearer\r\n");

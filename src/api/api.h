@@ -58,6 +58,7 @@ typedef struct {
     fs_secret_set_t api_keys;
     fs_secret_set_t admin_tokens;
     fs_api_token_t *tokens; /* one per admin_tokens item; fs_api_tokens_init fills both */
+    const char *shopper_secret; /* X-Shopper-Token's HMAC key; NULL or "" when tokens are off */
     fs_metrics_t **metrics; /* one per loop, for /metrics */
     int nloops;
 } fs_api_shared_t;
@@ -82,6 +83,8 @@ typedef struct fs_api_ctx {
     char launch[FS_ID_MAX + 1], sku[FS_ID_MAX + 1];
     char user[FS_ID_MAX * 4 + 1];
     size_t user_len;
+    char shopper[FS_ID_MAX + 1]; /* the user id of a verified X-Shopper-Token */
+    size_t shopper_len;          /* 0: the request came with the API key, not a shopper token */
     char idem[256];
     char rid[FS_RID_MAX + 1];
     char payment_ref[257];

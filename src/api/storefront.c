@@ -15,10 +15,30 @@
 
 /* ---- request bodies ---- */
 
-/* Reads "user_id" (required) from a parsed body into c->user. Answers 400 and returns -1 if bad. */
+/* With a shopper token the shopper is the token's: a missing user_id is taken from it, another one
+ * is 403 user_mismatch. have: whether the request named a user (then in c->user). */
+static int fs__token_user(fs_api_ctx_t *c, int have)
+{
+    if (!c->shopper_len) return 0;
+    if (!have) {
+        memcpy(c->user, c->shopper, c->shopper_len);
+        c->user_len = c->shopper_len;
+        c->user[c->user_len] = 0;
+        return 0;
+    }
+    if (c->user_len != c->shopper_len || memcmp(c->user, c->shopper, c->user_len) != 0) {
+        fs_api_error(c, 403, "user_mismatch", "user_id is not the shopper of the X-Shopper-Token");
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads "user_id" (required, unless a shopper token names the user) from a parsed body into
+ * c->user. Answers 400 (or 403, fs__token_user) and returns -1 if bad. */
 static int fs__body_user(fs_api_ctx_t *c, const fs_json_doc_t *d)
 {
     int t = fs_json_find(d, 0, "user_id");
+    if (t < 0 && c->shopper_len) return fs__token_user(c, 0);
     if (t < 0) {
         fs_api_error(c, 400, "invalid_request", "user_id is required");
         return -1;
@@ -29,7 +49,7 @@ static int fs__body_user(fs_api_ctx_t *c, const fs_json_doc_t *d)
                      "user_id must be a string of 1 to 128 bytes without control characters");
         return -1;
     }
-    return 0;
+    return fs__token_user(c, 1);
 }
 
 static int fs__parse_body(fs_api_ctx_t *c, fs_json_doc_t *d)
@@ -367,12 +387,15 @@ static void fs__reservation_call(fs_api_ctx_t *c, int route)
 {
     fs_stock_t *st = c->api->stock;
     if (route == FS_ROUTE_GET_RESERVATION) {
-        if (!fs__query_param(c->req->query, "user_id", c->user, sizeof c->user, &c->user_len) ||
-            !fs_user_valid(c->user, c->user_len)) {
+        fs_str_t raw;
+        int have = fs__query_param(c->req->query, "user_id", c->user, sizeof c->user, &c->user_len);
+        if (have ? !fs_user_valid(c->user, c->user_len)
+                 : fs_api_query(c, "user_id", &raw) || !c->shopper_len) {
             fs_api_error(c, 400, "invalid_request",
                          "query parameter user_id is required: 1 to 128 bytes without control characters");
             return;
         }
+        if (fs__token_user(c, have)) return;
         if (fs__rid_param(c)) return;
         fs_stock_get_reservation(st, c->launch, c->sku, c->rid, c->user, c->user_len, fs__on_got, c);
         return;

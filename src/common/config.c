@@ -44,6 +44,7 @@ static const fs__setting_t fs__settings[] = {
     {"redis", "timeout_ms", "FLASHSALE_REDIS_TIMEOUT_MS", FS__INT, FS__OFF(redis_timeout_ms), 10, 600000},
     {"auth", "api_keys", "FLASHSALE_API_KEYS", FS__STR, FS__OFF(api_keys), 0, 0},
     {"auth", "admin_token", "FLASHSALE_ADMIN_TOKEN", FS__STR, FS__OFF(admin_token), 0, 0},
+    {"auth", "shopper_secret", "FLASHSALE_SHOPPER_SECRET", FS__STR, FS__OFF(shopper_secret), 0, 0},
 };
 #define FS__NSETTINGS (sizeof fs__settings / sizeof fs__settings[0])
 
@@ -70,6 +71,7 @@ void fs_config_defaults(fs_config_t *cfg)
     cfg->redis_timeout_ms = 1000;
     cfg->api_keys = strdup("");
     cfg->admin_token = strdup("");
+    cfg->shopper_secret = strdup("");
 }
 
 /* Sets one setting from text. The message never repeats the value (it may be a credential). */
@@ -230,6 +232,12 @@ int fs_config_validate(const fs_config_t *cfg, char *err, size_t errcap)
                               "or an operator in [tokens]");
         return FS_EINVAL;
     }
+    size_t sl = strlen(cfg->shopper_secret);
+    if (sl && sl < 16) {
+        snprintf(err, errcap, "shopper secret must be at least 16 bytes (FLASHSALE_SHOPPER_SECRET or "
+                              "[auth] shopper_secret); use e.g. openssl rand -hex 32");
+        return FS_EINVAL;
+    }
     int any_key = 0;
     for (const char *p = cfg->api_keys; *p; p++)
         if (*p != ',' && *p != ' ' && *p != '\t') any_key = 1;
@@ -247,6 +255,8 @@ void fs_config_free(fs_config_t *cfg)
     free(cfg->trusted_proxies);
     free(cfg->api_keys);
     free(cfg->admin_token);
+    OPENSSL_cleanse(cfg->shopper_secret, strlen(cfg->shopper_secret));
+    free(cfg->shopper_secret);
     for (size_t i = 0; i < cfg->ntokens; i++) {
         free(cfg->tokens[i].name);
         OPENSSL_cleanse(cfg->tokens[i].secret, strlen(cfg->tokens[i].secret));

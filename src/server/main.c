@@ -74,6 +74,7 @@ static void fs__usage(FILE *f)
             "  [redis]  url                 FLASHSALE_REDIS                redis://127.0.0.1:6379/0\n"
             "  [redis]  timeout_ms          FLASHSALE_REDIS_TIMEOUT_MS     1000\n"
             "  [auth]   api_keys            FLASHSALE_API_KEYS             (required, comma-separated)\n"
+            "  [auth]   shopper_secret      FLASHSALE_SHOPPER_SECRET       (none; enables X-Shopper-Token, >= 16 bytes)\n"
             "  [auth]   admin_token         FLASHSALE_ADMIN_TOKEN          (required unless [tokens] has an operator)\n"
             "  [tokens] NAME = ROLE:TOKEN   (file only)                    named operator tokens, ROLE viewer|operator\n");
 }
@@ -222,6 +223,7 @@ int main(int argc, char **argv)
     fs_parse_redis_url(fs__cfg.redis_url, rhost, sizeof rhost, &rport, &rdb);
     fs_secret_set_add_csv(&fs__shared.api_keys, fs__cfg.api_keys);
     fs_api_tokens_init(&fs__shared, &fs__cfg);
+    fs__shared.shopper_secret = fs__cfg.shopper_secret;
 
     signal(SIGPIPE, SIG_IGN);
     int n = fs__cfg.threads;
