@@ -319,7 +319,11 @@ static void fs__service(fs_api_ctx_t *c, int route)
         fs_buf_puts(&c->out, "{\"status\":\"ok\"}");
         fs_api_send(c, 200, NULL);
     } else if (route == FS_ROUTE_READYZ) {
-        if (fs_redis_ready(fs_stock_redis(api->stock))) {
+        /* Ready when every event loop is: a request may land on any of them. */
+        int ready = fs_redis_ready(fs_stock_redis(api->stock));
+        for (int i = 0; ready && i < api->shared->nloops; i++)
+            ready = atomic_load(&api->shared->metrics[i]->redis_connected) != 0;
+        if (ready) {
             fs_buf_puts(&c->out, "{\"status\":\"ready\"}");
             fs_api_send(c, 200, NULL);
         } else {
