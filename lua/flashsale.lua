@@ -316,9 +316,9 @@ end
 -- (address -> TAT), read and written once per batch; each hash expires once every TAT in it
 -- is in the past, so idle state disappears by itself.
 -- Returns nil when both limits are off, else an object with admit(q) -> boolean (also records
--- the policy figures of q for the answer) and finish(out) (writes the TATs and appends the
--- RateLimit figures to every entry of out: s_quota, s_window_s, s_remaining, s_reset_s, then
--- the same four for the address limit; a quota of 0 means that limit is off).
+-- the policy figures of q for the answer) and finish(out) (writes the TATs and appends to every
+-- entry of out one string "s_quota s_window_s s_remaining s_reset_s a_quota a_window_s
+-- a_remaining a_reset_s"; a quota of 0 means that limit is off or did not apply).
 ---------------------------------------------------------------------------------------------------
 local function rate_limiter(s, ukey, akey, reqs, now)
     local lims = {}
@@ -356,47 +356,48 @@ local function rate_limiter(s, ukey, akey, reqs, now)
             end
         end
     end
-    -- Per request: the four figures of each limit, or nil where it did not apply.
+    -- Per request i: RateLimit figures "quota window remaining reset" of each limit, kept as
+    -- flat numbers (fig[i] = {r1, t1, r2, t2}; -1 where a limit did not apply).
     local figs = {}
     local self = {}
     function self.admit(q)
-        local f1, f2, n1, n2
+        local r1, t1, r2, t2, n1, n2 = -1, 0, -1, 0, nil, nil
         local ok = true
-        for idx = 1, 2 do
-            local lim = lims[idx]
-            local id = lim and q[lim.field]
-            if lim and id ~= '' then
-                local tat = math.max(lim.tat[id], now) + lim.t
-                local allow_at = tat - lim.tau
-                local f
-                if allow_at > now then
-                    ok = false
-                    f = { lim.burst, lim.window, 0, math.ceil((allow_at - now) / 1000) }
-                else
-                    f = { lim.burst, lim.window, math.floor((now + lim.tau - tat) / lim.t),
-                        math.ceil((tat - now) / 1000) }
-                    if idx == 1 then n1 = tat else n2 = tat end
-                end
-                if idx == 1 then f1 = f else f2 = f end
+        local lim = lims[1]
+        if lim and q.user ~= '' then
+            local tat = math.max(lim.tat[q.user], now) + lim.t
+            local wait = tat - lim.tau - now
+            if wait > 0 then
+                ok, r1, t1 = false, 0, math.ceil(wait / 1000)
+            else
+                n1, r1, t1 = tat, math.floor((lim.tau - tat + now) / lim.t), math.ceil((tat - now) / 1000)
+            end
+        end
+        lim = lims[2]
+        if lim and q.addr ~= '' then
+            local tat = math.max(lim.tat[q.addr], now) + lim.t
+            local wait = tat - lim.tau - now
+            if wait > 0 then
+                ok, r2, t2 = false, 0, math.ceil(wait / 1000)
+            else
+                n2, r2, t2 = tat, math.floor((lim.tau - tat + now) / lim.t), math.ceil((tat - now) / 1000)
             end
         end
         if ok then
             if n1 then
-                local id = q.user
-                lims[1].tat[id] = n1
-                lims[1].changed[id] = true
+                lims[1].tat[q.user] = n1
+                lims[1].changed[q.user] = true
             end
             if n2 then
-                local id = q.addr
-                lims[2].tat[id] = n2
-                lims[2].changed[id] = true
+                lims[2].tat[q.addr] = n2
+                lims[2].changed[q.addr] = true
             end
         else
             -- Only the refusing limit(s) tell the client when to come back.
-            if n1 then f1 = nil end
-            if n2 then f2 = nil end
+            if n1 then r1 = -1 end
+            if n2 then r2 = -1 end
         end
-        figs[q] = { f1, f2 }
+        figs[q] = { r1, t1, r2, t2 }
         return ok
     end
     function self.finish(out)
@@ -414,13 +415,20 @@ local function rate_limiter(s, ukey, akey, reqs, now)
                 redis.call('PEXPIRE', lim.key, math.ceil(latest - now) + 1000)
             end
         end
-        local zero = { 0, 0, 0, 0 }
+        -- One string per entry: "q1 w1 r1 t1 q2 w2 r2 t2" (a quota of 0: that limit did not
+        -- apply). One reply element instead of eight keeps the answer cheap to encode and parse.
+        local q1, w1 = lims[1] and lims[1].burst or 0, lims[1] and lims[1].window or 0
+        local q2, w2 = lims[2] and lims[2].burst or 0, lims[2] and lims[2].window or 0
         for i = 1, #out do
-            local e, f = out[i], figs[reqs[i]]
-            local a, b = f and f[1] or zero, f and f[2] or zero
-            local n = #e
-            e[n + 1], e[n + 2], e[n + 3], e[n + 4] = a[1], a[2], a[3], a[4]
-            e[n + 5], e[n + 6], e[n + 7], e[n + 8] = b[1], b[2], b[3], b[4]
+            local f = figs[reqs[i]]
+            local e = out[i]
+            if f then
+                e[#e + 1] = string.format('%d %d %d %d %d %d %d %d',
+                    f[1] >= 0 and q1 or 0, f[1] >= 0 and w1 or 0, math.max(f[1], 0), f[2],
+                    f[3] >= 0 and q2 or 0, f[3] >= 0 and w2 or 0, math.max(f[3], 0), f[4])
+            else
+                e[#e + 1] = '0 0 0 0 0 0 0 0'
+            end
         end
     end
     return self

@@ -156,9 +156,16 @@ static void fs__on_batch_reply(redisReply *reply, int err, void *arg)
                     }
                 }
                 it->replayed = (int)fs_reply_i64(e->element[5], NULL);
-                it->rl_on = e->elements >= 14;
-                for (size_t k = 0; it->rl_on && k < 8; k++)
-                    it->rl[k / 4][k % 4] = fs_reply_i64(e->element[6 + k], NULL);
+                /* With rate limits on, a seventh element "q1 w1 r1 t1 q2 w2 r2 t2". */
+                it->rl_on = 0;
+                if (e->elements >= 7 && e->element[6]->type == REDIS_REPLY_STRING) {
+                    long long v[8];
+                    if (sscanf(e->element[6]->str, "%lld %lld %lld %lld %lld %lld %lld %lld", &v[0],
+                               &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) == 8) {
+                        it->rl_on = 1;
+                        for (int k = 0; k < 8; k++) it->rl[k / 4][k % 4] = v[k];
+                    }
+                }
             }
             /* sold_out for one unit means none was left; ok means some was. */
             if ((code == FS_RES_SOLD_OUT && it->qty == 1) || (code == FS_RES_OK && !it->replayed))
