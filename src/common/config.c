@@ -35,6 +35,7 @@ static const fs__setting_t fs__settings[] = {
     {"server", "soldout_recheck_ms", "FLASHSALE_SOLDOUT_RECHECK_MS", FS__INT, FS__OFF(soldout_recheck_ms), 10, 3600000},
     {"server", "queue_max_wait_ms", "FLASHSALE_QUEUE_MAX_WAIT_MS", FS__INT, FS__OFF(queue_max_wait_ms), 1, 600000},
     {"server", "queue_max_len", "FLASHSALE_QUEUE_MAX_LEN", FS__INT, FS__OFF(queue_max_len), 1, 10000000},
+    {"server", "admission_per_sku", "FLASHSALE_ADMISSION_PER_SKU", FS__INT, FS__OFF(admission_per_sku), 0, 100000000},
     {"server", "trusted_proxies", "FLASHSALE_TRUSTED_PROXIES", FS__STR, FS__OFF(trusted_proxies), 0, 0},
     {"server", "max_connections", "FLASHSALE_MAX_CONNECTIONS", FS__INT, FS__OFF(max_connections), 1, 100000000},
     {"server", "max_connections_per_addr", "FLASHSALE_MAX_CONNECTIONS_PER_ADDR", FS__INT, FS__OFF(max_connections_per_addr), 1, 100000000},

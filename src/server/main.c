@@ -66,6 +66,7 @@ static void fs__usage(FILE *f)
             "  [server] soldout_recheck_ms  FLASHSALE_SOLDOUT_RECHECK_MS   1000\n"
             "  [server] queue_max_wait_ms   FLASHSALE_QUEUE_MAX_WAIT_MS    1000\n"
             "  [server] queue_max_len       FLASHSALE_QUEUE_MAX_LEN        10000\n"
+            "  [server] admission_per_sku   FLASHSALE_ADMISSION_PER_SKU    0 (no cap)\n"
             "  [server] trusted_proxies     FLASHSALE_TRUSTED_PROXIES      (none; IPs/CIDRs, comma-separated)\n"
             "  [server] max_connections     FLASHSALE_MAX_CONNECTIONS      100000\n"
             "  [server] max_connections_per_addr FLASHSALE_MAX_CONNECTIONS_PER_ADDR 1000\n"
@@ -163,7 +164,9 @@ static int fs__worker_init(fs__worker_t *w, int index, const char *host, int por
     fs_stock_opts_t so = {.redis_host = rhost, .redis_port = rport,
                           .soldout_recheck_ms = fs__cfg.soldout_recheck_ms,
                           .queue_max_wait_ms = fs__cfg.queue_max_wait_ms,
-                          .queue_max_len = fs__cfg.queue_max_len};
+                          .queue_max_len = fs__cfg.queue_max_len,
+                          /* each loop takes its share of the server's cap */
+                          .admission_per_sec = (double)fs__cfg.admission_per_sku / fs__cfg.threads};
     w->stock = fs_stock_new(&w->loop, w->redis, &so);
     w->api = fs_api_new(&fs__shared, &w->metrics, w->stock);
     w->api->stats = fs_stats_new(&w->loop, w->redis); /* publishes to Redis every second */

@@ -173,5 +173,34 @@ class AddressLimitTest(ServerTestCase):
             srv.stop()
 
 
+class AdmissionTest(ServerTestCase):
+    """FLASHSALE_ADMISSION_PER_SKU: at most that many reservation requests per second per SKU go on
+    to Redis (a token bucket per SKU holding one second's worth); the rest is 503 overloaded."""
+    server_env = {"FLASHSALE_THREADS": "1", "FLASHSALE_ADMISSION_PER_SKU": "10"}
+
+    def test_cap(self):
+        lid = self.new_launch([sku("a", 100000, per_user_limit=100000), sku("b", 100000, per_user_limit=100000)])
+        answers = {"201": 0, "overloaded": 0, "other": []}
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 2.0:
+            r = self.srv.reserve(lid, "a", "u%d" % (answers["201"] + answers["overloaded"]))
+            if r.status == 201:
+                answers["201"] += 1
+            elif r.status == 503 and r.body.get("error") == "overloaded":
+                answers["overloaded"] += 1
+                self.assertEqual(r.headers.get("retry-after"), "1")
+            else:
+                answers["other"].append((r.status, r.body))
+        elapsed = time.monotonic() - t0
+        self.assertEqual(answers["other"], [])
+        # one second's worth at the start, then 10/s (+1: the first request, before the SKU was known)
+        expected = 10 + 10 * elapsed + 1
+        self.assertLessEqual(answers["201"], expected + 1, answers)
+        self.assertGreaterEqual(answers["201"], 0.8 * expected, answers)
+        self.assertGreater(answers["overloaded"], answers["201"], "the flood was well over the cap")
+        # the cap is per SKU
+        self.assertEqual(self.srv.reserve(lid, "b", "other").status, 201)
+
+
 if __name__ == "__main__":
     fsserver.main(timeout=100)
