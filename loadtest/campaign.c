@@ -279,8 +279,9 @@ static int fs__behaviour_key(fs__ctx_t *x, const char *k, const char *v)
     if (!strcmp(k, "backoff")) return fs__dur(x, s, k, v, 0.001, 60, &c->backoff_s);
     if (!strcmp(k, "backoff_max")) return fs__dur(x, s, k, v, 0.001, 600, &c->backoff_max_s);
     if (!strcmp(k, "retry_not_open")) return fs__bool(x, s, k, v, &c->retry_not_open);
+    if (!strcmp(k, "idempotency")) return fs__bool(x, s, k, v, &c->idempotency);
     return fs__fail(x, s, k, "unknown key (expected confirm, cancel, think_min, think_max, "
-                             "max_retries, backoff, backoff_max, retry_not_open)");
+                             "max_retries, backoff, backoff_max, retry_not_open, idempotency)");
 }
 
 static int fs__profile_key(fs__ctx_t *x, const char *k, const char *v)
@@ -327,6 +328,7 @@ static void fs__defaults(fs_campaign_t *c)
     c->backoff_s = 0.05;
     c->backoff_max_s = 2.0;
     c->retry_not_open = 1;
+    c->idempotency = 1;
     c->drain_s = -1;
     c->connections = 32;
     c->seed = 1;

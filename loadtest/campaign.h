@@ -6,7 +6,7 @@
  *   [sku ID]    stock, per_user_limit, price_cents, weight          (one section per SKU)
  *   [shoppers]  count, id_prefix, qty, pick
  *   [behaviour] confirm, cancel, think_min, think_max, max_retries, backoff, backoff_max,
- *               retry_not_open
+ *               retry_not_open, idempotency
  *   [profile]   phase = ramp FROM TO DUR | plateau RATE DUR | spike RATE DUR | pause DUR  (repeated)
  *
  * Errors name the file, the line and the field: "smoke.ini:12: [sku black] stock: must be an
@@ -59,6 +59,7 @@ typedef struct {
     int max_retries;
     double backoff_s, backoff_max_s;
     int retry_not_open;
+    int idempotency; /* send an Idempotency-Key with each reservation (default on) */
     /* [profile] */
     fs_rate_profile_t profile;
     /* [campaign] run settings */

@@ -178,6 +178,7 @@ qty = 1
 confirm = 0
 cancel = 0
 max_retries = 0
+idempotency = false
 [profile]
 phase = plateau $RATE ${DURATION}s
 EOF

@@ -136,7 +136,7 @@ static void fs__send(fs__shop_t *s, fs__conn_t *conn, fs__op_t *op)
         fs_json_kv_cstr(&body, &first, "sku", s->c->skus[op->sku].id);
         fs_json_kv_cstr(&body, &first, "user_id", user);
         fs_json_kv_i64(&body, &first, "qty", op->qty);
-        fs_buf_printf(&hdr, "Idempotency-Key: %s\r\n", op->idem);
+        if (s->c->idempotency) fs_buf_printf(&hdr, "Idempotency-Key: %s\r\n", op->idem);
         break;
     case FS__CONFIRM: {
         char ref[48];

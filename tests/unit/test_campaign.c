@@ -56,6 +56,7 @@ static const char *const fs__good =
     "backoff = 25ms\n"
     "backoff_max = 1s\n"
     "retry_not_open = false\n"
+    "idempotency = no\n"
     "\n"
     "[profile]\n"
     "phase = spike 20k 2s      ; the doors open\n"
@@ -104,6 +105,7 @@ static void test_good_file_every_key(void **state)
     assert_true(fabs(c.backoff_s - 0.025) < 1e-9);
     assert_true(fabs(c.backoff_max_s - 1) < 1e-9);
     assert_int_equal(c.retry_not_open, 0);
+    assert_int_equal(c.idempotency, 0);
     assert_int_equal(c.profile.n, 4);
     assert_int_equal(c.profile.phases[0].kind, FS_PHASE_SPIKE);
     assert_true(fabs(c.profile.phases[0].from - 20000) < 1e-9);
