@@ -16,6 +16,7 @@ below with FCALL. docs/redis.md is the contract: key layout, arguments and reply
   fs:{L:S}:r:<rid>             hash    one reservation once it ended (confirmed, cancelled, expired)
   fs:{L:S}:i:<n>:<user>:<key>  string  idempotency record  code|rid|qty|expires_ms|created_ms
   fs:{L:S}:orders              stream  one entry per confirmed order
+  fs:wr:{L}, fs:wr:{L}:users   hash    the optional waiting room (fs_wr_pass)
 
 Invariant kept by every function, for every SKU:
   available + held + sold == total, none negative;
@@ -1159,6 +1160,144 @@ local function fs_launch_rate_limit(keys, args)
 end
 
 ---------------------------------------------------------------------------------------------------
+-- Waiting room (docs/rate-limits.md, "Waiting room"): an optional door in front of fs_reserve
+-- that lets shoppers in at admit_per_sec, in arrival order, handing out places to those who came
+-- too early. Keys (hash tag {L}, the slot of the launch hash):
+--   fs:wr:{L}        hash  n (places given), tat_us (the turn of the last place, microseconds)
+--   fs:wr:{L}:users  hash  user -> "position|turn_ms", the shopper's current place
+-- Both expire 300 s after the last turn given.
+---------------------------------------------------------------------------------------------------
+local WR_PLACE_TTL_MS = 300000 -- a place (and its ticket) is good for this long after its turn
+
+---------------------------------------------------------------------------------------------------
+-- fs_launch_waiting_room: read or set a launch's waiting room.
+--   KEYS: fs:launch:{L}
+--   ARGV: admit_milli: the admission rate in shoppers per 1000 s (5/s is 5000), 0 = no room;
+--         or -1 to read it without a change
+--   Returns {"ok", admit_milli} or {"not_found"}.
+--   Invariant: only the launch hash's wr_admit_milli (and updated_ms) change; places already
+--     given keep their turn.
+---------------------------------------------------------------------------------------------------
+local function fs_launch_waiting_room(keys, args)
+    if #keys ~= 1 or #args ~= 1 then
+        fail('wrong number of arguments')
+    end
+    launch_id_of(keys[1])
+    local v = parse_int(args[1], 'admit_milli')
+    if v < -1 then
+        fail('admit_milli must be -1 (read) or >= 0')
+    end
+    local l = read_launch(keys[1])
+    if not l then
+        return { 'not_found' }
+    end
+    if v >= 0 then
+        redis.call('HSET', keys[1], 'wr_admit_milli', fmt_int(v), 'updated_ms', fmt_int(now_ms()))
+        return { 'ok', v }
+    end
+    return { 'ok', stored_int(redis.call('HGET', keys[1], 'wr_admit_milli') or '0', 'wr_admit_milli') }
+end
+
+---------------------------------------------------------------------------------------------------
+-- fs_wr_pass: the door of a launch's waiting room, called before fs_reserve for a reservation
+-- request of a launch that has (or, as far as the server knows, may have) a room.
+--   KEYS: fs:launch:{L}, fs:wr:{L}, fs:wr:{L}:users, fs:{L:S}:sku
+--   ARGV: user, qty, position, turn_ms: position 0 (and turn_ms 0) for a request without a
+--         ticket; else the position and turn of the shopper's (verified) ticket
+--   Returns {code, admit_milli, position, turn_ms, exp_ms, now_ms}; code is
+--     "off"      the launch has no room (or does not exist): reserve as usual
+--     "go"       the turn has come, or the launch is not open, or the SKU does not exist: reserve
+--                as usual (fs_reserve gives the answer)
+--     "wait"     not yet: position and turn_ms are the shopper's place, exp_ms = turn_ms + 300 s
+--                when it lapses
+--     "sold_out" the SKU has fewer than qty units available and the turn has not come (a new
+--                arrival then takes no place)
+--   A shopper without a ticket keeps the place recorded for them while it is valid (now <
+--   turn + 300 s), otherwise takes the next one: positions count up from 1, and turns are
+--   spaced 1/admit s apart, GCRA-style: turn = max(last turn, now - 1 s) + 1/admit, so at most one
+--   second's worth of shoppers is let in at once, then admit per second.
+--   Invariant: touches only the room's keys; every position is given once, in call order, with
+--     turns that never decrease.
+---------------------------------------------------------------------------------------------------
+local function fs_wr_pass(keys, args)
+    if #keys ~= 4 or #args ~= 4 then
+        fail('wrong number of arguments')
+    end
+    local launch = launch_id_of(keys[1])
+    expect_key(keys[2], 'fs:wr:{' .. launch .. '}', 'room')
+    expect_key(keys[3], 'fs:wr:{' .. launch .. '}:users', 'room users')
+    local prefix = sku_prefix(keys[4])
+    if string.sub(prefix, 1, #launch + 5) ~= 'fs:{' .. launch .. ':' then
+        fail('bad key for SKU')
+    end
+    local user = args[1]
+    if user == '' then
+        fail('empty user')
+    end
+    local qty = parse_int(args[2], 'qty')
+    if qty < 1 then
+        fail('qty must be at least 1')
+    end
+    local pos = parse_nonneg(args[3], 'position')
+    local turn = parse_nonneg(args[4], 'turn_ms')
+    local t = redis.call('TIME')
+    local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    local now = math.floor(now_us / 1000)
+
+    local v = redis.call('HMGET', keys[1], 'state', 'starts_at_ms', 'ends_at_ms', 'wr_admit_milli')
+    local admit = stored_int(v[4] or '0', 'wr_admit_milli')
+    if not v[1] or admit <= 0 then
+        return { 'off', 0, 0, 0, 0, now }
+    end
+    if effective_state(v[1], stored_int(v[2], 'starts_at_ms'), stored_int(v[3], 'ends_at_ms'), now)
+        ~= 'open' then
+        return { 'go', admit, pos, turn, pos > 0 and turn + WR_PLACE_TTL_MS or 0, now }
+    end
+    local avail = redis.call('HGET', keys[4], 'available')
+    if not avail then
+        return { 'go', admit, pos, turn, pos > 0 and turn + WR_PLACE_TTL_MS or 0, now }
+    end
+    avail = stored_int(avail, 'available of ' .. keys[4])
+    if pos == 0 then
+        local rec = redis.call('HGET', keys[3], user)
+        if rec then
+            local p, tm = string.match(rec, '^(%d+)|(%d+)$')
+            if not p then
+                fail('corrupt data: place of a shopper in ' .. keys[3])
+            end
+            if now < tonumber(tm) + WR_PLACE_TTL_MS then
+                pos, turn = tonumber(p), tonumber(tm)
+            end
+        end
+    end
+    if pos == 0 then
+        if avail < qty then
+            return { 'sold_out', admit, 0, 0, 0, now }
+        end
+        local tat = stored_int(redis.call('HGET', keys[2], 'tat_us') or '0', 'tat_us')
+        if tat < now_us - 1000000 then
+            tat = now_us - 1000000
+        end
+        tat = tat + math.floor(1e9 / admit)
+        pos = redis.call('HINCRBY', keys[2], 'n', 1)
+        turn = math.floor(tat / 1000)
+        redis.call('HSET', keys[2], 'tat_us', fmt_int(tat))
+        redis.call('HSET', keys[3], user, fmt_int(pos) .. '|' .. fmt_int(turn))
+        local ttl = fmt_int(math.max(turn - now, 0) + WR_PLACE_TTL_MS)
+        redis.call('PEXPIRE', keys[2], ttl)
+        redis.call('PEXPIRE', keys[3], ttl)
+    end
+    local exp = turn + WR_PLACE_TTL_MS
+    if turn <= now then
+        return { 'go', admit, pos, turn, exp, now }
+    end
+    if avail < qty then
+        return { 'sold_out', admit, pos, turn, exp, now }
+    end
+    return { 'wait', admit, pos, turn, exp, now }
+end
+
+---------------------------------------------------------------------------------------------------
 -- fs_sku_list (read-only): what the sweeper sweeps.
 --   KEYS: fs:launches   ARGV: none
 --   Returns a flat array L1, S1, L2, S2, ... of every SKU of every launch (launches sorted by id,
@@ -1206,3 +1345,5 @@ register('fs_launch_state', fs_launch_state)
 register('fs_launch_get', fs_launch_get, true)
 register('fs_launch_rate_limit', fs_launch_rate_limit)
 register('fs_sku_list', fs_sku_list, true)
+register('fs_launch_waiting_room', fs_launch_waiting_room)
+register('fs_wr_pass', fs_wr_pass)

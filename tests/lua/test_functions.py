@@ -1144,5 +1144,96 @@ class TestSafety(Base):
         self.assertEqual(got, [rfc3339(v) for v in values])
 
 
+class TestWaitingRoom(Base):
+    """fs_launch_waiting_room and fs_wr_pass: places in arrival order, admit_per_sec turns."""
+
+    def wr(self, launch, milli):
+        return self.r.call("FCALL", "fs_launch_waiting_room", 1, "fs:launch:{%s}" % launch, milli)
+
+    def pass_(self, launch, sku, user, qty=1, pos=0, turn=0):
+        keys = ["fs:launch:{%s}" % launch, "fs:wr:{%s}" % launch, "fs:wr:{%s}:users" % launch,
+                self.fs.p(launch, sku) + ":sku"]
+        return self.r.call("FCALL", "fs_wr_pass", 4, *keys, user, qty, pos, turn)
+
+    def test_setting(self):
+        self.open_launch("L")
+        self.assertEqual(self.wr("L", -1), ["ok", 0])
+        self.assertEqual(self.pass_("L", "A", "u")[0], "off")
+        self.assertEqual(self.wr("L", 5000), ["ok", 5000])
+        self.assertEqual(self.wr("L", -1), ["ok", 5000])
+        self.assertEqual(self.fs.hash("fs:launch:{L}")["wr_admit_milli"], "5000")
+        self.assertEqual(self.wr("nope", 1000), ["not_found"])
+        self.assertEqual(self.pass_("nope", "A", "u")[0], "off")
+        with self.assertRaisesRegex(RedisError, "must be -1"):
+            self.wr("L", -2)
+        self.assertEqual(len(parse_view(self.fs.get("L"))["skus"]), 1, "fs_launch_get unchanged")
+
+    def test_places_and_turns(self):
+        self.open_launch("L", [("A", 100, 5, 1)])
+        self.wr("L", 5000)  # 5 per second: one second's worth at once, then one every 200 ms
+        out = [self.pass_("L", "A", "u%d" % i) for i in range(12)]
+        now = out[-1][5]
+        self.assertEqual([o[0] for o in out], ["go"] * 5 + ["wait"] * 7)
+        self.assertEqual([o[2] for o in out], list(range(1, 13)), "positions in call order")
+        self.assertEqual([o[1] for o in out], [5000] * 12)
+        turns = [o[3] for o in out]
+        for a, b in zip(turns[5:], turns[6:]):
+            self.assertIn(b - a, (199, 200, 201))
+        self.assertTrue(now < turns[5] <= now + 210, (now, turns))
+        self.assertEqual([o[4] - o[3] for o in out], [300000] * 12, "exp = turn + 300 s")
+        # the same shopper keeps their place; a ticket's place is taken as given
+        self.assertEqual(self.pass_("L", "A", "u7")[:5], out[7][:5])
+        self.assertEqual(self.pass_("L", "A", "x", 1, 9, now - 1)[:4], ["go", 5000, 9, now - 1])
+        self.assertEqual(self.pass_("L", "A", "x", 1, 9, now + 5000)[0], "wait")
+        self.assertEqual(self.r.call("HGET", "fs:wr:{L}", "n"), "12", "tickets take no new place")
+        ttl = self.r.call("PTTL", "fs:wr:{L}:users")
+        self.assertTrue(300000 < ttl <= 302000, ttl)
+        self.assertTrue(0 < self.r.call("PTTL", "fs:wr:{L}") <= 302000)
+        # a place that lapsed is replaced by a new one
+        self.r.call("HSET", "fs:wr:{L}:users", "old", "3|%d" % (now - 300001))
+        self.assertEqual(self.pass_("L", "A", "old")[2], 13)
+
+    def test_sold_out_closes_the_room(self):
+        self.open_launch("L", [("A", 2, 2, 1), ("B", 5, 5, 1)])
+        self.wr("L", 1000)
+        out = [self.pass_("L", "A", "u%d" % i) for i in range(3)]
+        self.assertEqual([o[0] for o in out], ["go", "wait", "wait"])
+        self.assertEqual(self.fs.reserve("L", "A", [("u0", 2)])[0][0], "ok")
+        now = out[-1][5]
+        self.assertEqual(self.pass_("L", "A", "u1")[:3], ["sold_out", 1000, 2], "a waiting place")
+        self.assertEqual(self.pass_("L", "A", "t", 1, 7, now + 9000)[0], "sold_out", "a ticket")
+        self.assertEqual(self.pass_("L", "A", "new")[:3], ["sold_out", 1000, 0], "no new place")
+        self.assertEqual(self.r.call("HGET", "fs:wr:{L}", "n"), "3")
+        # a shopper whose turn came goes on (fs_reserve answers, e.g. an idempotent replay)
+        self.assertEqual(self.pass_("L", "A", "u0")[0], "go")
+        # other SKUs of the launch are not closed; more than available asked is sold_out too
+        self.assertEqual(self.pass_("L", "B", "u2")[0], "wait")
+        self.assertEqual(self.pass_("L", "B", "z", 6)[0], "sold_out")
+
+    def test_not_open_and_unknown_sku_go_on(self):
+        self.assertEqual(self.fs.put("L", [("A", 5, 1, 1)])[0], "ok")
+        self.wr("L", 1000)
+        self.assertEqual(self.pass_("L", "A", "u")[0], "go", "fs_reserve answers launch_not_open")
+        self.fs.state("L", "open")
+        self.assertEqual(self.pass_("L", "Z", "u")[0], "go", "fs_reserve answers not_found")
+        self.assertEqual(self.r.call("EXISTS", "fs:wr:{L}"), 0, "no place given for those")
+
+    def test_bad_calls(self):
+        self.open_launch("L")
+        good = ["fs:launch:{L}", "fs:wr:{L}", "fs:wr:{L}:users", "fs:{L:A}:sku"]
+        cases = [
+            (good[:3], ["u", 1, 0, 0], "wrong number of arguments"),
+            (good, ["u", 1, 0], "wrong number of arguments"),
+            (["fs:launch:{L}", "fs:wr:{M}", good[2], good[3]], ["u", 1, 0, 0], "bad key for room"),
+            (good[:3] + ["fs:{M:A}:sku"], ["u", 1, 0, 0], "bad key for SKU"),
+            (good, ["", 1, 0, 0], "empty user"),
+            (good, ["u", 0, 0, 0], "qty must be at least 1"),
+            (good, ["u", 1, -1, 0], "position must not be negative"),
+        ]
+        for keys, args, msg in cases:
+            with self.assertRaisesRegex(RedisError, "^ERR flashsale fs_wr_pass: " + msg + "$"):
+                self.r.call("FCALL", "fs_wr_pass", len(keys), *keys, *args)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=1)
