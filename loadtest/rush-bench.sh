@@ -283,7 +283,7 @@ if [ -n "$OUT" ]; then
     echo
     echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))," \
       "$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr);" \
-      "$(redis-server --version | awk '{print $3}' | tr -d 'v='), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}')." \
+      "Redis $(redis-server --version | awk '{print $3}' | tr -d 'v='), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}')." \
       "Client, server and Redis share the machine, which other work may share too."
     echo
     echo "$REPORT"
