@@ -982,7 +982,7 @@ local function fs_launch_put(keys, args)
         local b = 7 + (i - 1) * 4
         local g = {
             sku = args[b],
-            stock = parse_nonneg(args[b + 1], 'stock'),
+            stock = parse_int(args[b + 1], 'stock'),
             per_user_limit = parse_nonneg(args[b + 2], 'per_user_limit'),
             price_cents = parse_nonneg(args[b + 3], 'price_cents'),
         }
@@ -992,6 +992,9 @@ local function fs_launch_put(keys, args)
         if seen[g.sku] then
             fail('duplicate sku ' .. g.sku)
         end
+        if g.stock < -1 then
+            fail('stock must not be negative')
+        end
         seen[g.sku] = true
         g.key = sku_key(launch, g.sku)
         local stock = redis.call('HGET', g.key, 'stock')
@@ -999,12 +1002,14 @@ local function fs_launch_put(keys, args)
             if not listed[g.sku] then
                 fail('corrupt data: SKU hash not listed in its launch: ' .. g.sku)
             end
-            if stored_int(stock, 'stock') ~= g.stock then
+            if g.stock ~= -1 and stored_int(stock, 'stock') ~= g.stock then
                 return { 'use_restock', g.sku }
             end
             g.exists = true
         elseif listed[g.sku] then
             fail('corrupt data: listed SKU without hash: ' .. g.sku)
+        elseif g.stock == -1 then
+            return { 'stock_required', g.sku }
         end
         given[i] = g
     end

@@ -239,9 +239,9 @@ static int fs__limits(fs__opts_t *o)
         if (limit < 0) continue;
         long long old = (long long)json_integer_value(json_object_get(s, "per_user_limit"));
         if (limit < old) lowered = 1;
-        json_array_append_new(skus, json_pack("{sO sO sI sO}", "sku", json_object_get(s, "sku"),
-                                              "stock", json_object_get(s, "total"), "per_user_limit",
-                                              (json_int_t)limit, "price_cents",
+        /* no "stock": an existing SKU keeps its own (restocks included) */
+        json_array_append_new(skus, json_pack("{sO sI sO}", "sku", json_object_get(s, "sku"),
+                                              "per_user_limit", (json_int_t)limit, "price_cents",
                                               json_object_get(s, "price_cents")));
     }
     for (int k = 2; k < o->npos && rc == FS_CLI_OK; k++) {
@@ -264,9 +264,6 @@ static int fs__limits(fs__opts_t *o)
                                 json_object_get(cur, "ends_at"), "skus", skus);
         char *body = json_dumps(doc, JSON_COMPACT);
         rc = fs__call_print(o, "PUT", path, body, fs_cli_print_launch);
-        if (rc == FS_CLI_CONFLICT)
-            fprintf(stderr, "flashsale-cli: a SKU restocked since it was created cannot have its limit "
-                            "changed through the launch document yet\n");
         free(body);
         json_decref(doc);
     }

@@ -89,6 +89,21 @@ class AdminTest(fsserver.ServerTestCase):
         self.assertEqual([s["sku"] for s in g["skus"]], ["a"])
         self.assertEqual(g["skus"][0]["total"], 5)
 
+    def test_stock_may_be_left_out_for_existing_skus(self):
+        lid = unique()
+        self.assertEqual(self.srv.admin_put_launch(lid, [sku("a", 5, 1, 100)]).status, 200)
+        self.assertEqual(self.srv.restock(lid, "a", 3).status, 200)
+        # after a restock the creation stock is still the reference; without stock, limits change
+        doc = {"name": "Test launch", "hold_seconds": 60,
+               "skus": [{"sku": "a", "per_user_limit": 4, "price_cents": 100}]}
+        r = self.srv.request("PUT", "/admin/v1/launches/%s" % lid, doc, auth="admin")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual((r.body["skus"][0]["per_user_limit"], r.body["skus"][0]["total"]), (4, 8))
+        doc["skus"].append({"sku": "new", "per_user_limit": 1, "price_cents": 1})
+        r = self.srv.request("PUT", "/admin/v1/launches/%s" % lid, doc, auth="admin")
+        self.assertError(r, 400, "invalid_request", "new")
+        self.assertEqual([s["sku"] for s in self.srv.admin_get(lid).body["skus"]], ["a"])
+
     def test_state_transitions(self):
         lid = unique()
         self.assertEqual(self.srv.admin_put_launch(lid, [sku("a", 1)]).status, 200)

@@ -316,6 +316,16 @@ class TestLaunches(Base):
         self.assertEqual(self.fs.put("L", [("B", 7, 1, 100)]), ["use_restock", "B"])
         self.assertEqual(self.fs.put("L", [("B", 5, 1, 100)])[0], "ok")
         self.assertEqual(self.fs.counters("L", "B"), [7, 7, 0, 0])
+        # stock -1: an existing SKU keeps its stock (only limits and prices change) ...
+        self.assertEqual(self.fs.put("L", [("B", -1, 4, 100)])[0], "ok")
+        self.assertEqual(self.fs.hash("fs:{L:B}:sku")["per_user_limit"], "4")
+        self.assertEqual(self.fs.counters("L", "B"), [7, 7, 0, 0])
+        # ... but a new SKU needs one, and nothing changes
+        before = {k: self.r.call("DUMP", k) for k in self.r.call("KEYS", "*")}
+        self.assertEqual(self.fs.put("L", [("B", -1, 5, 100), ("D", -1, 1, 1)]), ["stock_required", "D"])
+        self.assertEqual(before, {k: self.r.call("DUMP", k) for k in self.r.call("KEYS", "*")})
+        with self.assertRaisesRegex(RedisError, "stock must not be negative"):
+            self.fs.put("L", [("B", -2, 1, 100)])
 
     def test_put_bad_arguments(self):
         with self.assertRaisesRegex(RedisError, r"^ERR flashsale fs_launch_put: duplicate sku A"):
