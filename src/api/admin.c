@@ -4,6 +4,7 @@
 #include "api.h"
 #include "audit.h"
 #include "json_in.h"
+#include "waiting_room.h"
 #include "../common/log.h"
 #include "../common/timeutil.h"
 #include "flashsale/error.h"
@@ -97,6 +98,46 @@ static int fs__parse_rate_limit(fs_api_ctx_t *c, json_t *o, const char *where)
     return 0;
 }
 
+/* ---- the waiting room setting (waiting_room.h) ---- */
+
+/* Reads a waiting_room value (null = no room, or {"admit_per_sec": N}) into c->wr_new (shoppers
+ * per 1000 s). Answers 400 and returns -1 when it is malformed. */
+static int fs__parse_waiting_room(fs_api_ctx_t *c, json_t *o)
+{
+    json_t *v = json_is_object(o) ? json_object_get(o, "admit_per_sec") : NULL;
+    double r = v && json_is_number(v) ? json_number_value(v) : -1;
+    if (!json_is_null(o) && (r < 0 || r > 1000000)) {
+        fs_api_error(c, 400, "invalid_request", "waiting_room must be null or an object with "
+                     "admit_per_sec, a number from 0 to 1000000 (0 or null: no waiting room)");
+        return -1;
+    }
+    c->wr_new = json_is_null(o) ? 0 : (int64_t)(r * 1000 + 0.5);
+    c->wr_set = 1;
+    return 0;
+}
+
+/* The room's setting, read just before the launch on the same connection (so its answer comes
+ * first), kept in c->wr_admit for the launch JSON; a launch not created yet has none. */
+static void fs__on_wr_read(redisReply *r, int err, void *arg)
+{
+    fs_api_ctx_t *c = arg;
+    size_t n = 0;
+    const char *code = !err && r->type == REDIS_REPLY_ARRAY && r->elements >= 1
+                           ? fs_reply_str(r->element[0], &n) : "";
+    c->wr_admit = -1;
+    if (n == 9 && memcmp(code, "not_found", 9) == 0) c->wr_admit = 0;
+    else if (n == 2 && memcmp(code, "ok", 2) == 0 && r->elements == 2)
+        c->wr_admit = fs_reply_i64(r->element[1], NULL);
+}
+
+static void fs__wr_read(fs_api_ctx_t *c)
+{
+    c->wr_admit = -1;
+    fs_api_waiting_room_setting(c->api, c->launch, -1, fs__on_wr_read, c);
+}
+
+static void fs__on_wr_set(redisReply *r, int err, void *arg);
+
 static int fs__code_is(redisReply *r, const char *code)
 {
     size_t n;
@@ -189,7 +230,15 @@ static void fs__on_launch_reply(redisReply *r, int err, void *arg)
         fs_stock_launch_rate_limit(c->api->stock, c->launch, c->rl, fs__on_launch_reply, c);
         return;
     }
+    if (c->req->route == FS_ROUTE_ADMIN_PUT_LAUNCH && c->wr_set) {
+        /* ... and the waiting room: set it, then read the launch again for the answer. */
+        fs_launch_view_free(&v);
+        c->wr_set = 0;
+        fs_api_waiting_room_setting(c->api, c->launch, c->wr_new, fs__on_wr_set, c);
+        return;
+    }
     fs_api_launch_json(&c->out, &v);
+    fs_api_waiting_room_json(&c->out, c->wr_admit);
     if (c->req->route == FS_ROUTE_ADMIN_OPEN) {
         for (size_t i = 0; i < v.nskus; i++) {
             char sku[FS_ID_MAX + 1];
@@ -206,6 +255,17 @@ static void fs__on_launch_reply(redisReply *r, int err, void *arg)
         return;
     }
     fs_api_send(c, 200, NULL);
+}
+
+static void fs__on_wr_set(redisReply *r, int err, void *arg)
+{
+    fs_api_ctx_t *c = arg;
+    if (err || r->type != REDIS_REPLY_ARRAY || r->elements != 2 || !fs__code_is(r, "ok")) {
+        fs_api_redis_failed(c, r, err);
+        return;
+    }
+    c->wr_admit = fs_reply_i64(r->element[1], NULL);
+    fs_stock_launch_get(c->api->stock, c->launch, fs__on_launch_reply, c);
 }
 
 /* ---- PUT /admin/v1/launches/{launch} ---- */
@@ -239,6 +299,7 @@ static int fs__time_field(fs_api_ctx_t *c, json_t *doc, const char *field, int64
 
 static void fs__put_launch(fs_api_ctx_t *c)
 {
+    c->wr_set = 0;
     json_error_t jerr;
     json_t *doc = json_loadb(c->req->body, c->req->body_len, JSON_REJECT_DUPLICATES, &jerr);
     if (!doc || !json_is_object(doc)) {
@@ -297,6 +358,8 @@ static void fs__put_launch(fs_api_ctx_t *c)
     }
     json_t *rl = json_object_get(doc, "rate_limit");
     if (rl && !json_is_null(rl) && fs__parse_rate_limit(c, rl, "rate_limit")) goto out;
+    json_t *wroom = json_object_get(doc, "waiting_room");
+    if (wroom && fs__parse_waiting_room(c, wroom)) goto out;
     def.skus = skus;
     def.nskus = json_array_size(list);
     /* The strings point into doc; the stock call copies them before returning. */
@@ -398,6 +461,7 @@ static void fs__on_before(redisReply *r, int err, void *arg)
             return;
         }
         fs_api_launch_json(&c->aux, &v);
+        fs_api_waiting_room_json(&c->aux, c->wr_admit);
         fs_launch_view_free(&v);
     }
     if (route == FS_ROUTE_ADMIN_PUT_LAUNCH) fs__put_launch(c);
@@ -549,6 +613,7 @@ void fs_api_admin(fs_api_ctx_t *c, int route)
     if (fs_api_id_param(c, 0, c->launch, "launch")) return;
     switch (route) {
     case FS_ROUTE_ADMIN_GET_LAUNCH:
+        fs__wr_read(c);
         fs_stock_launch_get(c->api->stock, c->launch, fs__on_launch_reply, c);
         return;
     case FS_ROUTE_ADMIN_PUT_LAUNCH:
@@ -556,6 +621,7 @@ void fs_api_admin(fs_api_ctx_t *c, int route)
     case FS_ROUTE_ADMIN_PAUSE:
     case FS_ROUTE_ADMIN_CLOSE:
         /* read the launch first: the audit record keeps it as "before" */
+        fs__wr_read(c);
         fs_stock_launch_get(c->api->stock, c->launch, fs__on_before, c);
         return;
     case FS_ROUTE_ADMIN_RESTOCK: fs__restock(c); return;
@@ -567,6 +633,7 @@ void fs_api_admin(fs_api_ctx_t *c, int route)
                        : fs__parse_rate_limit(c, doc, "the body");
         json_decref(doc);
         if (bad) return;
+        fs__wr_read(c);
         fs_stock_launch_get(c->api->stock, c->launch, fs__on_before, c);
         return;
     }

@@ -95,6 +95,11 @@ typedef struct fs_api_ctx {
     int64_t arg;    /* a number a handler keeps across its Redis call (restock: delta) */
     int64_t rl[4];  /* rate limits to set (fs_stock_launch_rate_limit), when rl_set */
     int rl_set;
+    /* waiting room (waiting_room.c, admin.c): the position and turn of the request's verified
+     * X-Queue-Ticket (0: none); the launch's admit rate per 1000 s as last read (-1: unknown),
+     * and the one a launch document sets, when wr_set */
+    int64_t wr_pos, wr_turn_ms, wr_admit, wr_new;
+    int wr_set;
     struct fs_api_ctx *next_free;
 } fs_api_ctx_t;
 
@@ -103,6 +108,7 @@ struct fs_api {
     fs_metrics_t *metrics;
     fs_stock_t *stock;
     struct fs_launch_cache *cache;
+    struct fs_wr *wr;       /* waiting-room state of this loop (waiting_room.c); NULL until used */
     struct fs_stats *stats; /* per-launch reservation counters published to Redis (stats.h); may be NULL */
     fs_api_ctx_t *free_ctx; /* contexts of answered requests, reused: no allocation per request */
     size_t nfree;

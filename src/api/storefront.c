@@ -1,6 +1,7 @@
 /* Storefront handlers: reserve, confirm, cancel, read a reservation, read a launch's public state. */
 #include "api.h"
 #include "json_in.h"
+#include "waiting_room.h"
 #include "../common/log.h"
 #include "../common/timeutil.h"
 #include "flashsale/error.h"
@@ -232,6 +233,7 @@ static void fs__reserve(fs_api_ctx_t *c)
     it->qty = (int)qty;
     it->done = fs__on_reserved;
     it->arg = c;
+    if (fs_api_waiting_room(c)) return; /* a launch with a waiting room: it decides when */
     fs_stock_reserve(c->api->stock, it);
 }
 
@@ -509,6 +511,7 @@ static void fs__get_launch(fs_api_ctx_t *c)
 
 void fs_api_launch_cache_free(fs_api_t *api)
 {
+    fs_api_waiting_room_free(api);
     if (!api->cache) return;
     for (int i = 0; i < FS__CACHE_SLOTS; i++) fs_buf_free(&api->cache->slots[i].body);
 }
