@@ -7,17 +7,19 @@
  * large actions ask for confirmation on a terminal and need --yes otherwise. Exit codes: cli.h. */
 #include "cli.h"
 #include "flashsale/version.h"
+#include "common/shopper_token.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
 typedef struct {
     const char *url, *token;
     int json, yes, timeout_ms;
-    long count, interval_ms, iterations;
+    long count, interval_ms, iterations, ttl;
     const char *pos[8];
     int npos;
     fs_cli_t *cli;
@@ -35,6 +37,8 @@ static void fs__usage(FILE *f)
             "  launch open|pause|close L        change its state (close asks for confirmation)\n"
             "  restock L SKU +N|-N              add or remove units (removing asks for confirmation)\n"
             "  limits L SKU=N [SKU=N...]        set per-user limits (ALL=N for every SKU; lowering asks)\n"
+            "  sign-shopper USER_ID [--ttl S]   print a shopper token (X-Shopper-Token) signed with\n"
+            "                                   FLASHSALE_SHOPPER_SECRET; needs no server (default 3600 s)\n"
             "  orders L [SKU] [--count N]       newest orders from the order streams\n"
             "  watch L [--interval MS] [--iterations N]   live view, refreshed every second\n"
             "  audit L [--count N]              operator actions on the launch, newest first\n"
@@ -336,6 +340,35 @@ static int fs__run(fs__opts_t *o)
     return fs__usage_error("unknown command");
 }
 
+/* sign-shopper USER_ID [--ttl SECONDS]: a shopper token (X-Shopper-Token, docs/abuse.md) signed
+ * with FLASHSALE_SHOPPER_SECRET, for storefronts that let browsers call the server directly. */
+static int fs__sign_shopper(fs__opts_t *o)
+{
+    if (o->npos != 2) return fs__usage_error("usage: sign-shopper USER_ID [--ttl SECONDS]");
+    const char *secret = getenv("FLASHSALE_SHOPPER_SECRET");
+    if (!secret || strlen(secret) < 16)
+        return fs__usage_error("FLASHSALE_SHOPPER_SECRET must hold the server's shopper secret "
+                               "(16 bytes or more)");
+    long ttl = o->ttl > 0 ? o->ttl : 3600;
+    if (ttl > 31536000) return fs__usage_error("--ttl is at most 31536000 seconds (a year)");
+    char tok[FS_SHOPPER_TOKEN_MAX + 1];
+    const char *user = o->pos[1];
+    int n = fs_shopper_token_sign(secret, strlen(secret), user, strlen(user),
+                                  (int64_t)time(NULL) + ttl, tok);
+    if (n < 0) return fs__usage_error("USER_ID must be 1 to 128 bytes without control characters");
+    if (o->json) {
+        json_t *doc = json_pack("{ss ss sI}", "user_id", user, "token", tok, "expires_in",
+                                (json_int_t)ttl);
+        char *text = json_dumps(doc, JSON_COMPACT);
+        printf("%s\n", text);
+        free(text);
+        json_decref(doc);
+    } else {
+        printf("%s\n", tok);
+    }
+    return FS_CLI_OK;
+}
+
 static int fs__long_opt(const char *v, long *out)
 {
     char *end;
@@ -378,6 +411,8 @@ int main(int argc, char **argv)
             o.interval_ms = v, i++;
         } else if (strcmp(a, "--iterations") == 0 && !fs__long_opt(next, &v)) {
             o.iterations = v, i++;
+        } else if (strcmp(a, "--ttl") == 0 && !fs__long_opt(next, &v)) {
+            o.ttl = v, i++;
         } else {
             fprintf(stderr, "flashsale-cli: unknown option or missing value: %s\n", a);
             return FS_CLI_USAGE;
@@ -387,6 +422,7 @@ int main(int argc, char **argv)
         fs__usage(stderr);
         return FS_CLI_USAGE;
     }
+    if (strcmp(o.pos[0], "sign-shopper") == 0) return fs__sign_shopper(&o); /* needs no server */
     if (!o.url || !*o.url) o.url = "http://127.0.0.1:8080";
     if (!o.token || !*o.token)
         return fs__usage_error("no operator token: set FLASHSALE_ADMIN_TOKEN or pass --token");

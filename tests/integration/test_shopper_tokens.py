@@ -7,6 +7,7 @@ recomputed here, and flashsale-sign-shopper."""
 import base64
 import hashlib
 import hmac
+import json
 import os
 import re
 import subprocess
@@ -176,6 +177,25 @@ class ShopperTokenTest(fsserver.ServerTestCase):
             out = subprocess.run([sign_bin()] + argv, env=dict(env, FLASHSALE_SHOPPER_SECRET=SECRET),
                                  capture_output=True, text=True, timeout=10)
             self.assertEqual(out.returncode, 2, (argv, out.stdout, out.stderr))
+
+
+    def test_flashsale_cli_sign_shopper(self):
+        cli = os.path.join(os.path.dirname(fsserver.server_bin()), "cli", "flashsale-cli")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_")}
+        env["FLASHSALE_SHOPPER_SECRET"] = SECRET
+        out = subprocess.run([cli, "sign-shopper", "bob", "--ttl", "300", "--json"], env=env,
+                             capture_output=True, text=True, timeout=10)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        doc = json.loads(out.stdout)
+        self.assertEqual((doc["user_id"], doc["expires_in"]), ("bob", 300))
+        self.assertEqual(doc["token"], token("bob", int(doc["token"].split(".")[1])))
+        self.assertNotIn(SECRET, out.stdout + out.stderr)
+        r = self.with_token("POST", self.path, {"sku": "a"}, tok=doc["token"])
+        self.assertEqual((r.status, r.body.get("user_id")), (201, "bob"), r.body)
+        env.pop("FLASHSALE_SHOPPER_SECRET")
+        out = subprocess.run([cli, "sign-shopper", "bob"], env=env, capture_output=True, text=True,
+                             timeout=10)
+        self.assertEqual(out.returncode, 2, "no secret, no token")
 
 
 class NoSecretTest(fsserver.ServerTestCase):
