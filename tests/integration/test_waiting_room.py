@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import sys
 import threading
 import time
@@ -42,6 +43,8 @@ class WaitingRoomTest(ServerTestCase):
         super().setUpClass()
         cls.b = Server(cls.redis.url)
         cls.addClassCleanup(lambda: cls.b.alive() and cls.b.stop())
+        cls.addClassCleanup(cls.b.close_conn)
+        cls.addClassCleanup(cls.r.close)
 
     def room_launch(self, admit, stock=1000, per_user_limit=1):
         return self.new_launch([sku("a", stock, per_user_limit=per_user_limit)],
@@ -226,6 +229,27 @@ class WaitingRoomTest(ServerTestCase):
         t0 = time.monotonic()
         fsserver.wait_until(waiting, 3, interval=0.1, what="a 202 from the other server")
         self.assertLess(time.monotonic() - t0, 1.6)
+
+
+    def test_key_from_the_shopper_secret_and_the_documented_example(self):
+        doc = open(os.path.join(fsserver.REPO, "docs", "rate-limits.md"), encoding="utf-8").read()
+        doc = doc[doc.index("## Waiting room"):]
+        secret = re.search(r"with secret\s+`([^`]+)`", doc).group(1)
+        key_hex = re.search(r"`key` is hex\s+`([0-9a-f]{64})`", doc).group(1)
+        ticket = re.search(r'"ticket":"([A-Za-z0-9_.-]+)"', doc).group(1)
+        payload = re.search(r"ticket of\s+`([^`]+)`", doc).group(1)
+        self.assertEqual(hmac.new(secret.encode(), LABEL, hashlib.sha256).hexdigest(), key_hex)
+        launch, user, pos, turn, exp = payload.split("|")
+        self.assertEqual(sign(launch, user, int(pos), int(turn), int(exp), secret=secret), ticket)
+        # a server with a shopper secret signs and accepts tickets keyed by it, not the admin token
+        c = Server(self.redis.url, env={"FLASHSALE_SHOPPER_SECRET": secret})
+        self.addCleanup(lambda: c.alive() and c.stop())
+        self.addCleanup(c.close_conn)
+        lid = self.room_launch(1)
+        now = int(time.time() * 1000)
+        t = sign(lid, "sam", 1, now - 10, now + 60000, secret=secret)
+        self.assertEqual(self.reserve(c, lid, "sam", t).status, 201)
+        self.assertError(self.reserve(self.srv, lid, "sam", t), 400, "invalid_ticket")
 
 
 if __name__ == "__main__":
