@@ -121,12 +121,10 @@ static int fs__parse_waiting_room(fs_api_ctx_t *c, json_t *o)
 static void fs__on_wr_read(redisReply *r, int err, void *arg)
 {
     fs_api_ctx_t *c = arg;
-    size_t n = 0;
-    const char *code = !err && r->type == REDIS_REPLY_ARRAY && r->elements >= 1
-                           ? fs_reply_str(r->element[0], &n) : "";
     c->wr_admit = -1;
-    if (n == 9 && memcmp(code, "not_found", 9) == 0) c->wr_admit = 0;
-    else if (n == 2 && memcmp(code, "ok", 2) == 0 && r->elements == 2)
+    if (err || r->type != REDIS_REPLY_ARRAY || r->elements < 1) return;
+    if (fs_api_reply_is(r, "not_found")) c->wr_admit = 0;
+    else if (fs_api_reply_is(r, "ok") && r->elements == 2)
         c->wr_admit = fs_reply_i64(r->element[1], NULL);
 }
 
@@ -137,13 +135,6 @@ static void fs__wr_read(fs_api_ctx_t *c)
 }
 
 static void fs__on_wr_set(redisReply *r, int err, void *arg);
-
-static int fs__code_is(redisReply *r, const char *code)
-{
-    size_t n;
-    const char *s = fs_reply_str(r->element[0], &n);
-    return n == strlen(code) && memcmp(s, code, n) == 0;
-}
 
 /* ---- audit: every change that took effect is recorded (audit.h) before it is answered ---- */
 
@@ -189,11 +180,11 @@ static void fs__on_launch_reply(redisReply *r, int err, void *arg)
         fs_api_redis_failed(c, r, err);
         return;
     }
-    if (fs__code_is(r, "not_found")) {
+    if (fs_api_reply_is(r, "not_found")) {
         fs_api_error(c, 404, "not_found", "no such launch: %s", c->launch);
         return;
     }
-    if (fs__code_is(r, "use_restock")) {
+    if (fs_api_reply_is(r, "use_restock")) {
         size_t n;
         const char *sku = r->elements > 1 ? fs_reply_str(r->element[1], &n) : (n = 0, "");
         fs_api_error(c, 409, "use_restock",
@@ -201,14 +192,14 @@ static void fs__on_launch_reply(redisReply *r, int err, void *arg)
                      (int)n, sku);
         return;
     }
-    if (fs__code_is(r, "stock_required")) {
+    if (fs_api_reply_is(r, "stock_required")) {
         size_t n;
         const char *sku = r->elements > 1 ? fs_reply_str(r->element[1], &n) : (n = 0, "");
         fs_api_error(c, 400, "invalid_request", "skus: stock is required for the new SKU %.*s",
                      (int)n, sku);
         return;
     }
-    if (fs__code_is(r, "invalid_transition")) {
+    if (fs_api_reply_is(r, "invalid_transition")) {
         size_t n;
         const char *state = r->elements > 1 ? fs_reply_str(r->element[1], &n) : (n = 0, "");
         const char *what = c->req->route == FS_ROUTE_ADMIN_OPEN    ? "open"
@@ -219,7 +210,7 @@ static void fs__on_launch_reply(redisReply *r, int err, void *arg)
         return;
     }
     fs_launch_view_t v;
-    if (!fs__code_is(r, "ok") || fs_launch_view_parse(r, &v)) {
+    if (!fs_api_reply_is(r, "ok") || fs_launch_view_parse(r, &v)) {
         fs_api_redis_failed(c, r, 0);
         return;
     }
@@ -260,7 +251,7 @@ static void fs__on_launch_reply(redisReply *r, int err, void *arg)
 static void fs__on_wr_set(redisReply *r, int err, void *arg)
 {
     fs_api_ctx_t *c = arg;
-    if (err || r->type != REDIS_REPLY_ARRAY || r->elements != 2 || !fs__code_is(r, "ok")) {
+    if (err || r->type != REDIS_REPLY_ARRAY || r->elements != 2 || !fs_api_reply_is(r, "ok")) {
         fs_api_redis_failed(c, r, err);
         return;
     }
@@ -377,16 +368,16 @@ static void fs__on_restocked(redisReply *r, int err, void *arg)
         fs_api_redis_failed(c, r, err);
         return;
     }
-    if (fs__code_is(r, "not_found")) {
+    if (fs_api_reply_is(r, "not_found")) {
         fs_api_error(c, 404, "not_found", "no such launch or SKU");
         return;
     }
-    if (fs__code_is(r, "insufficient_available")) {
+    if (fs_api_reply_is(r, "insufficient_available")) {
         fs_api_error(c, 409, "insufficient_available",
                      "fewer units are available than the restock would remove");
         return;
     }
-    if (!fs__code_is(r, "ok") || r->elements < 5) {
+    if (!fs_api_reply_is(r, "ok") || r->elements < 5) {
         fs_api_redis_failed(c, r, 0);
         return;
     }
@@ -449,7 +440,7 @@ static void fs__on_before(redisReply *r, int err, void *arg)
         fs_api_redis_failed(c, r, err);
         return;
     }
-    if (fs__code_is(r, "not_found")) {
+    if (fs_api_reply_is(r, "not_found")) {
         if (route != FS_ROUTE_ADMIN_PUT_LAUNCH) {
             fs_api_error(c, 404, "not_found", "no such launch: %s", c->launch);
             return;
@@ -513,7 +504,7 @@ static void fs__pause_all_paused(redisReply *r, int err, void *arg)
         fs__pause_all_failed(p);
         return;
     }
-    if (!fs__code_is(r, "ok") || fs_launch_view_parse(r, &v)) {
+    if (!fs_api_reply_is(r, "ok") || fs_launch_view_parse(r, &v)) {
         p->i++; /* closed or deleted meanwhile: nothing to pause */
         fs__pause_all_next(p);
         return;
@@ -539,7 +530,7 @@ static void fs__pause_all_got(redisReply *r, int err, void *arg)
         fs__pause_all_failed(p);
         return;
     }
-    if (!fs__code_is(r, "ok") || fs_launch_view_parse(r, &v)) {
+    if (!fs_api_reply_is(r, "ok") || fs_launch_view_parse(r, &v)) {
         p->i++;
         fs__pause_all_next(p);
         return;

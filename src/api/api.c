@@ -203,6 +203,13 @@ void fs_api_error(fs_api_ctx_t *c, int status, const char *code, const char *fmt
     fs_api_send(c, status, status == 503 ? "Retry-After: 1\r\n" : NULL);
 }
 
+int fs_api_reply_is(const redisReply *r, const char *code)
+{
+    size_t n;
+    const char *s = fs_reply_str(r->element[0], &n);
+    return n == strlen(code) && memcmp(s, code, n) == 0;
+}
+
 void fs_api_redis_failed(fs_api_ctx_t *c, redisReply *reply, int err)
 {
     if (err) {

@@ -123,6 +123,9 @@ void fs_api_send(fs_api_ctx_t *c, int status, const char *extra_headers);
 /* Answers {"error": code, "message": ...} and frees the context. 503s carry Retry-After. */
 void fs_api_error(fs_api_ctx_t *c, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* 1 if the first element of the array reply r is the status string code ("ok", "not_found"...).
+ * r must be an array with at least one element. */
+int fs_api_reply_is(const redisReply *r, const char *code);
 /* Answers a failed Redis call (err != 0 or an error reply) with 503 unavailable / 500. */
 void fs_api_redis_failed(fs_api_ctx_t *c, redisReply *reply, int err);
 /* Copies a path parameter holding a launch or SKU id; answers 400 and returns -1 if invalid. */

@@ -124,9 +124,7 @@ static void fs__on_launch(redisReply *r, int err, void *arg)
         fs_api_redis_failed(c, r, err);
         return;
     }
-    size_t cl;
-    const char *code = fs_reply_str(r->element[0], &cl);
-    if (cl == 9 && memcmp(code, "not_found", 9) == 0) {
+    if (fs_api_reply_is(r, "not_found")) {
         free(j);
         fs_api_error(c, 404, "not_found", "no such launch: %s", c->launch);
         return;

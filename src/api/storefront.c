@@ -246,9 +246,7 @@ static void fs__on_confirmed(redisReply *r, int err, void *arg)
         fs_api_redis_failed(c, r, err);
         return;
     }
-    size_t n;
-    const char *code = fs_reply_str(r->element[0], &n);
-    if (n == 9 && memcmp(code, "confirmed", 9) == 0 && r->elements >= 7) {
+    if (fs_api_reply_is(r, "confirmed") && r->elements >= 7) {
         size_t ol, pl;
         const char *oid = fs_reply_str(r->element[1], &ol);
         const char *pref = fs_reply_str(r->element[5], &pl);
@@ -267,12 +265,12 @@ static void fs__on_confirmed(redisReply *r, int err, void *arg)
         fs_json_kv_time(o, &first, "confirmed_at", fs_reply_i64(r->element[3], NULL), 1);
         fs_buf_putc(o, '}');
         fs_api_send(c, 200, NULL);
-    } else if (n == 9 && memcmp(code, "not_found", 9) == 0) {
+    } else if (fs_api_reply_is(r, "not_found")) {
         fs_api_error(c, 404, "not_found", "no such reservation");
-    } else if (n == 19 && memcmp(code, "reservation_expired", 19) == 0) {
+    } else if (fs_api_reply_is(r, "reservation_expired")) {
         fs_stock_units_back(c->api->stock, c->launch, c->sku);
         fs_api_error(c, 409, "reservation_expired", "the hold expired before it was confirmed");
-    } else if (n == 21 && memcmp(code, "reservation_cancelled", 21) == 0) {
+    } else if (fs_api_reply_is(r, "reservation_cancelled")) {
         fs_api_error(c, 409, "reservation_cancelled", "the reservation was cancelled");
     } else {
         fs_api_redis_failed(c, r, 0);
@@ -286,9 +284,7 @@ static void fs__on_cancelled(redisReply *r, int err, void *arg)
         fs_api_redis_failed(c, r, err);
         return;
     }
-    size_t n;
-    const char *code = fs_reply_str(r->element[0], &n);
-    if (n == 9 && memcmp(code, "cancelled", 9) == 0) {
+    if (fs_api_reply_is(r, "cancelled")) {
         fs_stock_units_back(c->api->stock, c->launch, c->sku);
         int first = 1;
         fs_buf_putc(&c->out, '{');
@@ -296,11 +292,11 @@ static void fs__on_cancelled(redisReply *r, int err, void *arg)
         fs_json_kv_cstr(&c->out, &first, "status", "cancelled");
         fs_buf_putc(&c->out, '}');
         fs_api_send(c, 200, NULL);
-    } else if (n == 9 && memcmp(code, "not_found", 9) == 0) {
+    } else if (fs_api_reply_is(r, "not_found")) {
         fs_api_error(c, 404, "not_found", "no such reservation");
-    } else if (n == 21 && memcmp(code, "reservation_confirmed", 21) == 0) {
+    } else if (fs_api_reply_is(r, "reservation_confirmed")) {
         fs_api_error(c, 409, "reservation_confirmed", "the reservation is already confirmed");
-    } else if (n == 19 && memcmp(code, "reservation_expired", 19) == 0) {
+    } else if (fs_api_reply_is(r, "reservation_expired")) {
         fs_stock_units_back(c->api->stock, c->launch, c->sku);
         fs_api_error(c, 409, "reservation_expired", "the hold already expired; its units are back in stock");
     } else {
@@ -315,13 +311,11 @@ static void fs__on_got(redisReply *r, int err, void *arg)
         fs_api_redis_failed(c, r, err);
         return;
     }
-    size_t n;
-    const char *code = fs_reply_str(r->element[0], &n);
-    if (n == 9 && memcmp(code, "not_found", 9) == 0) {
+    if (fs_api_reply_is(r, "not_found")) {
         fs_api_error(c, 404, "not_found", "no such reservation");
         return;
     }
-    if (n != 2 || memcmp(code, "ok", 2) != 0 || r->elements < 8) {
+    if (!fs_api_reply_is(r, "ok") || r->elements < 8) {
         fs_api_redis_failed(c, r, 0);
         return;
     }
@@ -455,10 +449,8 @@ static void fs__on_launch(redisReply *r, int err, void *arg)
         fs_api_redis_failed(c, r, err);
         return;
     }
-    size_t n;
-    const char *code = fs_reply_str(r->element[0], &n);
     int status = 200;
-    if (n == 9 && memcmp(code, "not_found", 9) == 0) {
+    if (fs_api_reply_is(r, "not_found")) {
         status = 404;
         fs_buf_puts(&c->out, "{\"error\":\"not_found\",\"message\":\"no such launch\"}");
     } else if (fs_launch_view_parse(r, &v)) {
