@@ -2,121 +2,52 @@
  * reports the line of the first error, which is what our error messages need. */
 #include "flashsale/config.h"
 #include "flashsale/error.h"
+#include "flashsale/settings.h"
 #include "ids.h"
 #include "log.h"
 
 #include <errno.h>
-#include <ini.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-typedef enum { FS__STR, FS__INT, FS__LEVEL } fs__kind_t;
-
-typedef struct {
-    const char *section;
-    const char *key;
-    const char *env;
-    fs__kind_t kind;
-    size_t offset;
-    int min, max;
-} fs__setting_t;
-
 #define FS__OFF(f) offsetof(fs_config_t, f)
-static const fs__setting_t fs__settings[] = {
-    {"server", "listen", "FLASHSALE_LISTEN", FS__STR, FS__OFF(listen), 0, 0},
-    {"server", "threads", "FLASHSALE_THREADS", FS__INT, FS__OFF(threads), 1, 256},
-    {"server", "log_level", "FLASHSALE_LOG_LEVEL", FS__LEVEL, FS__OFF(log_level), 0, 0},
-    {"server", "idle_timeout_ms", "FLASHSALE_IDLE_TIMEOUT_MS", FS__INT, FS__OFF(idle_timeout_ms), 50, 3600000},
-    {"server", "shutdown_timeout_ms", "FLASHSALE_SHUTDOWN_TIMEOUT_MS", FS__INT, FS__OFF(shutdown_timeout_ms), 0, 600000},
-    {"server", "sweep_interval_ms", "FLASHSALE_SWEEP_INTERVAL_MS", FS__INT, FS__OFF(sweep_interval_ms), 10, 3600000},
-    {"server", "soldout_recheck_ms", "FLASHSALE_SOLDOUT_RECHECK_MS", FS__INT, FS__OFF(soldout_recheck_ms), 10, 3600000},
-    {"server", "queue_max_wait_ms", "FLASHSALE_QUEUE_MAX_WAIT_MS", FS__INT, FS__OFF(queue_max_wait_ms), 1, 600000},
-    {"server", "queue_max_len", "FLASHSALE_QUEUE_MAX_LEN", FS__INT, FS__OFF(queue_max_len), 1, 10000000},
-    {"server", "admission_per_sku", "FLASHSALE_ADMISSION_PER_SKU", FS__INT, FS__OFF(admission_per_sku), 0, 100000000},
-    {"server", "trusted_proxies", "FLASHSALE_TRUSTED_PROXIES", FS__STR, FS__OFF(trusted_proxies), 0, 0},
-    {"server", "max_connections", "FLASHSALE_MAX_CONNECTIONS", FS__INT, FS__OFF(max_connections), 1, 100000000},
-    {"server", "max_connections_per_addr", "FLASHSALE_MAX_CONNECTIONS_PER_ADDR", FS__INT, FS__OFF(max_connections_per_addr), 1, 100000000},
-    {"server", "header_timeout_ms", "FLASHSALE_HEADER_TIMEOUT_MS", FS__INT, FS__OFF(header_timeout_ms), 50, 3600000},
-    {"server", "body_timeout_ms", "FLASHSALE_BODY_TIMEOUT_MS", FS__INT, FS__OFF(body_timeout_ms), 50, 3600000},
-    {"redis", "url", "FLASHSALE_REDIS", FS__STR, FS__OFF(redis_url), 0, 0},
-    {"redis", "timeout_ms", "FLASHSALE_REDIS_TIMEOUT_MS", FS__INT, FS__OFF(redis_timeout_ms), 10, 600000},
-    {"auth", "api_keys", "FLASHSALE_API_KEYS", FS__STR, FS__OFF(api_keys), 0, 0},
-    {"auth", "admin_token", "FLASHSALE_ADMIN_TOKEN", FS__STR, FS__OFF(admin_token), 0, 0},
-    {"auth", "shopper_secret", "FLASHSALE_SHOPPER_SECRET", FS__STR, FS__OFF(shopper_secret), 0, 0},
+#define FS__S FS_SETTING_STR
+#define FS__I FS_SETTING_INT
+static const fs_setting_t fs__settings[] = {
+    {"server", "listen", "FLASHSALE_LISTEN", FS__S, FS__OFF(listen), 0, 0, "127.0.0.1:8080"},
+    {"server", "threads", "FLASHSALE_THREADS", FS__I, FS__OFF(threads), 1, 256, NULL}, /* cores */
+    {"server", "log_level", "FLASHSALE_LOG_LEVEL", FS_SETTING_LEVEL, FS__OFF(log_level), 0, 0, "info"},
+    {"server", "idle_timeout_ms", "FLASHSALE_IDLE_TIMEOUT_MS", FS__I, FS__OFF(idle_timeout_ms), 50, 3600000, "30000"},
+    {"server", "shutdown_timeout_ms", "FLASHSALE_SHUTDOWN_TIMEOUT_MS", FS__I, FS__OFF(shutdown_timeout_ms), 0, 600000, "5000"},
+    {"server", "sweep_interval_ms", "FLASHSALE_SWEEP_INTERVAL_MS", FS__I, FS__OFF(sweep_interval_ms), 10, 3600000, "250"},
+    {"server", "soldout_recheck_ms", "FLASHSALE_SOLDOUT_RECHECK_MS", FS__I, FS__OFF(soldout_recheck_ms), 10, 3600000, "1000"},
+    {"server", "queue_max_wait_ms", "FLASHSALE_QUEUE_MAX_WAIT_MS", FS__I, FS__OFF(queue_max_wait_ms), 1, 600000, "1000"},
+    {"server", "queue_max_len", "FLASHSALE_QUEUE_MAX_LEN", FS__I, FS__OFF(queue_max_len), 1, 10000000, "10000"},
+    {"server", "admission_per_sku", "FLASHSALE_ADMISSION_PER_SKU", FS__I, FS__OFF(admission_per_sku), 0, 100000000, "0"},
+    {"server", "trusted_proxies", "FLASHSALE_TRUSTED_PROXIES", FS__S, FS__OFF(trusted_proxies), 0, 0, ""},
+    {"server", "max_connections", "FLASHSALE_MAX_CONNECTIONS", FS__I, FS__OFF(max_connections), 1, 100000000, "100000"},
+    {"server", "max_connections_per_addr", "FLASHSALE_MAX_CONNECTIONS_PER_ADDR", FS__I, FS__OFF(max_connections_per_addr), 1, 100000000, "1000"},
+    {"server", "header_timeout_ms", "FLASHSALE_HEADER_TIMEOUT_MS", FS__I, FS__OFF(header_timeout_ms), 50, 3600000, "10000"},
+    {"server", "body_timeout_ms", "FLASHSALE_BODY_TIMEOUT_MS", FS__I, FS__OFF(body_timeout_ms), 50, 3600000, "30000"},
+    {"redis", "url", "FLASHSALE_REDIS", FS__S, FS__OFF(redis_url), 0, 0, "redis://127.0.0.1:6379/0"},
+    {"redis", "timeout_ms", "FLASHSALE_REDIS_TIMEOUT_MS", FS__I, FS__OFF(redis_timeout_ms), 10, 600000, "1000"},
+    {"auth", "api_keys", "FLASHSALE_API_KEYS", FS__S, FS__OFF(api_keys), 0, 0, ""},
+    {"auth", "admin_token", "FLASHSALE_ADMIN_TOKEN", FS__S, FS__OFF(admin_token), 0, 0, ""},
+    {"auth", "shopper_secret", "FLASHSALE_SHOPPER_SECRET", FS__S, FS__OFF(shopper_secret), 0, 0, ""},
 };
 #define FS__NSETTINGS (sizeof fs__settings / sizeof fs__settings[0])
 
 void fs_config_defaults(fs_config_t *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
-    cfg->listen = strdup("127.0.0.1:8080");
+    fs_settings_defaults(cfg, fs__settings, FS__NSETTINGS);
     /* One event loop per core (each with its own SO_REUSEPORT listener and Redis connection). */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->threads = cores > 0 ? (cores > 64 ? 64 : (int)cores) : 1;
-    cfg->log_level = FS_LOG_INFO;
-    cfg->idle_timeout_ms = 30000;
-    cfg->shutdown_timeout_ms = 5000;
-    cfg->sweep_interval_ms = 250;
-    cfg->soldout_recheck_ms = 1000;
-    cfg->queue_max_wait_ms = 1000;
-    cfg->queue_max_len = 10000;
-    cfg->trusted_proxies = strdup("");
-    cfg->max_connections = 100000;
-    cfg->max_connections_per_addr = 1000;
-    cfg->header_timeout_ms = 10000;
-    cfg->body_timeout_ms = 30000;
-    cfg->redis_url = strdup("redis://127.0.0.1:6379/0");
-    cfg->redis_timeout_ms = 1000;
-    cfg->api_keys = strdup("");
-    cfg->admin_token = strdup("");
-    cfg->shopper_secret = strdup("");
 }
-
-/* Sets one setting from text. The message never repeats the value (it may be a credential). */
-static int fs__set(fs_config_t *cfg, const fs__setting_t *s, const char *value, char *err,
-                   size_t errcap)
-{
-    char *base = (char *)cfg + s->offset;
-    switch (s->kind) {
-    case FS__STR: {
-        char **dst = (char **)base;
-        free(*dst);
-        *dst = fs_xstrndup(value, strlen(value));
-        return FS_OK;
-    }
-    case FS__INT: {
-        char *end;
-        errno = 0;
-        long v = strtol(value, &end, 10);
-        if (errno || end == value || *end || v < s->min || v > s->max) {
-            snprintf(err, errcap, "%s.%s must be an integer from %d to %d", s->section, s->key,
-                     s->min, s->max);
-            return FS_EINVAL;
-        }
-        *(int *)base = (int)v;
-        return FS_OK;
-    }
-    case FS__LEVEL: {
-        fs_log_level_t lv;
-        if (fs_log_parse_level(value, &lv)) {
-            snprintf(err, errcap, "%s.%s must be one of debug, info, warn, error", s->section,
-                     s->key);
-            return FS_EINVAL;
-        }
-        *(int *)base = (int)lv;
-        return FS_OK;
-    }
-    }
-    return FS_EINVAL;
-}
-
-typedef struct {
-    fs_config_t *cfg;
-    char msg[256];
-} fs__ini_ctx_t;
 
 const char *fs_role_name(int role)
 {
@@ -159,45 +90,17 @@ static int fs__add_token(fs_config_t *cfg, const char *name, const char *value, 
     return FS_OK;
 }
 
-static int fs__ini_handler(void *user, const char *section, const char *name, const char *value)
+/* The [tokens] section: named operator tokens, not in the settings table. */
+static int fs__extra(void *base, const char *section, const char *name, const char *value,
+                     char *msg, size_t msgcap)
 {
-    fs__ini_ctx_t *ctx = user;
-    if (strcmp(section, "tokens") == 0)
-        return fs__add_token(ctx->cfg, name, value, ctx->msg, sizeof ctx->msg) == FS_OK;
-    for (size_t i = 0; i < FS__NSETTINGS; i++) {
-        const fs__setting_t *s = &fs__settings[i];
-        if (strcmp(s->section, section) == 0 && strcmp(s->key, name) == 0)
-            return fs__set(ctx->cfg, s, value, ctx->msg, sizeof ctx->msg) == FS_OK;
-    }
-    snprintf(ctx->msg, sizeof ctx->msg, "unknown setting [%s] %s", section, name);
-    return 0;
+    if (strcmp(section, "tokens") != 0) return 0;
+    return fs__add_token(base, name, value, msg, msgcap) == FS_OK ? 1 : -1;
 }
 
 int fs_config_load(fs_config_t *cfg, const char *path, char *err, size_t errcap)
 {
-    if (path) {
-        fs__ini_ctx_t ctx = {.cfg = cfg, .msg = ""};
-        int rc = ini_parse(path, fs__ini_handler, &ctx);
-        if (rc == -1) {
-            snprintf(err, errcap, "cannot open config file %s: %s", path, strerror(errno));
-            return FS_EINVAL;
-        }
-        if (rc != 0) {
-            snprintf(err, errcap, "config file %s line %d: %s", path, rc,
-                     ctx.msg[0] ? ctx.msg : "malformed line (expected [section] or key = value)");
-            return FS_EINVAL;
-        }
-    }
-    for (size_t i = 0; i < FS__NSETTINGS; i++) {
-        const char *v = getenv(fs__settings[i].env);
-        if (!v) continue;
-        char msg[200];
-        if (fs__set(cfg, &fs__settings[i], v, msg, sizeof msg)) {
-            snprintf(err, errcap, "environment %s: %s", fs__settings[i].env, msg);
-            return FS_EINVAL;
-        }
-    }
-    return FS_OK;
+    return fs_settings_load(cfg, fs__settings, FS__NSETTINGS, path, fs__extra, err, errcap);
 }
 
 int fs_config_validate(const fs_config_t *cfg, char *err, size_t errcap)
@@ -251,13 +154,8 @@ int fs_config_validate(const fs_config_t *cfg, char *err, size_t errcap)
 
 void fs_config_free(fs_config_t *cfg)
 {
-    free(cfg->listen);
-    free(cfg->redis_url);
-    free(cfg->trusted_proxies);
-    free(cfg->api_keys);
-    free(cfg->admin_token);
-    OPENSSL_cleanse(cfg->shopper_secret, strlen(cfg->shopper_secret));
-    free(cfg->shopper_secret);
+    if (cfg->shopper_secret) OPENSSL_cleanse(cfg->shopper_secret, strlen(cfg->shopper_secret));
+    fs_settings_free(cfg, fs__settings, FS__NSETTINGS);
     for (size_t i = 0; i < cfg->ntokens; i++) {
         free(cfg->tokens[i].name);
         OPENSSL_cleanse(cfg->tokens[i].secret, strlen(cfg->tokens[i].secret));
