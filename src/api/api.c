@@ -194,12 +194,7 @@ void fs_api_error(fs_api_ctx_t *c, int status, const char *code, const char *fmt
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fs_buf_reset(&c->out);
-    int first = 1;
-    fs_buf_putc(&c->out, '{');
-    fs_json_kv_cstr(&c->out, &first, "error", code);
-    fs_json_kv_cstr(&c->out, &first, "message", msg);
-    fs_buf_putc(&c->out, '}');
+    fs_json_error(&c->out, code, msg);
     fs_api_send(c, status, status == 503 ? "Retry-After: 1\r\n" : NULL);
 }
 

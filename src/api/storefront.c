@@ -125,12 +125,7 @@ static size_t fs__ratelimit_headers(const fs_reserve_item_t *it, char *out, size
 static void fs__refuse(fs_api_ctx_t *c, int status, const char *code, const char *msg,
                        const char *headers)
 {
-    int first = 1;
-    fs_buf_reset(&c->out);
-    fs_buf_putc(&c->out, '{');
-    fs_json_kv_cstr(&c->out, &first, "error", code);
-    fs_json_kv_cstr(&c->out, &first, "message", msg);
-    fs_buf_putc(&c->out, '}');
+    fs_json_error(&c->out, code, msg);
     fs_api_send(c, status, headers && headers[0] ? headers : NULL);
 }
 

@@ -134,6 +134,16 @@ void fs_json_kv_i64(fs_buf_t *b, int *first, const char *key, int64_t v)
     fs_buf_i64(b, v);
 }
 
+void fs_json_error(fs_buf_t *b, const char *code, const char *message)
+{
+    int first = 1;
+    fs_buf_reset(b);
+    fs_buf_putc(b, '{');
+    fs_json_kv_cstr(b, &first, "error", code);
+    fs_json_kv_cstr(b, &first, "message", message);
+    fs_buf_putc(b, '}');
+}
+
 void fs_json_kv_time(fs_buf_t *b, int *first, const char *key, int64_t ms, int null_if_zero)
 {
     fs_json_key(b, first, key);

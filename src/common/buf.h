@@ -38,6 +38,8 @@ void fs_json_key(fs_buf_t *b, int *first, const char *key);
 void fs_json_kv_str(fs_buf_t *b, int *first, const char *key, const char *s, size_t n);
 void fs_json_kv_cstr(fs_buf_t *b, int *first, const char *key, const char *s);
 void fs_json_kv_i64(fs_buf_t *b, int *first, const char *key, int64_t v);
+/* Replaces b's content with the error document {"error": code, "message": message}. */
+void fs_json_error(fs_buf_t *b, const char *code, const char *message);
 /* A time in ms since the epoch as an RFC 3339 string, or null when ms <= 0 and null_if_zero. */
 void fs_json_kv_time(fs_buf_t *b, int *first, const char *key, int64_t ms, int null_if_zero);
 
