@@ -68,23 +68,36 @@ class Element:
 class Browser:
     def __init__(self, width=1280, height=1400, timeout=20):
         self.tmp = tempfile.mkdtemp(prefix="fs-browser-")
-        self.port = _free_port()
         self.log = open(os.path.join(self.tmp, "chromedriver.log"), "wb")
-        self.proc = subprocess.Popen([CHROMEDRIVER, "--port=%d" % self.port, "--allowed-ips=127.0.0.1"],
-                                     stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
-        self.base = "http://127.0.0.1:%d" % self.port
         self.session = None
         deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if self._http("GET", "/status", timeout=2).get("value", {}).get("ready"):
+        # The free port can be taken by another test between choosing and binding it (ctest -j):
+        # chromedriver then exits at once, and a new port is tried.
+        for attempt in range(3):
+            self.port = _free_port()
+            self.proc = subprocess.Popen([CHROMEDRIVER, "--port=%d" % self.port, "--allowed-ips=127.0.0.1"],
+                                         stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
+            self.base = "http://127.0.0.1:%d" % self.port
+            ready = False
+            while not ready:
+                try:
+                    ready = bool(self._http("GET", "/status", timeout=2).get("value", {}).get("ready"))
+                except (OSError, ValueError, WebDriverError):
+                    pass
+                if ready or self.proc.poll() is not None or time.monotonic() > deadline:
                     break
-            except (OSError, ValueError, WebDriverError):
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
+                time.sleep(0.1)
+            if ready:
+                break
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            if time.monotonic() > deadline or attempt == 2:
+                self.log.flush()
+                with open(os.path.join(self.tmp, "chromedriver.log"), "rb") as f:
+                    tail = f.read()[-800:].decode("utf-8", "replace")
                 self.close()
-                raise WebDriverError("chromedriver did not start")
-            time.sleep(0.1)
+                raise WebDriverError("chromedriver did not start: " + tail)
         args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--no-first-run", "--no-default-browser-check", "--disable-extensions",
