@@ -320,6 +320,12 @@ curl -s $auth_admin -X POST \$FS_URL/admin/v1/launches/$LAUNCH/open; echo
 curl -s \$FS_URL/readyz; echo
 curl -s \$FS_URL/metrics | grep ^fs_reservations_total
 
+# operator tools: the dashboard (paste the admin token) and the command line
+#   $URL/admin/
+export FLASHSALE_URL=\$FS_URL FLASHSALE_ADMIN_TOKEN=\$FS_ADMIN
+$BUILD_DIR/src/cli/flashsale-cli launch show $LAUNCH
+$BUILD_DIR/src/cli/flashsale-cli watch $LAUNCH --iterations 3
+
 # rehearse launch day: three colours, ten times more shoppers than units, a spike at opening
 # (creates its own launch; progress on the terminal, then PASS/FAIL per invariant)
 FLASHSALE_ADMIN_TOKEN=\$FS_ADMIN FLASHSALE_API_KEYS=\$FS_KEY $BUILD_DIR/loadtest/flashsale-load \\
@@ -367,7 +373,7 @@ ensure_packages
 
 say "building Release into build-release/"
 cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DFS_WERROR=ON >/dev/null
-cmake --build "$BUILD_DIR" -j"$(nproc)" --target flashsale-server flashsale-load
+cmake --build "$BUILD_DIR" -j"$(nproc)" --target flashsale-server flashsale-load flashsale-cli flashsale-relay
 [[ -x "$SERVER_BIN" ]] || die "build did not produce $SERVER_BIN"
 
 mkdir -p "$VAR"
