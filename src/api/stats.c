@@ -187,6 +187,9 @@ struct fs__stats_job {
     fs_api_ctx_t *c;
     int64_t first_sec, now_ms;
     int n, window, pending, failed;
+    /* the fulfillment relay's consumer group on the order streams, when there is one */
+    int relay_seen;
+    int64_t relay_pending, relay_unread;
     uint64_t (*counts)[FS_STATS_OUTCOMES]; /* [n] */
     uint64_t (*lat)[FS_STATS_LAT_BUCKETS]; /* [n] */
     fs__stats_part_t *parts;               /* [n] */
@@ -279,6 +282,19 @@ static void fs__finish(fs__stats_job_t *j)
     fs__kv_ratio(o, &wf, "sold_out_share", wc[FS_RES_SOLD_OUT], wt);
     fs_buf_putc(o, '}');
 
+    /* Orders the relay (docs/relay.md) has not delivered yet: read by it and not acknowledged
+     * (pending), or not read at all (unread). null when no relay follows this launch. */
+    fs_json_key(o, &first, "relay");
+    if (j->relay_seen) {
+        int rf = 1;
+        fs_buf_putc(o, '{');
+        fs_json_kv_i64(o, &rf, "pending", j->relay_pending);
+        fs_json_kv_i64(o, &rf, "unread", j->relay_unread);
+        fs_buf_putc(o, '}');
+    } else {
+        fs_buf_puts(o, "null");
+    }
+
     fs_json_key(o, &first, "series");
     fs_buf_putc(o, '[');
     for (int i = 0; i < j->n; i++) {
@@ -326,6 +342,34 @@ static void fs__on_second(redisReply *r, int err, void *arg)
     if (--j->pending == 0) fs__finish(j);
 }
 
+/* XINFO GROUPS of one order stream: adds the relay group's pending and lag (Redis 7). A stream
+ * that does not exist yet, or has no such group, adds nothing. */
+static void fs__on_groups(redisReply *r, int err, void *arg)
+{
+    fs__stats_job_t *j = arg;
+    if (!err && r && r->type == REDIS_REPLY_ARRAY) {
+        for (size_t g = 0; g < r->elements; g++) {
+            const redisReply *grp = r->element[g];
+            int64_t pending = 0, lag = 0;
+            int is_relay = 0;
+            for (size_t k = 0; grp->type == REDIS_REPLY_ARRAY && k + 1 < grp->elements; k += 2) {
+                size_t fl, vl;
+                const char *f = fs_reply_str(grp->element[k], &fl);
+                const char *v = fs_reply_str(grp->element[k + 1], &vl);
+                if (fl == 4 && !memcmp(f, "name", 4)) is_relay = vl == 5 && !memcmp(v, "relay", 5);
+                else if (fl == 7 && !memcmp(f, "pending", 7)) pending = fs_reply_i64(grp->element[k + 1], NULL);
+                else if (fl == 3 && !memcmp(f, "lag", 3)) lag = fs_reply_i64(grp->element[k + 1], NULL);
+            }
+            if (is_relay) {
+                j->relay_seen = 1;
+                j->relay_pending += pending;
+                j->relay_unread += lag;
+            }
+        }
+    }
+    if (--j->pending == 0) fs__finish(j);
+}
+
 static void fs__on_launch(redisReply *r, int err, void *arg)
 {
     fs__stats_job_t *j = arg;
@@ -347,9 +391,17 @@ static void fs__on_launch(redisReply *r, int err, void *arg)
         return;
     }
     fs_api_launch_json(&c->aux, &v);
-    fs_launch_view_free(&v);
     fs_redis_t *redis = fs_stock_redis(c->api->stock);
-    j->pending = j->n + 1;
+    j->pending = j->n + (int)v.nskus + 1;
+    for (size_t i = 0; i < v.nskus; i++) {
+        char key[2 * FS_ID_MAX + 32];
+        size_t kl = (size_t)snprintf(key, sizeof key, "fs:{%s:%.*s}:orders", c->launch,
+                                     (int)v.skus[i].sku_len, v.skus[i].sku);
+        const char *argv[] = {"XINFO", "GROUPS", key};
+        size_t lens[] = {5, 6, kl};
+        fs_redis_command(redis, fs__on_groups, j, 3, argv, lens);
+    }
+    fs_launch_view_free(&v);
     for (int i = 0; i < j->n; i++) {
         char key[FS_ID_MAX + 48];
         size_t kl = (size_t)snprintf(key, sizeof key, "fs:stats:{%s}:%lld", c->launch,

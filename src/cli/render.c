@@ -117,5 +117,9 @@ void fs_cli_print_watch(json_t *st, int clear)
     printf("   rate-limited %.1f%%   overloaded %.1f%%   sold-out %.1f%%\n",
            100 * fs__num(w, "rate_limited_share"), 100 * fs__num(w, "overloaded_share"),
            100 * fs__num(w, "sold_out_share"));
+    json_t *relay = json_object_get(st, "relay");
+    if (json_is_object(relay))
+        printf("relay: %lld orders read but not yet delivered, %lld not yet read\n",
+               fs__int(relay, "pending"), fs__int(relay, "unread"));
     fflush(stdout);
 }

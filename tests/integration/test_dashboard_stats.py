@@ -3,6 +3,7 @@
 reservation counters to Redis each second, and the endpoint sums them (issue 7)."""
 
 import os
+import subprocess
 import sys
 import time
 
@@ -12,6 +13,10 @@ from fsserver import ServerTestCase, sku  # noqa: E402
 
 OUTCOMES = ["ok", "sold_out", "limit_exceeded", "launch_not_open", "not_found", "overloaded",
             "unavailable", "error", "rate_limited", "rejected"]
+
+
+def cli_bin():
+    return os.path.join(os.path.dirname(fsserver.server_bin()), "cli", "flashsale-cli")
 
 
 def totals(stats):
@@ -30,6 +35,12 @@ class StatsTest(ServerTestCase):
         super().setUpClass()
         cls.srv2 = fsserver.Server(cls.redis.url, env={"FLASHSALE_THREADS": "1"})
         cls.addClassCleanup(cls.srv2.stop)
+
+    def cli_env(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_")}
+        env.update(FLASHSALE_URL="http://127.0.0.1:%d" % self.srv.port,
+                   FLASHSALE_ADMIN_TOKEN=self.srv.admin_token)
+        return env
 
     def stats(self, lid, query="", srv=None):
         r = (srv or self.srv).request("GET", "/admin/v1/launches/%s/stats%s" % (lid, query))
@@ -108,6 +119,23 @@ class StatsTest(ServerTestCase):
         for k in keys:
             self.assertRegex(k, r"^fs:stats:\{%s\}:\d{10}$" % lid)
             self.assertTrue(0 < self.r.call("TTL", k) <= 660)
+
+    def test_relay_backlog(self):
+        lid = self.new_launch([sku("a", 10, per_user_limit=5), sku("b", 10, per_user_limit=5)])
+        self.assertIsNone(self.stats(lid)["relay"], "no relay group: null")
+        rids = [self.srv.reserve(lid, "a", "u%d" % i).body["reservation_id"] for i in range(3)]
+        for i, rid in enumerate(rids):
+            self.assertEqual(self.srv.confirm(rid, "u%d" % i).status, 200)
+        # what flashsale-relay sets up: a consumer group "relay" on every order stream
+        for s in ("a", "b"):
+            self.r.call("XGROUP", "CREATE", "fs:{%s:%s}:orders" % (lid, s), "relay", "0", "MKSTREAM")
+        self.assertEqual(self.stats(lid)["relay"], {"pending": 0, "unread": 3})
+        self.r.call("XREADGROUP", "GROUP", "relay", "r1", "COUNT", "2", "STREAMS",
+                    "fs:{%s:a}:orders" % lid, ">")
+        self.assertEqual(self.stats(lid)["relay"], {"pending": 2, "unread": 1})
+        out = subprocess.run([cli_bin(), "watch", lid, "--iterations", "1"], env=self.cli_env(),
+                             capture_output=True, text=True, timeout=20)
+        self.assertIn("relay: 2 orders read but not yet delivered, 1 not yet read", out.stdout)
 
     def test_empty_and_errors(self):
         lid = self.new_launch([sku("a", 3, 1)])
