@@ -162,6 +162,17 @@ local function expect_key(got, want, what)
     end
 end
 
+-- Checks that keys[2], keys[3], ... are the SKU's keys named by suffixes (e.g. holds, users, held),
+-- in that order, given keys[1] = "fs:{L:S}:sku"; returns the SKU's key prefix "fs:{L:S}".
+local function sku_keys(keys, suffixes)
+    local prefix = sku_prefix(keys[1])
+    for i = 1, #suffixes do
+        local what = string.sub(suffixes[i], 1, 2) == 'r:' and 'reservation' or suffixes[i]
+        expect_key(keys[i + 1], prefix .. ':' .. suffixes[i], what)
+    end
+    return prefix
+end
+
 -- "fs:launch:{L}" -> "L"
 local function launch_id_of(key)
     local id = type(key) == 'string' and string.match(key, '^fs:launch:{([^{}:]+)}$')
@@ -457,12 +468,7 @@ local function fs_reserve(keys, args)
     if #keys < 6 then
         fail('wrong number of keys')
     end
-    local prefix = sku_prefix(keys[1])
-    expect_key(keys[2], prefix .. ':holds', 'holds')
-    expect_key(keys[3], prefix .. ':users', 'users')
-    expect_key(keys[4], prefix .. ':held', 'held')
-    expect_key(keys[5], prefix .. ':rlu', 'rlu')
-    expect_key(keys[6], prefix .. ':rla', 'rla')
+    local prefix = sku_keys(keys, { 'holds', 'users', 'held', 'rlu', 'rla' })
     local iprefix = prefix .. ':i:'
 
     -- Parse and check the whole batch before anything is read or written.
@@ -637,13 +643,8 @@ local function fs_confirm(keys, args)
     if #keys ~= 6 or #args ~= 4 then
         fail('wrong number of arguments')
     end
-    local prefix = sku_prefix(keys[1])
     local rid, user, order_id, payment_ref = args[1], args[2], args[3], args[4]
-    expect_key(keys[2], prefix .. ':holds', 'holds')
-    expect_key(keys[3], prefix .. ':users', 'users')
-    expect_key(keys[4], prefix .. ':held', 'held')
-    expect_key(keys[5], prefix .. ':r:' .. rid, 'reservation')
-    expect_key(keys[6], prefix .. ':orders', 'orders')
+    local prefix = sku_keys(keys, { 'holds', 'users', 'held', 'r:' .. rid, 'orders' })
     if order_id == '' then
         fail('empty order_id')
     end
@@ -700,12 +701,8 @@ local function fs_cancel(keys, args)
     if #keys ~= 5 or #args ~= 2 then
         fail('wrong number of arguments')
     end
-    local prefix = sku_prefix(keys[1])
     local rid, user = args[1], args[2]
-    expect_key(keys[2], prefix .. ':holds', 'holds')
-    expect_key(keys[3], prefix .. ':users', 'users')
-    expect_key(keys[4], prefix .. ':held', 'held')
-    expect_key(keys[5], prefix .. ':r:' .. rid, 'reservation')
+    sku_keys(keys, { 'holds', 'users', 'held', 'r:' .. rid })
 
     local r = read_reservation(keys[4], keys[5], rid)
     if not r or r.user ~= user then
@@ -771,10 +768,7 @@ local function fs_expire(keys, args)
     if max < 1 or max > MAX_BATCH then
         fail('max must be 1..1000')
     end
-    local prefix = sku_prefix(keys[1])
-    expect_key(keys[2], prefix .. ':holds', 'holds')
-    expect_key(keys[3], prefix .. ':users', 'users')
-    expect_key(keys[4], prefix .. ':held', 'held')
+    local prefix = sku_keys(keys, { 'holds', 'users', 'held' })
 
     local now = now_ms()
     local due = redis.call('ZRANGEBYSCORE', keys[2], '-inf', fmt_int(now), 'LIMIT', 0, max)
