@@ -18,6 +18,8 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=deploy/packages.sh
+source deploy/packages.sh
 ROOT=$PWD
 VAR=$ROOT/var
 BUILD_DIR=$ROOT/build-release
@@ -41,35 +43,6 @@ die() {
 
 usage() {
   sed -n '2,7s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
-}
-
-# ---------------------------------------------------------------------------------------------
-# Packages
-
-missing_packages() {
-  local p status
-  for p in "$@"; do
-    status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
-    if [[ "$status" != installed ]]; then
-      printf '%s\n' "$p"
-    fi
-  done
-}
-
-ensure_packages() {
-  local missing
-  mapfile -t missing < <(missing_packages "${PACKAGES[@]}")
-  if ((${#missing[@]} == 0)); then
-    return 0
-  fi
-  if ((EUID != 0)); then
-    say "missing Debian packages: ${missing[*]}"
-    die "install them as root (apt-get install ${missing[*]}) or run this script as root"
-  fi
-  say "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update
-  apt-get install -y --no-install-recommends "${missing[@]}"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -369,7 +342,7 @@ esac
   exit 2
 }
 
-ensure_packages
+ensure_packages quickstart "${PACKAGES[@]}"
 
 say "building Release into build-release/"
 cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DFS_WERROR=ON >/dev/null

@@ -11,6 +11,8 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=deploy/packages.sh
+source deploy/packages.sh
 
 PACKAGES=(
   build-essential cmake pkg-config
@@ -20,35 +22,7 @@ PACKAGES=(
   chromium chromium-driver
 )
 
-# Prints the packages of "$@" that dpkg does not report as installed.
-missing_packages() {
-  local p status
-  for p in "$@"; do
-    status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
-    if [[ "$status" != installed ]]; then
-      printf '%s\n' "$p"
-    fi
-  done
-}
-
-ensure_packages() {
-  local missing
-  mapfile -t missing < <(missing_packages "${PACKAGES[@]}")
-  if ((${#missing[@]} == 0)); then
-    return 0
-  fi
-  if ((EUID != 0)); then
-    echo "run.sh: missing Debian packages: ${missing[*]}" >&2
-    echo "run.sh: install them as root (apt-get install ${missing[*]}) or run this script as root" >&2
-    exit 1
-  fi
-  echo "run.sh: installing ${missing[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update
-  apt-get install -y --no-install-recommends "${missing[@]}"
-}
-
-ensure_packages
+ensure_packages run.sh "${PACKAGES[@]}"
 
 BUILD_DIR=build-asan
 
