@@ -475,12 +475,14 @@ local function fs_reserve(keys, args)
     local reqs, k, rids = {}, 7, {}
     for i = 1, n do
         local b = 2 + (i - 1) * 5
-        local q = { rid = args[b], user = args[b + 1], qty = parse_int(args[b + 2], 'qty'),
-            addr = args[b + 4] }
+        -- qty is almost always "1": skip the general parse for it (the rush path)
+        local qty_s = args[b + 2]
+        local q = { rid = args[b], user = args[b + 1], addr = args[b + 4],
+            qty = qty_s == '1' and 1 or parse_int(qty_s, 'qty') }
         if q.qty < 1 then
             fail('qty must be at least 1')
         end
-        q.qty_s = fmt_int(q.qty)
+        q.qty_s = qty_s == '1' and qty_s or fmt_int(q.qty)
         if q.rid == '' or string.find(q.rid, '|', 1, true) then
             fail('bad reservation id')
         end
@@ -562,6 +564,7 @@ local function fs_reserve(keys, args)
     local expires = now + s.hold_ms
     local now_s, expires_s = fmt_int(now), fmt_int(expires)
     local changed_users, zadd, hset_held = {}, {}, {}
+    local times = '|' .. now_s .. '|' .. expires_s .. '|' -- the middle of every held record
     local written = {} -- idempotency key -> the answer stored by an earlier request of this batch
     for i = 1, n do
         local q = reqs[i]
@@ -593,7 +596,7 @@ local function fs_reserve(keys, args)
                 zadd[#zadd + 1] = expires_s
                 zadd[#zadd + 1] = q.rid
                 hset_held[#hset_held + 1] = q.rid
-                hset_held[#hset_held + 1] = q.qty_s .. '|' .. now_s .. '|' .. expires_s .. '|' .. q.user
+                hset_held[#hset_held + 1] = q.qty_s .. times .. q.user
                 out[i] = { 'ok', q.rid, q.qty, expires, now, 0 }
             else
                 out[i] = { code, '', 0, 0, 0, 0 }
