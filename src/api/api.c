@@ -43,6 +43,7 @@ static const fs_route_t fs__routes[FS_ROUTE__COUNT] = {
     [FS_ROUTE_DASHBOARD_JS] = {HTTP_GET, "/admin/dashboard.js"},
     [FS_ROUTE_DASHBOARD_CSS] = {HTTP_GET, "/admin/dashboard.css"},
     [FS_ROUTE_ADMIN_RATE_LIMIT] = {HTTP_PATCH, "/admin/v1/launches/{launch}/rate_limit"},
+    [FS_ROUTE_DASHBOARD_REDIRECT] = {HTTP_GET, "/admin"},
 };
 
 /* Metric label per route (and one for requests that matched none). */
@@ -50,7 +51,7 @@ static const char *const fs__route_names[FS_ROUTE__COUNT + 1] = {
     "healthz", "readyz", "metrics", "admin_put_launch", "admin_get_launch", "admin_open",
     "admin_pause", "admin_close", "admin_restock", "get_launch", "reserve", "get_reservation",
     "confirm", "cancel", "admin_list", "admin_whoami", "admin_pause_all", "admin_stats",
-    "admin_audit", "admin_orders", "dashboard", "dashboard_js", "dashboard_css", "admin_rate_limit", "none"};
+    "admin_audit", "admin_orders", "dashboard", "dashboard_js", "dashboard_css", "admin_rate_limit", "dashboard_redirect", "none"};
 
 static fs__auth_t fs__route_auth(int route)
 {
@@ -60,7 +61,8 @@ static fs__auth_t fs__route_auth(int route)
     case FS_ROUTE_METRICS:
     case FS_ROUTE_DASHBOARD:
     case FS_ROUTE_DASHBOARD_JS:
-    case FS_ROUTE_DASHBOARD_CSS: return FS__AUTH_NONE;
+    case FS_ROUTE_DASHBOARD_CSS:
+    case FS_ROUTE_DASHBOARD_REDIRECT: return FS__AUTH_NONE;
     case FS_ROUTE_ADMIN_GET_LAUNCH:
     case FS_ROUTE_ADMIN_LIST:
     case FS_ROUTE_ADMIN_WHOAMI:

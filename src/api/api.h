@@ -41,6 +41,7 @@ typedef enum {
     FS_ROUTE_DASHBOARD_JS,
     FS_ROUTE_DASHBOARD_CSS,
     FS_ROUTE_ADMIN_RATE_LIMIT, /* issue 5: PATCH .../rate_limit (admin.c) */
+    FS_ROUTE_DASHBOARD_REDIRECT, /* GET /admin -> 308 /admin/ (dashboard.c) */
     FS_ROUTE__COUNT,
     FS_ROUTE_NONE = FS_ROUTE__COUNT /* metrics slot for 404/405 */
 } fs_route_id_t;

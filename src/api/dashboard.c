@@ -37,6 +37,10 @@ void fs_api_dashboard(fs_api_ctx_t *c, int route)
     case FS_ROUTE_DASHBOARD_CSS:
         body = fs_dashboard_css, len = fs_dashboard_css_len, type = "text/css; charset=utf-8";
         break;
+    case FS_ROUTE_DASHBOARD_REDIRECT: /* the page's relative links need the trailing slash */
+        status = 308;
+        headers = "Location: /admin/\r\n";
+        break;
     default:
         fs_api_error(c, 404, "not_found", "no such route");
         return;

@@ -50,6 +50,11 @@ class ServiceTest(fsserver.ServerTestCase):
         self.assertTrue(r.headers.get("content-type", "").startswith("text/plain"), r.headers)
         return parse_metrics(r.body)
 
+    def test_admin_without_slash_redirects_to_dashboard(self):
+        r = self.srv.request("GET", "/admin", auth=None)
+        self.assertEqual((r.status, r.headers.get("location")), (308, "/admin/"))
+        self.assertEqual(self.srv.request("GET", "/admin/", auth=None).status, 200)
+
     def test_healthz_and_readyz(self):
         for path in ("/healthz", "/readyz"):
             r = self.srv.request("GET", path, auth=None)
