@@ -368,15 +368,10 @@ void fs_api_handle(fs_http_req_t *req, void *user)
     char allow[64];
     int route = fs_router_match(fs__routes, FS_ROUTE__COUNT, req->method, req->path, req->params,
                                 allow, sizeof allow);
-    if (route == FS_ROUTE_NOT_FOUND) {
-        fs_api_error(c, 404, "not_found", "no such route");
-        return;
-    }
-    if (route == FS_ROUTE_BAD_METHOD) {
+    if (route < 0) {
         char hdr[96];
-        snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
-        fs_buf_puts(&c->out, "{\"error\":\"method_not_allowed\",\"message\":\"method not allowed on this route\"}");
-        fs_api_send(c, 405, hdr);
+        int status = fs_router_refusal(route, allow, &c->out, hdr, sizeof hdr);
+        fs_api_send(c, status, hdr[0] ? hdr : NULL);
         return;
     }
     req->route = route;

@@ -2,6 +2,7 @@
 #include "router.h"
 
 #include <llhttp.h>
+#include <stdio.h>
 #include <string.h>
 
 /* Matches one pattern against path; fills params. Returns 1 on match. */
@@ -57,4 +58,16 @@ int fs_router_match(const fs_route_t *routes, size_t n, int method, fs_str_t pat
         }
     }
     return path_matched ? FS_ROUTE_BAD_METHOD : FS_ROUTE_NOT_FOUND;
+}
+
+int fs_router_refusal(int route, const char *allow, fs_buf_t *out, char *hdr, size_t hdrcap)
+{
+    hdr[0] = 0;
+    if (route == FS_ROUTE_BAD_METHOD) {
+        snprintf(hdr, hdrcap, "Allow: %s\r\n", allow);
+        fs_json_error(out, "method_not_allowed", "method not allowed on this route");
+        return 405;
+    }
+    fs_json_error(out, "not_found", "no such route");
+    return 404;
 }

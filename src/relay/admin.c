@@ -424,15 +424,10 @@ void fs_relay_admin_handle(fs_http_req_t *req, void *user)
     char allow[64];
     int route = fs_router_match(fs__routes, FS__R__COUNT, req->method, req->path, req->params,
                                 allow, sizeof allow);
-    if (route == FS_ROUTE_NOT_FOUND) {
-        fs__error(c, 404, "not_found", "no such route");
-        return;
-    }
-    if (route == FS_ROUTE_BAD_METHOD) {
+    if (route < 0) {
         char hdr[96];
-        snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
-        fs_buf_puts(&c->out, "{\"error\":\"method_not_allowed\",\"message\":\"method not allowed on this route\"}");
-        fs__send(c, 405, hdr, NULL);
+        int status = fs_router_refusal(route, allow, &c->out, hdr, sizeof hdr);
+        fs__send(c, status, hdr[0] ? hdr : NULL, NULL);
         return;
     }
     switch (route) {
