@@ -327,18 +327,17 @@ end
 -- requests change nothing. TATs live in the hashes fs:{L:S}:rlu (user -> TAT) and fs:{L:S}:rla
 -- (address -> TAT), read and written once per batch; each hash expires once every TAT in it
 -- is in the past, so idle state disappears by itself.
--- Returns nil when both limits are off, else an object with admit(q) -> boolean (also records
--- the policy figures of q for the answer) and finish(out) (writes the TATs and appends to every
--- entry of out one string "s_quota s_window_s s_remaining s_reset_s a_quota a_window_s
--- a_remaining a_reset_s"; a quota of 0 means that limit is off or did not apply).
+-- users, addrs: the batch's shoppers and addresses by request index. Returns nil when both
+-- limits are off, else an object with admit(i) -> boolean (also records the RateLimit figures of
+-- request i) and finish(n) (writes the TATs and returns the figures string of fs_reserve's reply).
 ---------------------------------------------------------------------------------------------------
-local function rate_limiter(s, ukey, akey, reqs, now)
+local function rate_limiter(s, ukey, akey, users, addrs, now)
     local lims = {}
     if s.rl_shopper_milli > 0 and s.rl_shopper_burst > 0 then
-        lims[1] = { key = ukey, field = 'user', milli = s.rl_shopper_milli, burst = s.rl_shopper_burst }
+        lims[1] = { key = ukey, ids = users, milli = s.rl_shopper_milli, burst = s.rl_shopper_burst }
     end
     if s.rl_address_milli > 0 and s.rl_address_burst > 0 then
-        lims[2] = { key = akey, field = 'addr', milli = s.rl_address_milli, burst = s.rl_address_burst }
+        lims[2] = { key = akey, ids = addrs, milli = s.rl_address_milli, burst = s.rl_address_burst }
     end
     if not lims[1] and not lims[2] then
         return nil
@@ -350,69 +349,72 @@ local function rate_limiter(s, ukey, akey, reqs, now)
             lim.tau = lim.t * lim.burst
             lim.window = math.max(1, math.ceil(lim.tau / 1000))
             lim.tat, lim.changed = {}, {}
-            local ids = {}
-            for i = 1, #reqs do
-                local id = reqs[i][lim.field]
+            local ids, list = lim.ids, {}
+            for i = 1, #ids do
+                local id = ids[i]
                 if id ~= '' and lim.tat[id] == nil then
                     lim.tat[id] = 0
-                    ids[#ids + 1] = id
+                    list[#list + 1] = id
                 end
             end
-            if #ids > 0 then
-                local v = redis.call('HMGET', lim.key, unpack(ids))
-                for i = 1, #ids do
+            if #list > 0 then
+                local v = redis.call('HMGET', lim.key, unpack(list))
+                for i = 1, #list do
                     if v[i] then
-                        lim.tat[ids[i]] = tonumber(v[i]) or 0
+                        lim.tat[list[i]] = tonumber(v[i]) or 0
                     end
                 end
             end
         end
     end
-    -- Per request i: RateLimit figures "quota window remaining reset" of each limit, kept as
-    -- flat numbers (fig[i] = {r1, t1, r2, t2}; -1 where a limit did not apply).
-    local figs = {}
+    local l1, l2 = lims[1], lims[2]
+    -- figs: "q1 w1 q2 w2", then per request "r1 t1 r2 t2" (r = -1: that limit did not apply)
+    local figs = { l1 and l1.burst or 0, l1 and l1.window or 0, l2 and l2.burst or 0,
+        l2 and l2.window or 0 }
     local self = {}
-    function self.admit(q)
+    function self.admit(i)
         local r1, t1, r2, t2, n1, n2 = -1, 0, -1, 0, nil, nil
         local ok = true
-        local lim = lims[1]
-        if lim and q.user ~= '' then
-            local tat = math.max(lim.tat[q.user], now) + lim.t
-            local wait = tat - lim.tau - now
+        local u, a = users[i], addrs[i]
+        if l1 and u ~= '' then
+            local tat = math.max(l1.tat[u], now) + l1.t
+            local wait = tat - l1.tau - now
             if wait > 0 then
                 ok, r1, t1 = false, 0, math.ceil(wait / 1000)
             else
-                n1, r1, t1 = tat, math.floor((lim.tau - tat + now) / lim.t), math.ceil((tat - now) / 1000)
+                n1, r1, t1 = tat, math.floor((l1.tau - tat + now) / l1.t), math.ceil((tat - now) / 1000)
             end
         end
-        lim = lims[2]
-        if lim and q.addr ~= '' then
-            local tat = math.max(lim.tat[q.addr], now) + lim.t
-            local wait = tat - lim.tau - now
+        if l2 and a ~= '' then
+            local tat = math.max(l2.tat[a], now) + l2.t
+            local wait = tat - l2.tau - now
             if wait > 0 then
                 ok, r2, t2 = false, 0, math.ceil(wait / 1000)
             else
-                n2, r2, t2 = tat, math.floor((lim.tau - tat + now) / lim.t), math.ceil((tat - now) / 1000)
+                n2, r2, t2 = tat, math.floor((l2.tau - tat + now) / l2.t), math.ceil((tat - now) / 1000)
             end
         end
         if ok then
             if n1 then
-                lims[1].tat[q.user] = n1
-                lims[1].changed[q.user] = true
+                l1.tat[u] = n1
+                l1.changed[u] = true
             end
             if n2 then
-                lims[2].tat[q.addr] = n2
-                lims[2].changed[q.addr] = true
+                l2.tat[a] = n2
+                l2.changed[a] = true
             end
         else
             -- Only the refusing limit(s) tell the client when to come back.
             if n1 then r1 = -1 end
             if n2 then r2 = -1 end
         end
-        figs[q] = { r1, t1, r2, t2 }
+        local b = 4 * i
+        figs[b + 1], figs[b + 2], figs[b + 3], figs[b + 4] = r1, t1, r2, t2
         return ok
     end
-    function self.finish(out)
+    -- Writes the TATs; returns the figures string. requests not decided here (not found,
+    -- replays) get "-1 0 -1 0".
+    function self.finish(n)
         for idx = 1, 2 do
             local lim = lims[idx]
             if lim and next(lim.changed) then
@@ -427,39 +429,39 @@ local function rate_limiter(s, ukey, akey, reqs, now)
                 redis.call('PEXPIRE', lim.key, math.ceil(latest - now) + 1000)
             end
         end
-        -- One string per entry: "q1 w1 r1 t1 q2 w2 r2 t2" (a quota of 0: that limit did not
-        -- apply). One reply element instead of eight keeps the answer cheap to encode and parse.
-        local q1, w1 = lims[1] and lims[1].burst or 0, lims[1] and lims[1].window or 0
-        local q2, w2 = lims[2] and lims[2].burst or 0, lims[2] and lims[2].window or 0
-        for i = 1, #out do
-            local f = figs[reqs[i]]
-            local e = out[i]
-            if f then
-                e[#e + 1] = string.format('%d %d %d %d %d %d %d %d',
-                    f[1] >= 0 and q1 or 0, f[1] >= 0 and w1 or 0, math.max(f[1], 0), f[2],
-                    f[3] >= 0 and q2 or 0, f[3] >= 0 and w2 or 0, math.max(f[3], 0), f[4])
-            else
-                e[#e + 1] = '0 0 0 0 0 0 0 0'
+        for i = 1, n do
+            local b = 4 * i
+            if figs[b + 1] == nil then
+                figs[b + 1], figs[b + 2], figs[b + 3], figs[b + 4] = -1, 0, -1, 0
             end
         end
+        return table.concat(figs, ' ', 1, 4 + 4 * n)
     end
     return self
 end
 
 ---------------------------------------------------------------------------------------------------
 -- fs_reserve: decide a batch of reservations for one SKU, in order (the rush path).
---   KEYS: fs:{L:S}:sku, fs:{L:S}:holds, fs:{L:S}:users, fs:{L:S}:held, then, for each request i
---         whose has_idem_i is 1 (in order), its idempotency key fs:{L:S}:i:...
+--   KEYS: fs:{L:S}:sku, fs:{L:S}:holds, fs:{L:S}:users, fs:{L:S}:held, fs:{L:S}:rlu,
+--         fs:{L:S}:rla, then, for each request i whose has_idem_i is 1 (in order), its
+--         idempotency key fs:{L:S}:i:...
 --   ARGV: n (1..1000), then per request rid_i (fresh, unique), user_i, qty_i (>= 1), has_idem_i
---         (0/1)
---   Returns n entries {code, rid, qty, expires_ms, created_ms, replayed}; code is ok, sold_out,
---     limit_exceeded, launch_not_open or not_found; rid/qty/expires_ms/created_ms are ""/0 unless
---     ok; replayed is 1 when the entry is the stored first answer for the idempotency key.
+--         (0/1), addr_i
+--   Returns {codes, created_ms, expires_ms, figures, replay...}: codes has one letter per request
+--     (o ok, s sold_out, l limit_exceeded, n launch_not_open, f not_found, r rate_limited,
+--     p replayed); an o entry holds the request's own rid and qty from created_ms to expires_ms;
+--     each p takes the next replay element {code, rid, qty, expires_ms, created_ms} (the stored
+--     first answer for its idempotency key); figures is "" with rate limits off, else the
+--     RateLimit figures "q1 w1 q2 w2" then "r1 t1 r2 t2" per request. One small reply per batch
+--     instead of six elements per request: encoding the reply was a large part of the cost.
 --   Invariant: each ok moves qty from available to held, adds one member to holds and to held
 --     and qty to users[user]; checks run per request against the running values, and everything
 --     is written once at the end of the batch (one HSET/ZADD per key, whatever n is), so no
 --     counter goes negative and held == sum(holds).
 ---------------------------------------------------------------------------------------------------
+local CODE_LETTER = { ok = 'o', sold_out = 's', limit_exceeded = 'l', launch_not_open = 'n',
+    not_found = 'f', rate_limited = 'r' }
+
 local function fs_reserve(keys, args)
     local n = parse_int(args[1], 'n')
     if n < 1 or n > MAX_BATCH or #args ~= 1 + 5 * n then
@@ -471,62 +473,62 @@ local function fs_reserve(keys, args)
     local prefix = sku_keys(keys, { 'holds', 'users', 'held', 'rlu', 'rla' })
     local iprefix = prefix .. ':i:'
 
-    -- Parse and check the whole batch before anything is read or written.
-    local reqs, k, rids = {}, 7, {}
+    -- Parse and check the whole batch before anything is read or written. Requests are kept in
+    -- parallel arrays (one table per field, not one per request: this is the rush path).
+    local rid, user, qty, qty_s, addr, ikey = {}, {}, {}, {}, {}, {}
+    local k, seen = 7, {}
     for i = 1, n do
         local b = 2 + (i - 1) * 5
-        -- qty is almost always "1": skip the general parse for it (the rush path)
-        local qty_s = args[b + 2]
-        local q = { rid = args[b], user = args[b + 1], addr = args[b + 4],
-            qty = qty_s == '1' and 1 or parse_int(qty_s, 'qty') }
-        if q.qty < 1 then
-            fail('qty must be at least 1')
+        local r, u, qs, has = args[b], args[b + 1], args[b + 2], args[b + 3]
+        -- qty is almost always "1": skip the general parse for it
+        local q = 1
+        if qs ~= '1' then
+            q = parse_int(qs, 'qty')
+            if q < 1 then
+                fail('qty must be at least 1')
+            end
+            qs = fmt_int(q)
         end
-        q.qty_s = qty_s == '1' and qty_s or fmt_int(q.qty)
-        if q.rid == '' or string.find(q.rid, '|', 1, true) then
+        if r == '' or string.find(r, '|', 1, true) then
             fail('bad reservation id')
         end
-        if rids[q.rid] then
+        if seen[r] then
             fail('duplicate reservation id')
         end
-        rids[q.rid] = true
-        if q.user == '' then
+        seen[r] = true
+        if u == '' then
             fail('empty user')
         end
-        local has = args[b + 3]
         if has == '1' then
-            local ikey = keys[k]
-            if type(ikey) ~= 'string' or string.sub(ikey, 1, #iprefix) ~= iprefix then
+            local key = keys[k]
+            if type(key) ~= 'string' or string.sub(key, 1, #iprefix) ~= iprefix then
                 fail('bad key for idempotency record')
             end
-            q.ikey = ikey
+            ikey[i] = key
             k = k + 1
         elseif has ~= '0' then
             fail('has_idem must be 0 or 1')
         end
-        reqs[i] = q
+        rid[i], user[i], qty[i], qty_s[i], addr[i] = r, u, q, qs, args[b + 4]
     end
     if k - 1 ~= #keys then
         fail('wrong number of keys')
     end
 
-    local out = {}
     local s = read_sku(keys[1], SKU_RESERVE)
     if not s then
-        for i = 1, n do
-            out[i] = { 'not_found', '', 0, 0, 0, 0 }
-        end
-        return out
+        return { string.rep('f', n), 0, 0, '' }
     end
     local now = now_ms()
     local open = effective_state(s.state, s.starts_at_ms, s.ends_at_ms, now) == 'open'
-    local limiter = rate_limiter(s, keys[5], keys[6], reqs, now)
+    local limiter = rate_limiter(s, keys[5], keys[6], user, addr, now)
 
     -- Units each shopper of the batch already holds or bought: one HMGET for the batch.
-    local used, user_list = {}, {}
+    local used = {}
     if open then
+        local user_list = {}
         for i = 1, n do
-            local u = reqs[i].user
+            local u = user[i]
             if used[u] == nil then
                 used[u] = false
                 user_list[#user_list + 1] = u
@@ -543,72 +545,76 @@ local function fs_reserve(keys, args)
     end
 
     -- Earlier answers, all read before the first write: a stored idempotency record is answered
-    -- again with replayed = 1 and takes no stock. (Reservation ids are 128 random bits chosen by
-    -- the server for each request and never sent twice, so they are not looked up.)
+    -- again (p) and takes no stock. (Reservation ids are 128 random bits chosen by the server for
+    -- each request and never sent twice, so they are not looked up.)
+    local replay = {}
     for i = 1, n do
-        local q = reqs[i]
-        if q.ikey then
-            local rec = redis.call('GET', q.ikey)
+        local key = ikey[i]
+        if key then
+            local rec = redis.call('GET', key)
             if rec then
-                local code, rid, qty, exp, created = string.match(rec,
+                local code, r, q, exp, created = string.match(rec,
                     '^([a-z_]+)|([^|]*)|(%d+)|(%d+)|(%d+)$')
-                if not code then
+                if not code or not CODE_LETTER[code] then
                     fail('corrupt data: idempotency record')
                 end
-                q.replay = { code, rid, tonumber(qty), tonumber(exp), tonumber(created), 1 }
+                replay[i] = { code, r, tonumber(q), tonumber(exp), tonumber(created) }
             end
         end
     end
 
     local available, held = s.available, s.held
+    local limit = s.per_user_limit
     local expires = now + s.hold_ms
     local now_s, expires_s = fmt_int(now), fmt_int(expires)
     local changed_users, zadd, hset_held = {}, {}, {}
     local times = '|' .. now_s .. '|' .. expires_s .. '|' -- the middle of every held record
     local written = {} -- idempotency key -> the answer stored by an earlier request of this batch
+    local codes, out = {}, { '', now, expires, '' }
     for i = 1, n do
-        local q = reqs[i]
-        local first = q.ikey and written[q.ikey]
+        local key = ikey[i]
+        local first = key and (written[key] or replay[i])
         if first then
-            out[i] = { first[1], first[2], first[3], first[4], first[5], 1 }
-        elseif q.replay then
-            out[i] = q.replay
-        elseif limiter and not limiter.admit(q) then
-            out[i] = { 'rate_limited', '', 0, 0, 0, 0 }
+            codes[i] = 'p'
+            out[#out + 1] = first
+        elseif limiter and not limiter.admit(i) then
+            codes[i] = 'r'
         else
-            local code
+            local u, q, c = user[i], qty[i], nil
             -- Stock before the limit: "sold out" needs nothing but the SKU's counters, so servers
             -- can answer it from memory once a SKU is empty, with the same answer Redis gives.
             if not open then
-                code = 'launch_not_open'
-            elseif available < q.qty then
-                code = 'sold_out'
-            elseif used[q.user] + q.qty > s.per_user_limit then
-                code = 'limit_exceeded'
+                c = 'n'
+            elseif available < q then
+                c = 's'
+            elseif used[u] + q > limit then
+                c = 'l'
             else
-                code = 'ok'
-            end
-            if code == 'ok' then
-                available = available - q.qty
-                held = held + q.qty
-                used[q.user] = used[q.user] + q.qty
-                changed_users[q.user] = true
+                c = 'o'
+                available = available - q
+                held = held + q
+                used[u] = used[u] + q
+                changed_users[u] = true
+                local r = rid[i]
                 zadd[#zadd + 1] = expires_s
-                zadd[#zadd + 1] = q.rid
-                hset_held[#hset_held + 1] = q.rid
-                hset_held[#hset_held + 1] = q.qty_s .. times .. q.user
-                out[i] = { 'ok', q.rid, q.qty, expires, now, 0 }
-            else
-                out[i] = { code, '', 0, 0, 0, 0 }
+                zadd[#zadd + 1] = r
+                hset_held[#hset_held + 1] = r
+                hset_held[#hset_held + 1] = qty_s[i] .. times .. u
             end
+            codes[i] = c
             -- launch_not_open is not stored: a retry after the launch opens is a new attempt.
-            if q.ikey and code ~= 'launch_not_open' then
-                local rec = code .. '||0|0|0'
-                if code == 'ok' then
-                    rec = 'ok|' .. q.rid .. '|' .. q.qty_s .. '|' .. expires_s .. '|' .. now_s
+            if key and c ~= 'n' then
+                local rec, ans
+                if c == 'o' then
+                    rec = 'ok|' .. rid[i] .. '|' .. qty_s[i] .. '|' .. expires_s .. '|' .. now_s
+                    ans = { 'ok', rid[i], q, expires, now }
+                else
+                    local code = c == 's' and 'sold_out' or 'limit_exceeded'
+                    rec = code .. '||0|0|0'
+                    ans = { code, '', 0, 0, 0 }
                 end
-                redis.call('SET', q.ikey, rec, 'EX', IDEM_TTL_S)
-                written[q.ikey] = out[i]
+                redis.call('SET', key, rec, 'EX', IDEM_TTL_S)
+                written[key] = ans
             end
         end
     end
@@ -624,8 +630,9 @@ local function fs_reserve(keys, args)
         end
         redis.call('HSET', keys[3], unpack(hset))
     end
+    out[1] = table.concat(codes)
     if limiter then
-        limiter.finish(out)
+        out[4] = limiter.finish(n)
     end
     return out
 end

@@ -87,6 +87,30 @@ static fs_res_code_t fs__code_of(const char *s, size_t n)
     return FS_RES_ERROR;
 }
 
+/* The one-letter codes of fs_reserve's reply (docs/redis.md); 'p' (a replay) is handled apart. */
+static fs_res_code_t fs__code_of_letter(char c)
+{
+    switch (c) {
+    case 'o': return FS_RES_OK;
+    case 's': return FS_RES_SOLD_OUT;
+    case 'l': return FS_RES_LIMIT_EXCEEDED;
+    case 'n': return FS_RES_NOT_OPEN;
+    case 'f': return FS_RES_NOT_FOUND;
+    case 'r': return FS_RES_RATE_LIMITED;
+    default: return FS_RES_ERROR;
+    }
+}
+
+/* Reads the next integer of a figures string; 0 when there is none. */
+static int64_t fs__next_int(const char **p, int *ok)
+{
+    char *end;
+    long long v = strtoll(*p, &end, 10);
+    if (end == *p) *ok = 0;
+    *p = end;
+    return v;
+}
+
 /* ---- the queue map ---- */
 
 static fs__queue_t **fs__bucket(fs_stock_t *st, uint32_t h)
@@ -118,61 +142,96 @@ static void fs__mark_dirty(fs_stock_t *st, fs__queue_t *q)
 
 /* ---- answers ---- */
 
+/* Fills it from the replay element e {code, rid, qty, expires_ms, created_ms}. */
+static fs_res_code_t fs__read_replay(fs_reserve_item_t *it, const redisReply *e)
+{
+    if (e->type != REDIS_REPLY_ARRAY || e->elements < 5) return FS_RES_ERROR;
+    size_t n;
+    const char *s = fs_reply_str(e->element[0], &n);
+    fs_res_code_t code = fs__code_of(s, n);
+    it->replayed = 1;
+    if (code != FS_RES_OK) return code;
+    const char *rid = fs_reply_str(e->element[1], &n);
+    if (n == 0 || n > FS_RID_MAX) return FS_RES_ERROR;
+    memcpy(it->rid, rid, n);
+    it->rid[n] = 0;
+    it->rid_len = n;
+    it->qty_out = (int)fs_reply_i64(e->element[2], NULL);
+    it->expires_ms = fs_reply_i64(e->element[3], NULL);
+    it->created_ms = fs_reply_i64(e->element[4], NULL);
+    return code;
+}
+
+/* Answers the items of batch b from fs_reserve's reply {codes, created_ms, expires_ms, figures,
+ * replay...} (docs/redis.md). */
+static void fs__answer_batch(fs_stock_t *st, fs__batch_t *b, const redisReply *reply)
+{
+    size_t ncodes;
+    const char *codes = fs_reply_str(reply->element[0], &ncodes);
+    int64_t created = fs_reply_i64(reply->element[1], NULL);
+    int64_t expires = fs_reply_i64(reply->element[2], NULL);
+    size_t nfigs;
+    const char *figs = fs_reply_str(reply->element[3], &nfigs);
+    int64_t policy[4] = {0, 0, 0, 0}; /* q1 w1 q2 w2 */
+    int figs_ok = nfigs > 0;
+    for (int k = 0; k < 4 && figs_ok; k++) policy[k] = fs__next_int(&figs, &figs_ok);
+    size_t next_replay = 4;
+    fs_reserve_item_t *it = b->items;
+    for (size_t i = 0; i < b->n && it; i++) {
+        fs_reserve_item_t *next = it->next;
+        fs_res_code_t code = FS_RES_ERROR;
+        it->replayed = 0;
+        if (i < ncodes && codes[i] == 'p') {
+            if (next_replay < reply->elements) code = fs__read_replay(it, reply->element[next_replay++]);
+        } else if (i < ncodes) {
+            code = fs__code_of_letter(codes[i]);
+            if (code == FS_RES_OK) {
+                it->qty_out = it->qty;
+                it->created_ms = created;
+                it->expires_ms = expires;
+            }
+        }
+        /* With rate limits on: "r1 t1 r2 t2" per request (r -1: that limit did not apply). */
+        it->rl_on = 0;
+        if (figs_ok) {
+            int64_t f[4];
+            for (int k = 0; k < 4; k++) f[k] = fs__next_int(&figs, &figs_ok);
+            if (figs_ok) {
+                it->rl_on = 1;
+                for (int k = 0; k < 2; k++) {
+                    int applies = f[2 * k] >= 0;
+                    it->rl[k][0] = applies ? policy[2 * k] : 0;
+                    it->rl[k][1] = applies ? policy[2 * k + 1] : 0;
+                    it->rl[k][2] = applies ? f[2 * k] : 0;
+                    it->rl[k][3] = f[2 * k + 1];
+                }
+            }
+        }
+        /* sold_out for one unit means none was left; ok means some was. */
+        if ((code == FS_RES_SOLD_OUT && it->qty == 1) || (code == FS_RES_OK && !it->replayed))
+            fs__soldout_update(st, it->launch, it->sku, code == FS_RES_SOLD_OUT);
+        fs__finish(st, it, code);
+        it = next;
+    }
+}
+
 static void fs__on_batch_reply(redisReply *reply, int err, void *arg)
 {
     fs__batch_t *b = arg;
     fs_stock_t *st = b->st;
     fs__queue_t *q = b->q;
-    fs_reserve_item_t *it = b->items;
     q->inflight--;
     if (q->inflight < FS__MAX_WAVES && q->count > 0) fs__mark_dirty(st, q);
-    if (err || reply->type != REDIS_REPLY_ARRAY || reply->elements != b->n) {
+    if (err || reply->type != REDIS_REPLY_ARRAY || reply->elements < 4 ||
+        reply->element[0]->type != REDIS_REPLY_STRING || reply->element[0]->len != b->n) {
         if (!err) {
             char msg[200];
             fs_error("reserve_bad_reply", "type=%d error=%s", reply->type,
                      fs_log_quote(msg, sizeof msg, reply->type == REDIS_REPLY_ERROR ? reply->str : ""));
         }
-        fs__fail_list(st, it, err ? FS_RES_UNAVAILABLE : FS_RES_ERROR);
+        fs__fail_list(st, b->items, err ? FS_RES_UNAVAILABLE : FS_RES_ERROR);
     } else {
-        for (size_t i = 0; i < b->n && it; i++) {
-            fs_reserve_item_t *next = it->next;
-            const redisReply *e = reply->element[i];
-            fs_res_code_t code = FS_RES_ERROR;
-            if (e->type == REDIS_REPLY_ARRAY && e->elements >= 6) {
-                size_t n;
-                const char *s = fs_reply_str(e->element[0], &n);
-                code = fs__code_of(s, n);
-                if (code == FS_RES_OK) {
-                    const char *rid = fs_reply_str(e->element[1], &n);
-                    if (n == 0 || n > FS_RID_MAX) {
-                        code = FS_RES_ERROR;
-                    } else {
-                        memcpy(it->rid, rid, n);
-                        it->rid[n] = 0;
-                        it->rid_len = n;
-                        it->qty_out = (int)fs_reply_i64(e->element[2], NULL);
-                        it->expires_ms = fs_reply_i64(e->element[3], NULL);
-                        it->created_ms = fs_reply_i64(e->element[4], NULL);
-                    }
-                }
-                it->replayed = (int)fs_reply_i64(e->element[5], NULL);
-                /* With rate limits on, a seventh element "q1 w1 r1 t1 q2 w2 r2 t2". */
-                it->rl_on = 0;
-                if (e->elements >= 7 && e->element[6]->type == REDIS_REPLY_STRING) {
-                    long long v[8];
-                    if (sscanf(e->element[6]->str, "%lld %lld %lld %lld %lld %lld %lld %lld", &v[0],
-                               &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) == 8) {
-                        it->rl_on = 1;
-                        for (int k = 0; k < 8; k++) it->rl[k / 4][k % 4] = v[k];
-                    }
-                }
-            }
-            /* sold_out for one unit means none was left; ok means some was. */
-            if ((code == FS_RES_SOLD_OUT && it->qty == 1) || (code == FS_RES_OK && !it->replayed))
-                fs__soldout_update(st, it->launch, it->sku, code == FS_RES_SOLD_OUT);
-            fs__finish(st, it, code);
-            it = next;
-        }
+        fs__answer_batch(st, b, reply);
     }
     free(b);
     fs__queue_free_if_idle(st, q);

@@ -39,6 +39,45 @@ def new_rid():
     return base64.urlsafe_b64encode(os.urandom(18)).decode().rstrip("=")
 
 
+CODES = {"o": "ok", "s": "sold_out", "l": "limit_exceeded", "n": "launch_not_open",
+         "f": "not_found", "r": "rate_limited"}
+
+
+def decode_reserve(raw, args):
+    """fs_reserve's reply {codes, created_ms, expires_ms, figures, replay...} (docs/redis.md) ->
+    one entry per request [code, rid, qty, expires_ms, created_ms, replayed], plus the string
+    "q1 w1 r1 t1 q2 w2 r2 t2" of RateLimit figures while a rate limit is on (as the server reads
+    it: a quota of 0 where a limit did not apply)."""
+    codes, created, expires, figs = raw[0], raw[1], raw[2], raw[3]
+    n = int(args[0])
+    assert isinstance(codes, str) and len(codes) == n, raw
+    assert isinstance(created, int) and isinstance(expires, int), raw
+    nums = [int(x) for x in figs.split()]
+    assert figs == "" or len(nums) == 4 + 4 * n, raw
+    replays = iter(raw[4:])
+    out = []
+    for i, c in enumerate(codes):
+        if c == "p":
+            e = list(next(replays))
+            assert len(e) == 5, raw
+            entry = e + [1]
+        else:
+            code = CODES[c]
+            if code == "ok":
+                entry = [code, args[1 + 5 * i], int(args[3 + 5 * i]), expires, created, 0]
+            else:
+                entry = [code, "", 0, 0, 0, 0]
+        if nums:
+            q1, w1, q2, w2 = nums[:4]
+            r1, t1, r2, t2 = nums[4 + 4 * i: 8 + 4 * i]
+            entry.append("%d %d %d %d %d %d %d %d" % (
+                q1 if r1 >= 0 else 0, w1 if r1 >= 0 else 0, max(r1, 0), t1,
+                q2 if r2 >= 0 else 0, w2 if r2 >= 0 else 0, max(r2, 0), t2))
+        out.append(entry)
+    assert next(replays, None) is None, "more replay elements than p codes: %r" % (raw,)
+    return out
+
+
 HELD_RE = re.compile(r"^(\d+)\|(\d+)\|(\d+)\|(.+)$", re.S)
 
 
@@ -98,7 +137,8 @@ class FS:
             if key is not None:
                 keys.append(self.idem_key(launch, sku, user, key))
             args += [rid, user, qty, 1 if key is not None else 0, addr]
-        return self.r.call("FCALL", "fs_reserve", len(keys), *keys, *args)
+        raw = self.r.call("FCALL", "fs_reserve", len(keys), *keys, *args)
+        return decode_reserve(raw, args)
 
     def rate_limit(self, launch, shopper_milli=-1, shopper_burst=-1, address_milli=-1,
                    address_burst=-1):
@@ -607,6 +647,25 @@ class TestReserve(Base):
             call(base + [ik], reqs(("a", "u", 1, 1), ("b", "u", -1, 0)))
         self.assertEqual(self.fs.counters("L", "A"), [5, 5, 0, 0])
         self.assertEqual(sorted(self.r.call("KEYS", p + ":*")), [p + ":sku"])
+
+    def test_reply_format(self):
+        """The raw reply: one letter per request, the batch's times once, replays at the end."""
+        self.open_launch("L", [("A", 2, 5, 1)])
+        p = "fs:{L:A}"
+        keys = [p + ":sku", p + ":holds", p + ":users", p + ":held", p + ":rlu", p + ":rla",
+                self.fs.idem_key("L", "A", "u1", "k"), self.fs.idem_key("L", "A", "u1", "k")]
+        args = [4, "r1", "u1", 1, 1, "", "r2", "u2", 1, 0, "", "r3", "u1", 1, 1, "",
+                "r4", "u3", 5, 0, ""]
+        raw = self.r.call("FCALL", "fs_reserve", len(keys), *keys, *args)
+        self.assertEqual(raw[0], "oops", raw)  # ok, ok, replay of r1 (same key), sold_out
+        now = int(self.r.call("TIME")[0]) * 1000
+        self.assertLessEqual(abs(raw[1] - now), 2000)
+        self.assertEqual(raw[2] - raw[1], 60000)  # hold_seconds 60
+        self.assertEqual(raw[3], "", "no figures while rate limits are off")
+        self.assertEqual(raw[4:], [["ok", "r1", 1, raw[2], raw[1]]])
+        other = [k.replace("{L:A}", "{L:B}") for k in keys[:6]]  # no such SKU
+        self.assertEqual(self.r.call("FCALL", "fs_reserve", 6, *other,
+                                     2, "x", "u", 1, 0, "", "y", "u", 1, 0, ""), ["ff", 0, 0, ""])
 
 
 class TestRateLimits(Base):
