@@ -342,12 +342,12 @@ local function rate_limiter(s, ukey, akey, users, addrs, now)
     if not lims[1] and not lims[2] then
         return nil
     end
+    local mmax, mceil = math.max, math.ceil -- looked up once per batch, not per request
     for idx = 1, 2 do
         local lim = lims[idx]
         if lim then
             lim.t = 1000000 / lim.milli -- ms between requests
             lim.tau = lim.t * lim.burst
-            lim.window = math.max(1, math.ceil(lim.tau / 1000))
             lim.tat, lim.changed = {}, {}
             local ids, list = lim.ids, {}
             for i = 1, #ids do
@@ -368,52 +368,45 @@ local function rate_limiter(s, ukey, akey, users, addrs, now)
         end
     end
     local l1, l2 = lims[1], lims[2]
-    -- figs: "q1 w1 q2 w2", then per request "r1 t1 r2 t2" (r = -1: that limit did not apply)
-    local figs = { l1 and l1.burst or 0, l1 and l1.window or 0, l2 and l2.burst or 0,
-        l2 and l2.window or 0 }
+    local t1, tau1, tat1 = l1 and l1.t, l1 and l1.tau, l1 and l1.tat
+    local t2, tau2, tat2 = l2 and l2.t, l2 and l2.tau, l2 and l2.tat
+    -- figs: "milli1 burst1 milli2 burst2", then "d1 d2" per request (see fs_reserve)
+    local figs = { l1 and l1.milli or 0, l1 and l1.burst or 0, l2 and l2.milli or 0,
+        l2 and l2.burst or 0 }
     local self = {}
     function self.admit(i)
-        local r1, t1, r2, t2, n1, n2 = -1, 0, -1, 0, nil, nil
-        local ok = true
+        local d1, d2, n1, n2 = 0, 0, nil, nil
         local u, a = users[i], addrs[i]
         if l1 and u ~= '' then
-            local tat = math.max(l1.tat[u], now) + l1.t
-            local wait = tat - l1.tau - now
-            if wait > 0 then
-                ok, r1, t1 = false, 0, math.ceil(wait / 1000)
-            else
-                n1, r1, t1 = tat, math.floor((l1.tau - tat + now) / l1.t), math.ceil((tat - now) / 1000)
+            n1 = mmax(tat1[u], now) + t1
+            d1 = n1 - now
+            if d1 > tau1 then
+                d1 = tau1 - d1 -- refused: minus the ms until it would be admitted
             end
         end
         if l2 and a ~= '' then
-            local tat = math.max(l2.tat[a], now) + l2.t
-            local wait = tat - l2.tau - now
-            if wait > 0 then
-                ok, r2, t2 = false, 0, math.ceil(wait / 1000)
-            else
-                n2, r2, t2 = tat, math.floor((l2.tau - tat + now) / l2.t), math.ceil((tat - now) / 1000)
+            n2 = mmax(tat2[a], now) + t2
+            d2 = n2 - now
+            if d2 > tau2 then
+                d2 = tau2 - d2
             end
         end
-        if ok then
-            if n1 then
-                l1.tat[u] = n1
-                l1.changed[u] = true
-            end
-            if n2 then
-                l2.tat[a] = n2
-                l2.changed[a] = true
-            end
-        else
-            -- Only the refusing limit(s) tell the client when to come back.
-            if n1 then r1 = -1 end
-            if n2 then r2 = -1 end
+        figs[3 + 2 * i], figs[4 + 2 * i] = d1, d2
+        if d1 < 0 or d2 < 0 then
+            return false
         end
-        local b = 4 * i
-        figs[b + 1], figs[b + 2], figs[b + 3], figs[b + 4] = r1, t1, r2, t2
-        return ok
+        if n1 then
+            tat1[u] = n1
+            l1.changed[u] = true
+        end
+        if n2 then
+            tat2[a] = n2
+            l2.changed[a] = true
+        end
+        return true
     end
-    -- Writes the TATs; returns the figures string. requests not decided here (not found,
-    -- replays) get "-1 0 -1 0".
+    -- Writes the TATs; returns the figures string. Requests not decided here (not found,
+    -- replays) get "0 0".
     function self.finish(n)
         for idx = 1, 2 do
             local lim = lims[idx]
@@ -422,20 +415,21 @@ local function rate_limiter(s, ukey, akey, users, addrs, now)
                 for id in pairs(lim.changed) do
                     local tat = lim.tat[id]
                     h[#h + 1] = id
-                    h[#h + 1] = string.format('%.3f', tat) -- ms, to the microsecond
+                    -- Rounded up to 0.1 ms (never admits more than the rate); a number, which
+                    -- Redis writes with 14 significant digits: exact for ms since 1970.
+                    h[#h + 1] = mceil(tat * 10) / 10
                     if tat > latest then latest = tat end
                 end
                 redis.call('HSET', lim.key, unpack(h))
-                redis.call('PEXPIRE', lim.key, math.ceil(latest - now) + 1000)
+                redis.call('PEXPIRE', lim.key, mceil(latest - now) + 1000)
             end
         end
         for i = 1, n do
-            local b = 4 * i
-            if figs[b + 1] == nil then
-                figs[b + 1], figs[b + 2], figs[b + 3], figs[b + 4] = -1, 0, -1, 0
+            if figs[3 + 2 * i] == nil then
+                figs[3 + 2 * i], figs[4 + 2 * i] = 0, 0
             end
         end
-        return table.concat(figs, ' ', 1, 4 + 4 * n)
+        return table.concat(figs, ' ', 1, 4 + 2 * n)
     end
     return self
 end
@@ -451,8 +445,10 @@ end
 --     (o ok, s sold_out, l limit_exceeded, n launch_not_open, f not_found, r rate_limited,
 --     p replayed); an o entry holds the request's own rid and qty from created_ms to expires_ms;
 --     each p takes the next replay element {code, rid, qty, expires_ms, created_ms} (the stored
---     first answer for its idempotency key); figures is "" with rate limits off, else the
---     RateLimit figures "q1 w1 q2 w2" then "r1 t1 r2 t2" per request. One small reply per batch
+--     first answer for its idempotency key); figures is "" with rate limits off, else
+--     "milli1 burst1 milli2 burst2" (shopper, address; 0 0: off), then "d1 d2" per request: 0 where
+--     that limit did not apply, the new TAT minus now (ms) where it admitted the request, and
+--     minus the ms until it would admit it where it refused (docs/redis.md). One small reply per batch
 --     instead of six elements per request: encoding the reply was a large part of the cost.
 --   Invariant: each ok moves qty from available to held, adds one member to holds and to held
 --     and qty to users[user]; checks run per request against the running values, and everything

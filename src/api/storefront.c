@@ -97,26 +97,35 @@ static void fs__reservation_json(fs_api_ctx_t *c, const char *rid, size_t rid_le
  * the launch's limits that are on, e.g.
  *   RateLimit-Policy: "shopper";q=5;w=3, "address";q=100;w=10
  *   RateLimit: "shopper";r=4;t=1, "address";r=99;t=1 */
-static size_t fs__ratelimit_headers(const fs_reserve_item_t *it, char *out, size_t cap)
+static size_t fs__put(char *out, size_t n, const char *s, size_t len)
 {
-    static const char *const names[2] = {"shopper", "address"};
+    memcpy(out + n, s, len);
+    return n + len;
+}
+#define FS__PUT_LIT(out, n, lit) fs__put(out, n, lit, sizeof lit - 1)
+
+/* out must have room for 2 * (20 + 2 * (14 + 2 * FS_I64_MAX_LEN)) bytes; built without printf
+ * (this runs for every reservation while a launch has rate limits). */
+static size_t fs__ratelimit_headers(const fs_reserve_item_t *it, char *out)
+{
+    static const char *const names[2] = {"\"shopper\"", "\"address\""};
     size_t n = 0;
     if (!it->rl_on || (!it->rl[0][0] && !it->rl[1][0])) return 0;
     for (int field = 0; field < 2; field++) {
-        n += (size_t)snprintf(out + n, cap - n, field ? "RateLimit: " : "RateLimit-Policy: ");
+        n = field ? FS__PUT_LIT(out, n, "RateLimit: ") : FS__PUT_LIT(out, n, "RateLimit-Policy: ");
         int any = 0;
         for (int k = 0; k < 2; k++) {
             const int64_t *f = it->rl[k];
             if (!f[0]) continue;
-            if (field == 0)
-                n += (size_t)snprintf(out + n, cap - n, "%s\"%s\";q=%lld;w=%lld", any ? ", " : "",
-                                      names[k], (long long)f[0], (long long)f[1]);
-            else
-                n += (size_t)snprintf(out + n, cap - n, "%s\"%s\";r=%lld;t=%lld", any ? ", " : "",
-                                      names[k], (long long)f[2], (long long)f[3]);
+            if (any) n = FS__PUT_LIT(out, n, ", ");
+            n = fs__put(out, n, names[k], 9);
+            n = field ? FS__PUT_LIT(out, n, ";r=") : FS__PUT_LIT(out, n, ";q=");
+            n += fs_fmt_i64(out + n, f[field ? 2 : 0]);
+            n = field ? FS__PUT_LIT(out, n, ";t=") : FS__PUT_LIT(out, n, ";w=");
+            n += fs_fmt_i64(out + n, f[field ? 3 : 1]);
             any = 1;
         }
-        n += (size_t)snprintf(out + n, cap - n, "\r\n");
+        n = FS__PUT_LIT(out, n, "\r\n");
     }
     return n;
 }
@@ -133,7 +142,7 @@ static void fs__on_reserved(fs_reserve_item_t *it)
 {
     fs_api_ctx_t *c = it->arg;
     char hdr[FS_RID_MAX + 512];
-    size_t hl = fs__ratelimit_headers(it, hdr, sizeof hdr);
+    size_t hl = fs__ratelimit_headers(it, hdr);
     if (it->replayed) {
         memcpy(hdr + hl, "Idempotent-Replayed: true\r\n", 27);
         hl += 27;

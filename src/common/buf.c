@@ -63,11 +63,25 @@ void fs_buf_printf(fs_buf_t *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+size_t fs_fmt_i64(char *out, int64_t v)
+{
+    char tmp[FS_I64_MAX_LEN];
+    size_t n = 0, len = 0;
+    /* Negated as unsigned, so INT64_MIN works too. */
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) out[len++] = '-';
+    while (n) out[len++] = tmp[--n];
+    return len;
+}
+
 void fs_buf_i64(fs_buf_t *b, int64_t v)
 {
-    char tmp[24];
-    int n = snprintf(tmp, sizeof tmp, "%lld", (long long)v);
-    fs_buf_append(b, tmp, (size_t)n);
+    char tmp[FS_I64_MAX_LEN];
+    fs_buf_append(b, tmp, fs_fmt_i64(tmp, v));
 }
 
 void fs_buf_consume(fs_buf_t *b, size_t n)

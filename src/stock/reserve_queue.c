@@ -20,6 +20,7 @@
 #include "../common/timeutil.h"
 #include "flashsale/error.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,14 +102,52 @@ static fs_res_code_t fs__code_of_letter(char c)
     }
 }
 
-/* Reads the next integer of a figures string; 0 when there is none. */
-static int64_t fs__next_int(const char **p, int *ok)
+/* Reads the next number of a figures string; clears *ok when there is none. */
+static double fs__next_num(const char **p, int *ok)
 {
     char *end;
-    long long v = strtoll(*p, &end, 10);
+    double v = strtod(*p, &end);
     if (end == *p) *ok = 0;
     *p = end;
     return v;
+}
+
+/* One rate limit of a batch, from the figures of fs_reserve's reply. */
+typedef struct {
+    int on;
+    double t, tau; /* ms between requests; t * burst */
+    int64_t quota, window_s;
+} fs__limit_t;
+
+static void fs__limit_init(fs__limit_t *l, double milli, double burst)
+{
+    memset(l, 0, sizeof *l);
+    l->on = milli > 0 && burst > 0;
+    if (!l->on) return;
+    l->t = 1000000.0 / milli;
+    l->tau = l->t * burst;
+    l->quota = (int64_t)burst;
+    l->window_s = (int64_t)ceil(l->tau / 1000.0);
+    if (l->window_s < 1) l->window_s = 1;
+}
+
+/* The RateLimit figures {quota, window_s, remaining, reset_s} of limit l for a request whose
+ * figure is d (docs/redis.md: 0 the limit did not apply; > 0 it admitted, d = the new TAT - now;
+ * < 0 it refused, -d = ms until it would admit). A quota of 0: nothing to tell (the limit did
+ * not apply, or it admitted a request that another limit refused). */
+static void fs__limit_figures(const fs__limit_t *l, double d, int refused, int64_t out[4])
+{
+    out[0] = out[1] = out[2] = out[3] = 0;
+    if (!l->on || d == 0 || (refused && d > 0)) return;
+    out[0] = l->quota;
+    out[1] = l->window_s;
+    if (d < 0) {
+        out[3] = (int64_t)ceil(-d / 1000.0);
+    } else {
+        double r = floor((l->tau - d) / l->t);
+        out[2] = r > 0 ? (int64_t)r : 0;
+        out[3] = (int64_t)ceil(d / 1000.0);
+    }
 }
 
 /* ---- the queue map ---- */
@@ -172,9 +211,13 @@ static void fs__answer_batch(fs_stock_t *st, fs__batch_t *b, const redisReply *r
     int64_t expires = fs_reply_i64(reply->element[2], NULL);
     size_t nfigs;
     const char *figs = fs_reply_str(reply->element[3], &nfigs);
-    int64_t policy[4] = {0, 0, 0, 0}; /* q1 w1 q2 w2 */
+    /* With rate limits on: "milli1 burst1 milli2 burst2", then "d1 d2" per request. */
     int figs_ok = nfigs > 0;
-    for (int k = 0; k < 4 && figs_ok; k++) policy[k] = fs__next_int(&figs, &figs_ok);
+    double pol[4] = {0, 0, 0, 0};
+    for (int k = 0; k < 4 && figs_ok; k++) pol[k] = fs__next_num(&figs, &figs_ok);
+    fs__limit_t lim[2];
+    fs__limit_init(&lim[0], pol[0], pol[1]);
+    fs__limit_init(&lim[1], pol[2], pol[3]);
     size_t next_replay = 4;
     fs_reserve_item_t *it = b->items;
     for (size_t i = 0; i < b->n && it; i++) {
@@ -191,20 +234,15 @@ static void fs__answer_batch(fs_stock_t *st, fs__batch_t *b, const redisReply *r
                 it->expires_ms = expires;
             }
         }
-        /* With rate limits on: "r1 t1 r2 t2" per request (r -1: that limit did not apply). */
         it->rl_on = 0;
         if (figs_ok) {
-            int64_t f[4];
-            for (int k = 0; k < 4; k++) f[k] = fs__next_int(&figs, &figs_ok);
+            double d[2];
+            d[0] = fs__next_num(&figs, &figs_ok);
+            d[1] = fs__next_num(&figs, &figs_ok);
             if (figs_ok) {
                 it->rl_on = 1;
-                for (int k = 0; k < 2; k++) {
-                    int applies = f[2 * k] >= 0;
-                    it->rl[k][0] = applies ? policy[2 * k] : 0;
-                    it->rl[k][1] = applies ? policy[2 * k + 1] : 0;
-                    it->rl[k][2] = applies ? f[2 * k] : 0;
-                    it->rl[k][3] = f[2 * k + 1];
-                }
+                for (int k = 0; k < 2; k++)
+                    fs__limit_figures(&lim[k], d[k], code == FS_RES_RATE_LIMITED, it->rl[k]);
             }
         }
         /* sold_out for one unit means none was left; ok means some was. */

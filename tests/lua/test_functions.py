@@ -13,6 +13,7 @@ Run: python3 tests/lua/test_functions.py   (exit code 0 on success; about 5 s)
 
 import base64
 import datetime
+import math
 import os
 import random
 import re
@@ -46,14 +47,21 @@ CODES = {"o": "ok", "s": "sold_out", "l": "limit_exceeded", "n": "launch_not_ope
 def decode_reserve(raw, args):
     """fs_reserve's reply {codes, created_ms, expires_ms, figures, replay...} (docs/redis.md) ->
     one entry per request [code, rid, qty, expires_ms, created_ms, replayed], plus the string
-    "q1 w1 r1 t1 q2 w2 r2 t2" of RateLimit figures while a rate limit is on (as the server reads
-    it: a quota of 0 where a limit did not apply)."""
+    "q1 w1 r1 t1 q2 w2 r2 t2" of RateLimit figures while a rate limit is on, computed as the
+    server does (src/stock/reserve_queue.c): a quota of 0 where a limit has nothing to tell."""
     codes, created, expires, figs = raw[0], raw[1], raw[2], raw[3]
     n = int(args[0])
     assert isinstance(codes, str) and len(codes) == n, raw
     assert isinstance(created, int) and isinstance(expires, int), raw
-    nums = [int(x) for x in figs.split()]
-    assert figs == "" or len(nums) == 4 + 4 * n, raw
+    nums = [float(x) for x in figs.split()]
+    assert figs == "" or len(nums) == 4 + 2 * n, raw
+    lims = []
+    for milli, burst in (nums[0:2], nums[2:4]) if nums else ():
+        if milli > 0 and burst > 0:
+            t = 1e6 / milli
+            lims.append((int(burst), max(1, math.ceil(t * burst / 1000)), t, t * burst))
+        else:
+            lims.append(None)
     replays = iter(raw[4:])
     out = []
     for i, c in enumerate(codes):
@@ -68,11 +76,16 @@ def decode_reserve(raw, args):
             else:
                 entry = [code, "", 0, 0, 0, 0]
         if nums:
-            q1, w1, q2, w2 = nums[:4]
-            r1, t1, r2, t2 = nums[4 + 4 * i: 8 + 4 * i]
-            entry.append("%d %d %d %d %d %d %d %d" % (
-                q1 if r1 >= 0 else 0, w1 if r1 >= 0 else 0, max(r1, 0), t1,
-                q2 if r2 >= 0 else 0, w2 if r2 >= 0 else 0, max(r2, 0), t2))
+            f = []
+            for lim, d in zip(lims, nums[4 + 2 * i: 6 + 2 * i]):
+                if lim is None or d == 0 or (c == "r" and d > 0):
+                    f += [0, 0, 0, 0]
+                elif d < 0:
+                    f += [lim[0], lim[1], 0, math.ceil(-d / 1000)]
+                else:
+                    f += [lim[0], lim[1], max(0, math.floor((lim[3] - d) / lim[2])),
+                          math.ceil(d / 1000)]
+            entry.append(" ".join(str(x) for x in f))
         out.append(entry)
     assert next(replays, None) is None, "more replay elements than p codes: %r" % (raw,)
     return out

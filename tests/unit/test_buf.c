@@ -3,6 +3,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/buf.h"
@@ -20,6 +22,30 @@ static void test_growth(void **state)
     fs_buf_i64(&b, -9000000000LL);
     assert_string_equal(b.data, "op-42--9000000000");
     fs_buf_free(&b);
+}
+
+/* fs_fmt_i64 against printf, at the edges and around every power of ten. */
+static void test_fmt_i64(void **state)
+{
+    int64_t cases[200];
+    size_t n = 0;
+    cases[n++] = 0;
+    cases[n++] = INT64_MAX;
+    cases[n++] = INT64_MIN;
+    cases[n++] = INT64_MIN + 1;
+    for (int64_t p = 1; p <= INT64_MAX / 10; p *= 10) {
+        cases[n++] = p;
+        cases[n++] = p - 1;
+        cases[n++] = -p;
+        cases[n++] = -(p - 1);
+        cases[n++] = p + 7;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char got[FS_I64_MAX_LEN + 1], want[32];
+        got[fs_fmt_i64(got, cases[i])] = 0;
+        snprintf(want, sizeof want, "%lld", (long long)cases[i]);
+        assert_string_equal(got, want);
+    }
 }
 
 static void test_json(void **state)
@@ -40,6 +66,7 @@ static void test_json(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_growth), cmocka_unit_test(test_json)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_growth), cmocka_unit_test(test_fmt_i64),
+                                       cmocka_unit_test(test_json)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
