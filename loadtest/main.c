@@ -29,8 +29,8 @@ static const char fs__usage[] =
     "  flashsale-load --url URL [-c CONNECTIONS] [-d DURATION] [-t THREADS] [-R RATE] [options]\n"
     "  flashsale-load --campaign FILE --server URL [--redis URL] [options]\n"
     "\n"
-    "Plain mode (like wrk): keep-alive GETs of URL.\n"
-    "  -u, --url URL          http://host[:port]/path to GET (https is not supported)\n"
+    "Plain mode (like wrk): keep-alive GETs (or POSTs, --post) of URL.\n"
+    "  -u, --url URL          http://host[:port]/path to load (https is not supported)\n"
     "  -c, --connections N    keep-alive connections (default 10)\n"
     "  -d, --duration D       how long to run: 10s, 500ms, 2m (default 10s; at most 24h)\n"
     "  -t, --threads N        load threads, each with its own event loop (default 2)\n"
@@ -38,6 +38,9 @@ static const char fs__usage[] =
     "                         latency measured from each arrival's intended send time; without\n"
     "                         it, closed loop: each connection sends again as soon as answered\n"
     "  -H, --header 'N: V'    extra request header (repeatable)\n"
+    "      --post BODY        POST BODY instead of GET; each {seq} in it becomes a number that\n"
+    "                         changes from request to request (16384 values per thread), e.g.\n"
+    "                         '{\"sku\":\"a\",\"user_id\":\"s{seq}\"}' for many shoppers\n"
     "      --timeout D        per-request timeout (default 5s); a timed-out connection is reopened\n"
     "\n"
     "Campaign mode: rehearse a launch described by an INI file (see docs/loadtest.md).\n"
@@ -122,8 +125,9 @@ static int fs__target(const char *what, const char *url, int allow_remote, char 
 }
 
 static int fs__plain_main(const char *url, int connections, int threads, double duration_s,
-                          double rate, int timeout_ms, const char *headers, int allow_remote,
-                          int quiet, const char *json_path, const char *html_path)
+                          double rate, int timeout_ms, const char *headers, const char *body,
+                          int allow_remote, int quiet, const char *json_path,
+                          const char *html_path)
 {
     char host[256], path[2048];
     int port;
@@ -138,6 +142,8 @@ static int fs__plain_main(const char *url, int connections, int threads, double 
     o.host_header = host_header;
     o.path = path;
     o.headers = headers;
+    o.body = body;
+    const char *method = body ? "POST" : "GET";
     o.connections = connections;
     o.threads = threads > connections ? connections : threads;
     o.duration_s = duration_s;
@@ -147,14 +153,14 @@ static int fs__plain_main(const char *url, int connections, int threads, double 
     fs_plain_result_t res;
     char err[256];
     if (!quiet)
-        fprintf(stderr, "flashsale-load: GET %s, %d connections, %d threads, %.1f s, %s\n", url,
-            connections, o.threads, duration_s, rate > 0 ? "open loop" : "closed loop");
+        fprintf(stderr, "flashsale-load: %s %s, %d connections, %d threads, %.1f s, %s\n", method,
+            url, connections, o.threads, duration_s, rate > 0 ? "open loop" : "closed loop");
     if (fs_plain_run(&o, &res, err, sizeof err)) {
         fprintf(stderr, "flashsale-load: %s\n", err);
         fs_timeline_free(&res.timeline);
         return 1;
     }
-    printf("flashsale-load %s: GET %s\n", FS_VERSION, url);
+    printf("flashsale-load %s: %s %s\n", FS_VERSION, method, url);
     printf("  %d connections, %d threads, %.2f s, %s", connections, o.threads, duration_s,
            rate > 0 ? "open loop" : "closed loop");
     if (rate > 0) printf(" at %.0f/s", rate);
@@ -162,6 +168,7 @@ static int fs__plain_main(const char *url, int connections, int threads, double 
     fs_report_print_stats(stdout, &res.stats, res.elapsed_s);
     json_t *doc = fs_report_base("plain", &res.stats, &res.timeline, res.elapsed_s);
     json_object_set_new(doc, "url", json_string(url));
+    json_object_set_new(doc, "method", json_string(method));
     json_object_set_new(doc, "connections", json_integer(connections));
     json_object_set_new(doc, "threads", json_integer(o.threads));
     json_object_set_new(doc, "loop", json_string(rate > 0 ? "open" : "closed"));
@@ -199,6 +206,7 @@ int main(int argc, char **argv)
         {"threads", required_argument, NULL, 't'},
         {"rate", required_argument, NULL, 'R'},
         {"header", required_argument, NULL, 'H'},
+        {"post", required_argument, NULL, 'P'},
         {"timeout", required_argument, NULL, 'T'},
         {"campaign", required_argument, NULL, 'C'},
         {"server", required_argument, NULL, 'S'},
@@ -214,7 +222,7 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *url = NULL, *campaign = NULL, *server = NULL, *redis = NULL;
-    const char *json_path = NULL, *html_path = NULL;
+    const char *json_path = NULL, *html_path = NULL, *body = NULL;
     int connections = 10, threads = 2, timeout_ms = 5000, allow_remote = 0, quiet = 0;
     int no_verify = 0, have_seed = 0, have_duration = 0;
     unsigned long long seed = 0;
@@ -255,6 +263,7 @@ int main(int argc, char **argv)
             fs_buf_puts(&headers, optarg);
             fs_buf_puts(&headers, "\r\n");
             break;
+        case 'P': body = optarg; break;
         case 'C': campaign = optarg; break;
         case 'S': server = optarg; break;
         case 'r': redis = optarg; break;
@@ -278,10 +287,11 @@ int main(int argc, char **argv)
     if (optind < argc) return fs__usage_error("unexpected argument '%s'", argv[optind]);
     signal(SIGPIPE, SIG_IGN);
     if (url && campaign) return fs__usage_error("%s", "--url and --campaign exclude each other");
+    if (body && !url) return fs__usage_error("%s", "--post needs --url (plain mode)");
     if (url) {
         int rc = fs__plain_main(url, connections, threads, duration_s, rate, timeout_ms,
-                                headers.len ? headers.data : NULL, allow_remote, quiet, json_path,
-                                html_path);
+                                headers.len ? headers.data : NULL, body, allow_remote, quiet,
+                                json_path, html_path);
         fs_buf_free(&headers);
         return rc;
     }

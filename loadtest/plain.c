@@ -28,8 +28,11 @@ typedef struct {
 struct fs__worker {
     int id;
     const fs_plain_opts_t *o;
-    const char *req;
+    const char *req;     /* GET: the one request */
     size_t req_len;
+    fs_buf_t ring;       /* POST: FS_PLAIN_SEQS requests back to back */
+    size_t *ring_off;    /* start of request i in ring; ring_off[FS_PLAIN_SEQS] = ring.len */
+    size_t ring_next;
     uv_loop_t loop;
     fs__conn_t *conns;
     int nconns;
@@ -115,8 +118,46 @@ static void fs__on_answer(void *arg, int err, const fs_http_response_t *r)
 
 static void fs__send(fs__conn_t *c)
 {
-    c->w->stats.sent++;
-    fs_http_client_send(c->client, c->w->req, c->w->req_len, 0, fs__on_answer, c);
+    fs__worker_t *w = c->w;
+    w->stats.sent++;
+    if (w->ring_off) {
+        size_t i = w->ring_next;
+        w->ring_next = (i + 1) % FS_PLAIN_SEQS;
+        fs_http_client_send(c->client, w->ring.data + w->ring_off[i],
+                            w->ring_off[i + 1] - w->ring_off[i], 0, fs__on_answer, c);
+        return;
+    }
+    fs_http_client_send(c->client, w->req, w->req_len, 0, fs__on_answer, c);
+}
+
+/* Formats worker w's POST requests: body with each "{seq}" replaced by seq = 1 + thread + k *
+ * threads for k = 0 .. FS_PLAIN_SEQS - 1, so that no two threads send the same number. */
+static void fs__format_posts(fs__worker_t *w, int nth)
+{
+    const fs_plain_opts_t *o = w->o;
+    fs_buf_t body;
+    fs_buf_init(&body);
+    fs_buf_init(&w->ring);
+    w->ring_off = fs_xmalloc((FS_PLAIN_SEQS + 1) * sizeof *w->ring_off);
+    for (size_t k = 0; k < FS_PLAIN_SEQS; k++) {
+        uint64_t seq = 1 + (uint64_t)w->id + (uint64_t)k * (uint64_t)nth;
+        fs_buf_reset(&body);
+        for (const char *p = o->body; *p;) {
+            const char *hit = strstr(p, "{seq}");
+            size_t n = hit ? (size_t)(hit - p) : strlen(p);
+            fs_buf_append(&body, p, n);
+            if (!hit) break;
+            fs_buf_i64(&body, (int64_t)seq);
+            p = hit + 5;
+        }
+        w->ring_off[k] = w->ring.len;
+        fs_buf_printf(&w->ring, "POST %s HTTP/1.1\r\nHost: %s\r\n", o->path, o->host_header);
+        if (o->headers) fs_buf_puts(&w->ring, o->headers);
+        fs_buf_printf(&w->ring, "Content-Length: %zu\r\n\r\n", body.len);
+        fs_buf_append(&w->ring, body.data, body.len);
+    }
+    w->ring_off[FS_PLAIN_SEQS] = w->ring.len;
+    fs_buf_free(&body);
 }
 
 static void fs__on_tick(uv_timer_t *t)
@@ -227,6 +268,7 @@ int fs_plain_run(const fs_plain_opts_t *o, fs_plain_result_t *out, char *err, si
         w->o = o;
         w->req = req.data;
         w->req_len = req.len;
+        if (o->body) fs__format_posts(w, nth);
         w->tl = &out->timeline;
         w->start_ns = start;
         w->nconns = o->connections / nth + (i < o->connections % nth ? 1 : 0);
@@ -286,6 +328,8 @@ int fs_plain_run(const fs_plain_opts_t *o, fs_plain_result_t *out, char *err, si
         fs_rate_profile_free(&w->profile);
         free(w->conns);
         free(w->free_conns);
+        if (w->ring_off) fs_buf_free(&w->ring);
+        free(w->ring_off);
     }
     out->stats.offered = out->intended;
     free(ws);

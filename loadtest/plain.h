@@ -1,4 +1,7 @@
-/* Plain mode: keep-alive GETs of one URL from N connections, like wrk.
+/* Plain mode: keep-alive GETs of one URL from N connections, like wrk; or POSTs of a body in
+ * which every "{seq}" becomes a number that differs from request to request (e.g. the shopper of
+ * a reservation), cycling through FS_PLAIN_SEQS values per thread. Requests are formatted once,
+ * before the run, so a POST costs the load thread no more than a GET.
  *
  * Closed loop (rate 0): every connection sends its next request as soon as the previous answer
  * arrived; latency is measured from the moment a request is written.
@@ -17,11 +20,14 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#define FS_PLAIN_SEQS 16384
+
 typedef struct {
     struct sockaddr_storage addr;
     const char *host_header;  /* value of the Host header */
     const char *path;
     const char *headers;      /* extra "Name: value\r\n" lines or NULL */
+    const char *body;         /* POST this body (with {seq} replaced); NULL: GET */
     int connections;
     int threads;
     double duration_s;

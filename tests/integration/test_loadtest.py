@@ -170,6 +170,39 @@ class CampaignAgainstRealServer(fsserver.ServerTestCase):
         self.assertAlmostEqual(doc["requests"], 1000, delta=20)
         self.assertAlmostEqual(doc["requests_per_sec"], 500, delta=10)
 
+    def test_plain_mode_post_with_seq(self):
+        """--post: reservations by as many shoppers as requests (up to 16384 per thread), each
+        {seq} replaced, and the counters in Redis agree with what the tool says it got."""
+        lid = self.new_launch([fsserver.sku("a", 10 ** 6, per_user_limit=1)])
+        url = "http://127.0.0.1:%d/v1/launches/%s/reservations" % (self.srv.port, lid)
+        tmp = tempfile.mkdtemp(prefix="fs-load-")
+        jpath = os.path.join(tmp, "post.json")
+        rc, out, err = run_load(["--url", url, "-c", "4", "-t", "2", "-d", "1s", "-q", "--json", jpath,
+                                 "-H", "Authorization: Bearer " + self.srv.api_keys[0],
+                                 "-H", "Content-Type: application/json",
+                                 "--post", '{"sku":"a","user_id":"s{seq}","qty":1}'])
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("POST " + url, out)
+        doc = load_json(jpath)
+        self.assertEqual(doc["method"], "POST")
+        n = doc["requests"]
+        self.assertGreater(n, 50)
+        self.assertLess(n, 2 * 16384, "more requests than distinct shoppers: the test would not hold")
+        # per_user_limit 1: every request was a new shopper, so every one got its unit
+        self.assertEqual(doc["status"], {"201": n}, doc["status"])
+        p = "fs:{%s:a}" % lid
+        # the requests still in flight when the run stopped (at most one per connection) were
+        # decided too, but not counted by the tool
+        shoppers = self.r.call("HLEN", p + ":users")
+        self.assertGreaterEqual(shoppers, n)
+        self.assertLessEqual(shoppers, n + 4)
+        self.assertEqual(int(self.r.call("HGET", p + ":sku", "held")), shoppers)
+        users = self.r.call("HKEYS", p + ":users")
+        self.assertTrue(all(re.fullmatch(r"s[1-9][0-9]*", u) for u in users), users[:5])
+        rc, out, err = run_load(["--campaign", SMOKE, "--post", "{}"])
+        self.assertEqual(rc, 2)
+        self.assertIn("--post needs --url", err)
+
     def test_plain_mode_against_nothing_fails(self):
         port = fsserver.free_port()
         rc, out, err = run_load(["--url", "http://127.0.0.1:%d/" % port, "-c", "2", "-d", "300ms", "-q"])
@@ -197,6 +230,7 @@ class SafetyAndHelp(unittest.TestCase):
         rc, out, err = run_load(["--help"])
         self.assertEqual(rc, 0)
         for opt in ("--url", "--connections", "--duration", "--threads", "--rate", "--header",
+                    "--post",
                     "--timeout", "--campaign", "--server", "--redis", "--seed", "--no-verify",
                     "--json", "--html", "--allow-remote", "--quiet", "--version",
                     "FLASHSALE_ADMIN_TOKEN", "FLASHSALE_API_KEYS", "FLASHSALE_REDIS"):
