@@ -2,6 +2,8 @@
 # bench.sh: flashsale-load vs wrk, closed loop, same endpoint, connections, threads and duration.
 #
 #   loadtest/bench.sh [-c CONNECTIONS] [-t THREADS] [-d SECONDS] [-r ROUNDS] [-u URL] [-b BUILD_DIR]
+#   loadtest/bench.sh rush [rush-bench.sh options]    the reservation path (issues 4 and 5): runs
+#                                                      loadtest/rush-bench.sh, see its -h
 #
 # Without -u it starts its own redis-server and flashsale-server on free loopback ports and loads
 # the server's /healthz (a trivial static answer); both are stopped at the end (by pid). Rounds are
@@ -12,13 +14,17 @@
 # machine with the server, so the one that needs less CPU leaves more to the server; this column
 # stays meaningful when other load on the machine makes requests/s noisy.
 set -euo pipefail
+if [ "${1:-}" = rush ]; then
+  shift
+  exec "$(dirname "$0")/rush-bench.sh" "$@"
+fi
 
 CONNS=50 THREADS=2 DURATION=5 ROUNDS=3 URL="" BUILD=""
 while getopts "c:t:d:r:u:b:h" opt; do
   case $opt in
     c) CONNS=$OPTARG ;; t) THREADS=$OPTARG ;; d) DURATION=$OPTARG ;; r) ROUNDS=$OPTARG ;;
     u) URL=$OPTARG ;; b) BUILD=$OPTARG ;;
-    h) sed -n '2,11p' "$0"; exit 0 ;;
+    h) sed -n '2,15p' "$0"; exit 0 ;;
     *) exit 2 ;;
   esac
 done
