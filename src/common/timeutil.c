@@ -28,10 +28,12 @@ static void fs__2(char *p, int v)
 
 size_t fs_time_format_ms(int64_t ms, char *out, size_t cap)
 {
-    /* Hot: every reservation answer carries two times. The date and time of day come from a
-     * per-thread cache of the last second formatted; only the milliseconds change within it. */
-    static _Thread_local time_t cached_sec = (time_t)-1;
-    static _Thread_local char cached[20]; /* "2026-11-27T01:02:03" */
+    /* Hot: every reservation answer carries two times, now and the hold's expiry. The date and
+     * time of day come from a per-thread cache of the last two seconds formatted (one slot for
+     * each of those two), so only the milliseconds change from answer to answer. */
+    static _Thread_local time_t cached_sec[2] = {(time_t)-1, (time_t)-1};
+    static _Thread_local char cached[2][20]; /* "2026-11-27T01:02:03" */
+    static _Thread_local int victim;
     if (cap < 25) return 0;
     time_t secs = (time_t)(ms / 1000);
     int frac = (int)(ms % 1000);
@@ -39,26 +41,30 @@ size_t fs_time_format_ms(int64_t ms, char *out, size_t cap)
         frac += 1000;
         secs -= 1;
     }
-    if (secs != cached_sec) {
+    int slot = cached_sec[0] == secs ? 0 : cached_sec[1] == secs ? 1 : -1;
+    if (slot < 0) {
         struct tm tm;
         gmtime_r(&secs, &tm);
         if (tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999) return 0;
+        slot = victim;
+        victim ^= 1;
+        char *c = cached[slot];
         int y = tm.tm_year + 1900;
-        fs__2(cached, y / 100);
-        fs__2(cached + 2, y % 100);
-        cached[4] = '-';
-        fs__2(cached + 5, tm.tm_mon + 1);
-        cached[7] = '-';
-        fs__2(cached + 8, tm.tm_mday);
-        cached[10] = 'T';
-        fs__2(cached + 11, tm.tm_hour);
-        cached[13] = ':';
-        fs__2(cached + 14, tm.tm_min);
-        cached[16] = ':';
-        fs__2(cached + 17, tm.tm_sec);
-        cached_sec = secs;
+        fs__2(c, y / 100);
+        fs__2(c + 2, y % 100);
+        c[4] = '-';
+        fs__2(c + 5, tm.tm_mon + 1);
+        c[7] = '-';
+        fs__2(c + 8, tm.tm_mday);
+        c[10] = 'T';
+        fs__2(c + 11, tm.tm_hour);
+        c[13] = ':';
+        fs__2(c + 14, tm.tm_min);
+        c[16] = ':';
+        fs__2(c + 17, tm.tm_sec);
+        cached_sec[slot] = secs;
     }
-    memcpy(out, cached, 19);
+    memcpy(out, cached[slot], 19);
     out[19] = '.';
     out[20] = (char)('0' + frac / 100);
     fs__2(out + 21, frac % 100);

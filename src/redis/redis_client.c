@@ -1,5 +1,6 @@
 /* Asynchronous Redis client with deadlines, reconnects and library loading (see redis.h). */
 #include "redis.h"
+#include "../common/buf.h"
 #include "../common/log.h"
 #include "../common/timeutil.h"
 #include "flashsale/error.h"
@@ -139,13 +140,35 @@ static void fs__on_reply(redisAsyncContext *ac, void *rep, void *privdata)
     free(c);
 }
 
+/* The RESP form of a command, "*argc\r\n" then "$len\r\narg\r\n" per argument, into one
+ * fs_xmalloc'ed buffer. hiredis's redisFormatCommandArgv does the same with one sprintf per
+ * argument, which showed in profiles of the reservation path (five arguments per request). */
+static size_t fs__format_command(char **out, int argc, const char **argv, const size_t *lens)
+{
+    size_t total = 1 + FS_I64_MAX_LEN + 2;
+    for (int i = 0; i < argc; i++) total += 1 + FS_I64_MAX_LEN + 2 + lens[i] + 2;
+    char *p = fs_xmalloc(total + 1), *w = p;
+    *w++ = '*';
+    w += fs_fmt_i64(w, argc);
+    *w++ = '\r', *w++ = '\n';
+    for (int i = 0; i < argc; i++) {
+        *w++ = '$';
+        w += fs_fmt_i64(w, (int64_t)lens[i]);
+        *w++ = '\r', *w++ = '\n';
+        memcpy(w, argv[i], lens[i]);
+        w += lens[i];
+        *w++ = '\r', *w++ = '\n';
+    }
+    *w = 0;
+    *out = p;
+    return (size_t)(w - p);
+}
+
 static void fs__enqueue(fs_redis_t *r, fs_redis_cb cb, void *arg, int argc, const char **argv,
                         const size_t *lens, int timeout_ms, int internal)
 {
     fs__cmd_t *c = fs_xcalloc(1, sizeof *c);
-    int n = redisFormatCommandArgv(&c->fmt, argc, argv, lens);
-    fs_assert(n > 0);
-    c->fmtlen = (size_t)n;
+    c->fmtlen = fs__format_command(&c->fmt, argc, argv, lens);
     c->r = r;
     c->cb = cb;
     c->arg = arg;

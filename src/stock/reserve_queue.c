@@ -307,7 +307,7 @@ static void fs__send_batch(fs_stock_t *st, fs__queue_t *q, fs_reserve_item_t *it
         klens[nkeys] = keys.len - offs[nkeys];
         nkeys++;
     }
-    char numkeys[16], nstr[16], qty[FS__BATCH_MAX][12];
+    char numkeys[16], nstr[16], qty[FS__BATCH_MAX][FS_I64_MAX_LEN];
     size_t a = 0;
     argv[a] = "FCALL", lens[a++] = 5;
     argv[a] = "fs_reserve", lens[a++] = 10;
@@ -318,7 +318,7 @@ static void fs__send_batch(fs_stock_t *st, fs__queue_t *q, fs_reserve_item_t *it
     for (fs_reserve_item_t *it = items; it; it = it->next, i++) {
         argv[a] = it->rid, lens[a++] = it->rid_len;
         argv[a] = it->user, lens[a++] = it->user_len;
-        lens[a] = (size_t)snprintf(qty[i], sizeof qty[i], "%d", it->qty), argv[a++] = qty[i];
+        lens[a] = fs_fmt_i64(qty[i], it->qty), argv[a++] = qty[i];
         argv[a] = it->idem ? "1" : "0", lens[a++] = 1;
         argv[a] = it->addr ? it->addr : "", lens[a++] = it->addr ? strlen(it->addr) : 0;
     }

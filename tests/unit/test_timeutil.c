@@ -3,7 +3,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/timeutil.h"
 #include "flashsale/error.h"
@@ -60,10 +62,30 @@ static void test_roundtrip(void **state)
     }
 }
 
+/* The per-thread cache of formatted seconds: interleaving answers from three different seconds
+ * (as now and expiry times do, plus a third) must never mix one second's digits into another. */
+static void test_cache_interleaved(void **state)
+{
+    const int64_t secs[] = {1795743301LL, 1795746901LL, 1795743302LL, 1600000000LL};
+    const int order[] = {0, 1, 0, 1, 2, 1, 0, 3, 3, 2, 0, 1, 3, 0};
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        int64_t ms = secs[order[i]] * 1000 + (int64_t)(i * 37 % 1000);
+        char out[32], want[32];
+        time_t t = (time_t)secs[order[i]];
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        size_t n = strftime(want, sizeof want, "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(want + n, sizeof want - n, ".%03dZ", (int)(ms % 1000));
+        assert_int_equal(fs_time_format_ms(ms, out, sizeof out), 24);
+        assert_string_equal(out, want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_format), cmocka_unit_test(test_parse_good),
-        cmocka_unit_test(test_parse_bad), cmocka_unit_test(test_roundtrip)};
+        cmocka_unit_test(test_parse_bad), cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_cache_interleaved)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
