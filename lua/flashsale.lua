@@ -441,14 +441,16 @@ end
 --         idempotency key fs:{L:S}:i:...
 --   ARGV: n (1..1000), then per request rid_i (fresh, unique), user_i, qty_i (>= 1), has_idem_i
 --         (0/1), addr_i
---   Returns {codes, created_ms, expires_ms, figures, replay...}: codes has one letter per request
+--   Returns {codes, created_ms, expires_ms, figures, available, replay...}: codes has one letter per request
 --     (o ok, s sold_out, l limit_exceeded, n launch_not_open, f not_found, r rate_limited,
 --     p replayed); an o entry holds the request's own rid and qty from created_ms to expires_ms;
 --     each p takes the next replay element {code, rid, qty, expires_ms, created_ms} (the stored
 --     first answer for its idempotency key); figures is "" with rate limits off, else
 --     "milli1 burst1 milli2 burst2" (shopper, address; 0 0: off), then "d1 d2" per request: 0 where
 --     that limit did not apply, the new TAT minus now (ms) where it admitted the request, and
---     minus the ms until it would admit it where it refused (docs/redis.md). One small reply per batch
+--     minus the ms until it would admit it where it refused (docs/redis.md); available is what
+--     is left after the batch (servers use it to answer sold_out at once to requests beyond it;
+--     -1: no such SKU). One small reply per batch
 --     instead of six elements per request: encoding the reply was a large part of the cost.
 --   Invariant: each ok moves qty from available to held, adds one member to holds and to held
 --     and qty to users[user]; checks run per request against the running values, and everything
@@ -513,7 +515,7 @@ local function fs_reserve(keys, args)
 
     local s = read_sku(keys[1], SKU_RESERVE)
     if not s then
-        return { string.rep('f', n), 0, 0, '' }
+        return { string.rep('f', n), 0, 0, '', -1 }
     end
     local now = now_ms()
     local open = effective_state(s.state, s.starts_at_ms, s.ends_at_ms, now) == 'open'
@@ -566,7 +568,7 @@ local function fs_reserve(keys, args)
     local changed_users, zadd, hset_held = {}, {}, {}
     local times = '|' .. now_s .. '|' .. expires_s .. '|' -- the middle of every held record
     local written = {} -- idempotency key -> the answer stored by an earlier request of this batch
-    local codes, out = {}, { '', now, expires, '' }
+    local codes, out = {}, { '', now, expires, '', 0 }
     for i = 1, n do
         local key = ikey[i]
         local first = key and (written[key] or replay[i])
@@ -627,6 +629,7 @@ local function fs_reserve(keys, args)
         redis.call('HSET', keys[3], unpack(hset))
     end
     out[1] = table.concat(codes)
+    out[5] = available
     if limiter then
         out[4] = limiter.finish(n)
     end

@@ -314,6 +314,23 @@ static void fs__whoami(fs_api_ctx_t *c)
     fs_api_send(c, 200, NULL);
 }
 
+void fs_api_publish_metrics(void *arg)
+{
+    fs_api_t *api = arg;
+    fs_redis_stats_t rs = fs_redis_stats(fs_stock_redis(api->stock));
+    fs_metrics_t *m = api->metrics;
+    atomic_store(&m->redis_commands, rs.commands);
+    atomic_store(&m->redis_errors, rs.errors);
+    atomic_store(&m->redis_timeouts, rs.timeouts);
+    atomic_store(&m->redis_reconnects, rs.reconnects);
+    fs_stock_stats_t ss = fs_stock_stats(api->stock);
+    for (int i = 0; i < FS_RES__COUNT && i < FS_METRICS_OUTCOMES; i++)
+        atomic_store(&m->reservations[i], ss.outcomes[i]);
+    atomic_store(&m->sold_out_cached, ss.sold_out_cached);
+    atomic_store(&m->reserve_batches, ss.batches);
+    atomic_store(&m->reserve_batched, ss.batched_items);
+}
+
 /* ---- service endpoints ---- */
 
 static void fs__service(fs_api_ctx_t *c, int route)
@@ -334,26 +351,15 @@ static void fs__service(fs_api_ctx_t *c, int route)
             fs_api_error(c, 503, "unavailable", "not connected to Redis or the Lua library is not loaded");
         }
     } else {
-        /* Before writing, copy this loop's module stats into its metrics block. */
-        fs_redis_stats_t rs = fs_redis_stats(fs_stock_redis(api->stock));
-        fs_metrics_t *m = api->metrics;
-        atomic_store(&m->redis_commands, rs.commands);
-        atomic_store(&m->redis_errors, rs.errors);
-        atomic_store(&m->redis_timeouts, rs.timeouts);
-        atomic_store(&m->redis_reconnects, rs.reconnects);
-        fs_stock_stats_t ss = fs_stock_stats(api->stock);
-        for (int i = 0; i < FS_RES__COUNT && i < FS_METRICS_OUTCOMES; i++)
-            atomic_store(&m->reservations[i], ss.outcomes[i]);
-        atomic_store(&m->sold_out_cached, ss.sold_out_cached);
-        atomic_store(&m->reserve_batches, ss.batches);
-        atomic_store(&m->reserve_batched, ss.batched_items);
+        /* Before writing, bring this loop's block up to date (the others are, to the second). */
+        fs_api_publish_metrics(api);
         const char *outcomes[FS_RES__COUNT + 1];
         for (int i = 0; i < FS_RES__COUNT; i++) outcomes[i] = fs_res_code_name((fs_res_code_t)i);
         outcomes[FS_RES__COUNT] = NULL;
         fs_metrics_write(&c->out, api->shared->metrics, api->shared->nloops, fs__route_names,
                          FS_ROUTE__COUNT + 1, outcomes);
         fs_http_req_t *req = c->req;
-        fs_metrics_request(m, FS_ROUTE_METRICS, 200, fs_mono_ns() - req->start_ns);
+        fs_metrics_request(api->metrics, FS_ROUTE_METRICS, 200, fs_mono_ns() - req->start_ns);
         fs_http_respond(req, 200, NULL, "text/plain; version=0.0.4", c->out.data, c->out.len);
         fs_api_ctx_put(c);
     }

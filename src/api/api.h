@@ -65,6 +65,10 @@ typedef struct {
 } fs_api_shared_t;
 
 fs_api_t *fs_api_new(fs_api_shared_t *shared, fs_metrics_t *metrics, fs_stock_t *stock);
+/* Copies the Redis client's and the stock module's counters of this loop into its metrics block
+ * (arg: the fs_api_t). Runs on the loop: when it serves /metrics and once a second (the stats
+ * tick), so that /metrics, served by any loop, is never more than a second behind on the others. */
+void fs_api_publish_metrics(void *api);
 void fs_api_free(fs_api_t *api);
 /* The fs_http_on_request callback; user is the fs_api_t. */
 void fs_api_handle(fs_http_req_t *req, void *user);

@@ -33,6 +33,8 @@ struct fs_stats {
     int started, stopped;
     int last;         /* slot of the last request: launch days have one hot launch */
     uint64_t dropped; /* answers not counted because the table was full */
+    void (*tick_fn)(void *);
+    void *tick_arg;
     fs__slot_t slots[FS__SLOTS];
 };
 
@@ -142,7 +144,14 @@ static void fs__on_tick(uv_timer_t *t)
         memset(s->counts, 0, sizeof s->counts);
         memset(s->lat, 0, sizeof s->lat);
     }
+    if (st->tick_fn) st->tick_fn(st->tick_arg);
     if (!st->stopped) uv_timer_start(&st->timer, fs__on_tick, fs__delay_to_next_second(), 0);
+}
+
+void fs_stats_on_tick(fs_stats_t *st, void (*fn)(void *arg), void *arg)
+{
+    st->tick_fn = fn;
+    st->tick_arg = arg;
 }
 
 fs_stats_t *fs_stats_new(uv_loop_t *loop, fs_redis_t *redis)

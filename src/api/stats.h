@@ -40,6 +40,8 @@ double fs_stats_bucket_upper_ms(int bucket);
 
 /* Creates the counters of one loop and starts its publishing timer. */
 fs_stats_t *fs_stats_new(uv_loop_t *loop, fs_redis_t *redis);
+/* Also calls fn(arg) on every tick (once a second, on the loop). */
+void fs_stats_on_tick(fs_stats_t *st, void (*fn)(void *arg), void *arg);
 /* Stops publishing (closes the timer; the loop must run for that). Counting still works. */
 void fs_stats_stop(fs_stats_t *st);
 /* Frees the counters once the loop has ended; NULL is fine. */

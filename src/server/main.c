@@ -170,6 +170,7 @@ static int fs__worker_init(fs__worker_t *w, int index, const char *host, int por
     w->stock = fs_stock_new(&w->loop, w->redis, &so);
     w->api = fs_api_new(&fs__shared, &w->metrics, w->stock);
     w->api->stats = fs_stats_new(&w->loop, w->redis); /* publishes to Redis every second */
+    fs_stats_on_tick(w->api->stats, fs_api_publish_metrics, w->api);
     ho.user = w->api;
     int rc = fs_http_server_start(&w->http, &w->loop, &ho, err, errcap);
     if (rc) return rc;

@@ -67,6 +67,7 @@ static uint32_t fs__hash(const char *a, const char *b)
 
 static void fs__finish(fs_stock_t *st, fs_reserve_item_t *it, fs_res_code_t code)
 {
+    fs__units_release(it);
     it->code = code;
     st->stats.outcomes[code < FS_RES__COUNT ? code : FS_RES_ERROR]++;
     it->done(it);
@@ -202,7 +203,7 @@ static fs_res_code_t fs__read_replay(fs_reserve_item_t *it, const redisReply *e)
 }
 
 /* Answers the items of batch b from fs_reserve's reply {codes, created_ms, expires_ms, figures,
- * replay...} (docs/redis.md). */
+ * available, replay...} (docs/redis.md). */
 static void fs__answer_batch(fs_stock_t *st, fs__batch_t *b, const redisReply *reply)
 {
     size_t ncodes;
@@ -218,7 +219,12 @@ static void fs__answer_batch(fs_stock_t *st, fs__batch_t *b, const redisReply *r
     fs__limit_t lim[2];
     fs__limit_init(&lim[0], pol[0], pol[1]);
     fs__limit_init(&lim[1], pol[2], pol[3]);
-    size_t next_replay = 4;
+    /* What the batch left, before any answer goes out (an answer may queue the next request of
+     * its connection at once): the batch's own units are no longer pending. */
+    for (fs_reserve_item_t *x = b->items; x; x = x->next) fs__units_release(x);
+    int64_t left = fs_reply_i64(reply->element[4], NULL);
+    if (left >= 0) fs__units_left(st, b->q->launch, b->q->sku, left);
+    size_t next_replay = 5;
     fs_reserve_item_t *it = b->items;
     for (size_t i = 0; i < b->n && it; i++) {
         fs_reserve_item_t *next = it->next;
@@ -260,7 +266,7 @@ static void fs__on_batch_reply(redisReply *reply, int err, void *arg)
     fs__queue_t *q = b->q;
     q->inflight--;
     if (q->inflight < FS__MAX_WAVES && q->count > 0) fs__mark_dirty(st, q);
-    if (err || reply->type != REDIS_REPLY_ARRAY || reply->elements < 4 ||
+    if (err || reply->type != REDIS_REPLY_ARRAY || reply->elements < 5 ||
         reply->element[0]->type != REDIS_REPLY_STRING || reply->element[0]->len != b->n) {
         if (!err) {
             char msg[200];
@@ -390,6 +396,7 @@ void fs_stock_reserve(fs_stock_t *st, fs_reserve_item_t *it)
     it->next = NULL;
     it->replayed = 0;
     it->rl_on = 0;
+    it->units = NULL;
     if (!fs_redis_ready(st->redis)) {
         fs__finish(st, it, FS_RES_UNAVAILABLE);
         return;
@@ -401,6 +408,12 @@ void fs_stock_reserve(fs_stock_t *st, fs_reserve_item_t *it)
     }
     if (!fs__admission_take(st, it->launch, it->sku)) {
         fs__finish(st, it, FS_RES_OVERLOADED);
+        return;
+    }
+    /* Requests with an Idempotency-Key may be replays, which take no unit: Redis answers them. */
+    if (!it->idem && fs__units_claim(st, it)) {
+        st->stats.sold_out_cached++;
+        fs__finish(st, it, FS_RES_SOLD_OUT);
         return;
     }
     uint32_t h = fs__hash(it->launch, it->sku);

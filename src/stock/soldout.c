@@ -11,6 +11,13 @@
  * The admission cap: a token bucket per SKU lets at most `admission` reservation requests per
  * second through to the queue (and so to Redis); the excess is answered "overloaded".
  *
+ * Units ahead: each fs_reserve answer says how many units were left after its batch. Requests
+ * queued or in flight on this loop count their units as pending; a request whose units would
+ * take the pending total past what is left is answered sold_out at once, without queueing (the
+ * issue's bounded queue: "when queued units already exceed what remains, the excess is answered
+ * sold_out immediately"). Other loops and servers only lower the true figure, so the estimate
+ * errs towards asking Redis. Units coming back (fs:stock) make it unknown again.
+ *
  * Entries exist only for SKUs that Redis said exist, so the table is bounded by real SKUs. */
 #include "stock.h"
 #include "stock_internal.h"
@@ -25,6 +32,8 @@ struct fs__soldout {
     uint32_t hash;
     uint64_t checked_ns; /* when Redis last said sold out, or a recheck was let through */
     int marked;
+    int64_t avail;      /* units left after the last answered batch; -1 unknown */
+    int64_t pending;    /* units of requests queued or in flight on this loop */
     double tokens;      /* admission bucket */
     uint64_t refill_ns;
     char key[]; /* "launch:sku", as in fs:stock messages */
@@ -78,6 +87,7 @@ void fs__soldout_update(fs_stock_t *st, const char *launch, const char *sku, int
         e = fs_xcalloc(1, sizeof *e + n + 1);
         e->tokens = st->admission_per_sec;
         e->refill_ns = fs_mono_ns();
+        e->avail = -1;
         memcpy(e->key, key, n + 1);
         e->hash = h;
         e->next = st->soldout[h % FS__NBUCKETS];
@@ -105,9 +115,43 @@ int fs__admission_take(fs_stock_t *st, const char *launch, const char *sku)
     return 1;
 }
 
+int fs__units_claim(fs_stock_t *st, fs_reserve_item_t *it)
+{
+    char key[2 * FS_ID_MAX + 2];
+    size_t n = fs__key(key, it->launch, it->sku);
+    struct fs__soldout *e = fs__find(st, key, n, fs__h(key, n));
+    if (!e) return 0; /* not known to exist yet: Redis answers it */
+    if (e->avail >= 0 && e->pending + it->qty > e->avail) return 1;
+    e->pending += it->qty;
+    it->units = e;
+    return 0;
+}
+
+void fs__units_release(fs_reserve_item_t *it)
+{
+    struct fs__soldout *e = it->units;
+    if (!e) return;
+    e->pending -= it->qty;
+    it->units = NULL;
+}
+
+void fs__units_left(fs_stock_t *st, const char *launch, const char *sku, int64_t available)
+{
+    char key[2 * FS_ID_MAX + 2];
+    size_t n = fs__key(key, launch, sku);
+    uint32_t h = fs__h(key, n);
+    struct fs__soldout *e = fs__find(st, key, n, h);
+    if (!e) { /* the first answer for this SKU: it exists */
+        fs__soldout_update(st, launch, sku, 0);
+        e = fs__find(st, key, n, h);
+    }
+    e->avail = available;
+}
+
 void fs_stock_units_back(fs_stock_t *st, const char *launch, const char *sku)
 {
     fs__soldout_update(st, launch, sku, 0);
+    fs__units_left(st, launch, sku, -1);
 }
 
 void fs__soldout_on_message(const char *msg, size_t len, void *arg)
@@ -115,11 +159,11 @@ void fs__soldout_on_message(const char *msg, size_t len, void *arg)
     fs_stock_t *st = arg;
     if (!msg) { /* (re)subscribed: what was missed is unknown */
         for (int b = 0; b < FS__NBUCKETS; b++)
-            for (struct fs__soldout *e = st->soldout[b]; e; e = e->next) e->marked = 0;
+            for (struct fs__soldout *e = st->soldout[b]; e; e = e->next) e->marked = 0, e->avail = -1;
         return;
     }
     struct fs__soldout *e = fs__find(st, msg, len, fs__h(msg, len));
-    if (e) e->marked = 0;
+    if (e) e->marked = 0, e->avail = -1;
 }
 
 void fs__soldout_free(fs_stock_t *st)

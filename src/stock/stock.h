@@ -56,12 +56,15 @@ typedef struct fs_reserve_item {
     /* internal */
     struct fs_reserve_item *next;
     uint64_t queued_ns;
+    void *units; /* the SKU's entry (soldout.c) while qty counts as pending there */
 } fs_reserve_item_t;
 
 typedef struct {
     uint64_t batches, batched_items;
     uint64_t outcomes[FS_RES__COUNT];
-    uint64_t sold_out_cached; /* sold_out answers given from memory (also counted in outcomes) */
+    uint64_t sold_out_cached; /* sold_out answers given from memory, because the SKU is known
+                                 sold out or because the units queued ahead already exceed
+                                 what is left (also counted in outcomes) */
 } fs_stock_stats_t;
 
 typedef struct {

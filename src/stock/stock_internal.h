@@ -42,5 +42,13 @@ void fs__soldout_update(fs_stock_t *st, const char *launch, const char *sku, int
 void fs__soldout_on_message(const char *msg, size_t len, void *arg);
 void fs__soldout_free(fs_stock_t *st);
 int fs__admission_take(fs_stock_t *st, const char *launch, const char *sku);
+/* Units of a SKU pending on this loop (queued or in flight) against what Redis last said was
+ * left: fs__units_claim counts it->qty as pending, or returns 1 when the units pending ahead
+ * already take what is left (the request is answered sold_out at once); fs__units_release
+ * uncounts them; fs__units_left records what the last answered batch left. */
+int fs__units_claim(fs_stock_t *st, fs_reserve_item_t *it);
+void fs__units_release(fs_reserve_item_t *it);
+void fs__units_left(fs_stock_t *st, const char *launch, const char *sku, int64_t available);
+/* (fs__units_left also creates the SKU's entry: an answer with available >= 0 means it exists.) */
 
 #endif

@@ -23,6 +23,18 @@ def cached(srv):
     raise AssertionError("fs_reservations_sold_out_cached_total missing")
 
 
+def cached_on(conn):
+    """fs_reservations_sold_out_cached_total as served on this connection's event loop (whose
+    own counters /metrics always has up to date)."""
+    conn.send(fsserver.raw_request("GET", "/metrics"))
+    r = conn.read_response()
+    body = r.body if isinstance(r.body, str) else r.body.decode()
+    for line in body.splitlines():
+        if line.startswith("fs_reservations_sold_out_cached_total "):
+            return int(line.split()[1])
+    raise AssertionError("fs_reservations_sold_out_cached_total missing")
+
+
 class SoldOutCacheTest(ServerTestCase):
     server_env = ENV
 
@@ -73,6 +85,49 @@ class SoldOutCacheTest(ServerTestCase):
         self.assertError(self.b.reserve(lid, "a", "u2"), 409, "launch_not_open")
         self.assertEqual(self.srv.open(lid).status, 200)
         self.wait_stock(self.b, lid, "a", "u2")
+
+    def test_units_queued_ahead_answer_sold_out_at_once(self):
+        """Requests beyond what the last answer left (counting the units queued ahead of them on
+        the same event loop) are answered sold_out from memory, in order, without waiting; a
+        burst that fits is not refused; units that come back make the server ask Redis again."""
+        lid = self.new_launch([sku("a", 6, per_user_limit=1), sku("b", 10, per_user_limit=1)])
+        path = "/v1/launches/%s/reservations" % lid
+        auth = {"Authorization": "Bearer " + self.srv.api_keys[0]}
+
+        def burst(conn, name, users):
+            conn.send(b"".join(fsserver.raw_request("POST", path, {"sku": name, "user_id": u},
+                                                    auth) for u in users))
+            return [conn.read_response() for _ in users]
+
+        with self.srv.raw() as c:
+            # one answer from Redis first: this loop now knows 5 units of "a" are left
+            self.assertEqual([r.status for r in burst(c, "a", ["w"])], [201])
+            before = cached_on(c)
+            out = burst(c, "a", ["u%d" % i for i in range(20)])
+            self.assertEqual([r.status for r in out], [201] * 5 + [409] * 15,
+                             "the first five in line get the five units, in order")
+            self.assertTrue(all(r.body["error"] == "sold_out" for r in out[5:]))
+            self.assertEqual(cached_on(c), before + 15, "the excess never reached Redis")
+            # /metrics on another connection (maybe another event loop) catches up within 1 s
+            wait_until(lambda: cached(self.srv) == cached_on(c), BOUND, interval=0.1,
+                       what="every loop's counters in /metrics")
+            self.check_invariants(lid, ["a", "b"])  # raises on a broken invariant
+            counters = self.srv.admin_get(lid).body["skus"][0]
+            self.assertEqual((counters["available"], counters["held"]), (0, 6))
+
+            # a burst that fits what is left: nothing refused from memory
+            self.assertEqual([r.status for r in burst(c, "b", ["w"])], [201])
+            before = cached_on(c)
+            self.assertEqual([r.status for r in burst(c, "b", ["v%d" % i for i in range(9)])],
+                             [201] * 9)
+            self.assertEqual(cached_on(c), before)
+
+            # a unit comes back: the fs:stock message makes the estimate unknown again, so the
+            # next request is asked of Redis (the re-check interval is 10 minutes here)
+            rid = out[0].body["reservation_id"]
+            self.assertEqual(self.srv.cancel(rid, "u0").status, 200)
+            wait_until(lambda: burst(c, "a", ["late"])[0].status == 201, BOUND, interval=0.02,
+                       what="the returned unit")
 
     def test_idempotent_requests_bypass_the_cache(self):
         lid = self.new_launch([sku("a", 1)])

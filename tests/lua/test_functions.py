@@ -45,7 +45,8 @@ CODES = {"o": "ok", "s": "sold_out", "l": "limit_exceeded", "n": "launch_not_ope
 
 
 def decode_reserve(raw, args):
-    """fs_reserve's reply {codes, created_ms, expires_ms, figures, replay...} (docs/redis.md) ->
+    """fs_reserve's reply {codes, created_ms, expires_ms, figures, available, replay...}
+    (docs/redis.md) ->
     one entry per request [code, rid, qty, expires_ms, created_ms, replayed], plus the string
     "q1 w1 r1 t1 q2 w2 r2 t2" of RateLimit figures while a rate limit is on, computed as the
     server does (src/stock/reserve_queue.c): a quota of 0 where a limit has nothing to tell."""
@@ -62,7 +63,8 @@ def decode_reserve(raw, args):
             lims.append((int(burst), max(1, math.ceil(t * burst / 1000)), t, t * burst))
         else:
             lims.append(None)
-    replays = iter(raw[4:])
+    assert isinstance(raw[4], int), raw
+    replays = iter(raw[5:])
     out = []
     for i, c in enumerate(codes):
         if c == "p":
@@ -675,10 +677,11 @@ class TestReserve(Base):
         self.assertLessEqual(abs(raw[1] - now), 2000)
         self.assertEqual(raw[2] - raw[1], 60000)  # hold_seconds 60
         self.assertEqual(raw[3], "", "no figures while rate limits are off")
-        self.assertEqual(raw[4:], [["ok", "r1", 1, raw[2], raw[1]]])
+        self.assertEqual(raw[4], 0, "units left after the batch")
+        self.assertEqual(raw[5:], [["ok", "r1", 1, raw[2], raw[1]]])
         other = [k.replace("{L:A}", "{L:B}") for k in keys[:6]]  # no such SKU
         self.assertEqual(self.r.call("FCALL", "fs_reserve", 6, *other,
-                                     2, "x", "u", 1, 0, "", "y", "u", 1, 0, ""), ["ff", 0, 0, ""])
+                                     2, "x", "u", 1, 0, "", "y", "u", 1, 0, ""), ["ff", 0, 0, "", -1])
 
 
 class TestRateLimits(Base):
