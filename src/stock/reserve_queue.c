@@ -103,16 +103,6 @@ static fs_res_code_t fs__code_of_letter(char c)
     }
 }
 
-/* Reads the next number of a figures string; clears *ok when there is none. */
-static double fs__next_num(const char **p, int *ok)
-{
-    char *end;
-    double v = strtod(*p, &end);
-    if (end == *p) *ok = 0;
-    *p = end;
-    return v;
-}
-
 /* One rate limit of a batch, from the figures of fs_reserve's reply. */
 typedef struct {
     int on;
@@ -120,31 +110,32 @@ typedef struct {
     int64_t quota, window_s;
 } fs__limit_t;
 
-static void fs__limit_init(fs__limit_t *l, double milli, double burst)
+static void fs__limit_init(fs__limit_t *l, int64_t milli, int64_t burst)
 {
     memset(l, 0, sizeof *l);
     l->on = milli > 0 && burst > 0;
     if (!l->on) return;
-    l->t = 1000000.0 / milli;
-    l->tau = l->t * burst;
-    l->quota = (int64_t)burst;
+    l->t = 1000000.0 / (double)milli;
+    l->tau = l->t * (double)burst;
+    l->quota = burst;
     l->window_s = (int64_t)ceil(l->tau / 1000.0);
     if (l->window_s < 1) l->window_s = 1;
 }
 
 /* The RateLimit figures {quota, window_s, remaining, reset_s} of limit l for a request whose
- * figure is d (docs/redis.md: 0 the limit did not apply; > 0 it admitted, d = the new TAT - now;
- * < 0 it refused, -d = ms until it would admit). A quota of 0: nothing to tell (the limit did
- * not apply, or it admitted a request that another limit refused). */
-static void fs__limit_figures(const fs__limit_t *l, double d, int refused, int64_t out[4])
+ * figure is f (docs/redis.md: 0 the limit did not apply; > 0 it admitted, and the new TAT is
+ * f - 1 µs from now; < 0 it refused, and admits again in -f - 1 µs; whole µs, rounded down). A
+ * quota of 0: nothing to tell (the limit did not apply, or it admitted a request another refused). */
+static void fs__limit_figures(const fs__limit_t *l, int64_t f, int refused, int64_t out[4])
 {
     out[0] = out[1] = out[2] = out[3] = 0;
-    if (!l->on || d == 0 || (refused && d > 0)) return;
+    if (!l->on || f == 0 || (refused && f > 0)) return;
     out[0] = l->quota;
     out[1] = l->window_s;
-    if (d < 0) {
-        out[3] = (int64_t)ceil(-d / 1000.0);
+    if (f < 0) {
+        out[3] = (int64_t)ceil((double)(-f - 1) / 1e6);
     } else {
+        double d = (double)(f - 1) / 1000.0; /* ms */
         double r = floor((l->tau - d) / l->t);
         out[2] = r > 0 ? (int64_t)r : 0;
         out[3] = (int64_t)ceil(d / 1000.0);
@@ -210,15 +201,14 @@ static void fs__answer_batch(fs_stock_t *st, fs__batch_t *b, const redisReply *r
     const char *codes = fs_reply_str(reply->element[0], &ncodes);
     int64_t created = fs_reply_i64(reply->element[1], NULL);
     int64_t expires = fs_reply_i64(reply->element[2], NULL);
-    size_t nfigs;
-    const char *figs = fs_reply_str(reply->element[3], &nfigs);
-    /* With rate limits on: "milli1 burst1 milli2 burst2", then "d1 d2" per request. */
-    int figs_ok = nfigs > 0;
-    double pol[4] = {0, 0, 0, 0};
-    for (int k = 0; k < 4 && figs_ok; k++) pol[k] = fs__next_num(&figs, &figs_ok);
+    /* With rate limits on, integers: milli1 burst1 milli2 burst2, then f1 f2 per request. */
+    const redisReply *figs = reply->element[3];
+    int figs_ok = figs->type == REDIS_REPLY_ARRAY && figs->elements == 4 + 2 * b->n;
     fs__limit_t lim[2];
-    fs__limit_init(&lim[0], pol[0], pol[1]);
-    fs__limit_init(&lim[1], pol[2], pol[3]);
+    fs__limit_init(&lim[0], figs_ok ? fs_reply_i64(figs->element[0], NULL) : 0,
+                   figs_ok ? fs_reply_i64(figs->element[1], NULL) : 0);
+    fs__limit_init(&lim[1], figs_ok ? fs_reply_i64(figs->element[2], NULL) : 0,
+                   figs_ok ? fs_reply_i64(figs->element[3], NULL) : 0);
     /* What the batch left, before any answer goes out (an answer may queue the next request of
      * its connection at once): the batch's own units are no longer pending. */
     for (fs_reserve_item_t *x = b->items; x; x = x->next) fs__units_release(x);
@@ -240,17 +230,11 @@ static void fs__answer_batch(fs_stock_t *st, fs__batch_t *b, const redisReply *r
                 it->expires_ms = expires;
             }
         }
-        it->rl_on = 0;
-        if (figs_ok) {
-            double d[2];
-            d[0] = fs__next_num(&figs, &figs_ok);
-            d[1] = fs__next_num(&figs, &figs_ok);
-            if (figs_ok) {
-                it->rl_on = 1;
-                for (int k = 0; k < 2; k++)
-                    fs__limit_figures(&lim[k], d[k], code == FS_RES_RATE_LIMITED, it->rl[k]);
-            }
-        }
+        it->rl_on = figs_ok;
+        if (figs_ok)
+            for (int k = 0; k < 2; k++)
+                fs__limit_figures(&lim[k], fs_reply_i64(figs->element[4 + 2 * i + (size_t)k], NULL),
+                                  code == FS_RES_RATE_LIMITED, it->rl[k]);
         /* sold_out for one unit means none was left; ok means some was. */
         if ((code == FS_RES_SOLD_OUT && it->qty == 1) || (code == FS_RES_OK && !it->replayed))
             fs__soldout_update(st, it->launch, it->sku, code == FS_RES_SOLD_OUT);

@@ -50,12 +50,12 @@ def decode_reserve(raw, args):
     one entry per request [code, rid, qty, expires_ms, created_ms, replayed], plus the string
     "q1 w1 r1 t1 q2 w2 r2 t2" of RateLimit figures while a rate limit is on, computed as the
     server does (src/stock/reserve_queue.c): a quota of 0 where a limit has nothing to tell."""
-    codes, created, expires, figs = raw[0], raw[1], raw[2], raw[3]
+    codes, created, expires, nums = raw[0], raw[1], raw[2], raw[3]
     n = int(args[0])
     assert isinstance(codes, str) and len(codes) == n, raw
     assert isinstance(created, int) and isinstance(expires, int), raw
-    nums = [float(x) for x in figs.split()]
-    assert figs == "" or len(nums) == 4 + 2 * n, raw
+    assert isinstance(nums, list) and all(isinstance(x, int) for x in nums), raw
+    assert nums == [] or len(nums) == 4 + 2 * n, raw
     lims = []
     for milli, burst in (nums[0:2], nums[2:4]) if nums else ():
         if milli > 0 and burst > 0:
@@ -79,12 +79,13 @@ def decode_reserve(raw, args):
                 entry = [code, "", 0, 0, 0, 0]
         if nums:
             f = []
-            for lim, d in zip(lims, nums[4 + 2 * i: 6 + 2 * i]):
-                if lim is None or d == 0 or (c == "r" and d > 0):
+            for lim, us in zip(lims, nums[4 + 2 * i: 6 + 2 * i]):
+                if lim is None or us == 0 or (c == "r" and us > 0):
                     f += [0, 0, 0, 0]
-                elif d < 0:
-                    f += [lim[0], lim[1], 0, math.ceil(-d / 1000)]
+                elif us < 0:
+                    f += [lim[0], lim[1], 0, math.ceil((-us - 1) / 1e6)]
                 else:
+                    d = (us - 1) / 1000  # ms
                     f += [lim[0], lim[1], max(0, math.floor((lim[3] - d) / lim[2])),
                           math.ceil(d / 1000)]
             entry.append(" ".join(str(x) for x in f))
@@ -676,12 +677,12 @@ class TestReserve(Base):
         now = int(self.r.call("TIME")[0]) * 1000
         self.assertLessEqual(abs(raw[1] - now), 2000)
         self.assertEqual(raw[2] - raw[1], 60000)  # hold_seconds 60
-        self.assertEqual(raw[3], "", "no figures while rate limits are off")
+        self.assertEqual(raw[3], [], "no figures while rate limits are off")
         self.assertEqual(raw[4], 0, "units left after the batch")
         self.assertEqual(raw[5:], [["ok", "r1", 1, raw[2], raw[1]]])
         other = [k.replace("{L:A}", "{L:B}") for k in keys[:6]]  # no such SKU
         self.assertEqual(self.r.call("FCALL", "fs_reserve", 6, *other,
-                                     2, "x", "u", 1, 0, "", "y", "u", 1, 0, ""), ["ff", 0, 0, "", -1])
+                                     2, "x", "u", 1, 0, "", "y", "u", 1, 0, ""), ["ff", 0, 0, [], -1])
 
 
 class TestRateLimits(Base):
