@@ -125,7 +125,7 @@ fcall_run() { # name pipeline
   local p="{bench:direct}"
   local out
   out=$(redis-benchmark -p "$RPORT" -c "$CONNS" -n $((CONNS * 400)) -P "$2" -r 1000000000 --csv \
-    FCALL fs_reserve 6 "fs:$p:sku" "fs:$p:holds" "fs:$p:users" "fs:$p:held" "fs:$p:rlu" "fs:$p:rla" \
+    FCALL fs_reserve_v2 6 "fs:$p:sku" "fs:$p:holds" "fs:$p:users" "fs:$p:held" "fs:$p:rlu" "fs:$p:rla" \
     1 rid-__rand_int__ shopper-__rand_int__ 1 0 127.0.0.1 2>/dev/null | tail -1)
   case "$out" in '"FCALL'*) ;; *) echo "rush-bench.sh: redis-benchmark failed: $out" >&2; return 1 ;; esac
   # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"

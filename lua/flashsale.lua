@@ -1,4 +1,4 @@
-#!lua name=flashsale
+#!lua name=flashsale_v2
 --[[
 flashsale: every rule about stock, as one Redis 7.0 Functions library.
 
@@ -1342,8 +1342,15 @@ end
 -- Registration
 ---------------------------------------------------------------------------------------------------
 
+-- Every function is registered as <name>_v<API>, in library flashsale_v<API>: servers of two
+-- versions can then share one Redis during a rolling deploy, each calling its own functions
+-- (data layouts must stay compatible between neighbouring versions). Raise API, here, in the
+-- library name above and FS_LUA_API in src/stock/stock.h, whenever arguments or replies change.
+-- Errors keep the plain name: "ERR flashsale fs_reserve: ...".
+local API = '2'
+
 local function register(name, fn, read_only)
-    local spec = { function_name = name, callback = guard(name, fn) }
+    local spec = { function_name = name .. '_v' .. API, callback = guard(name, fn) }
     if read_only then
         spec.flags = { 'no-writes' }
     end

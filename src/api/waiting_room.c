@@ -287,7 +287,8 @@ int fs_api_waiting_room(fs_api_ctx_t *c)
     snprintf(qty, sizeof qty, "%d", c->item.qty);
     snprintf(pos, sizeof pos, "%lld", (long long)c->wr_pos);
     snprintf(turn, sizeof turn, "%lld", (long long)c->wr_turn_ms);
-    const char *argv[] = {"FCALL", "fs_wr_pass", "4", k[0], k[1], k[2], k[3], c->user, qty, pos, turn};
+    const char *argv[] = {"FCALL", FS_FN("fs_wr_pass"), "4", k[0], k[1], k[2], k[3], c->user, qty,
+                          pos, turn};
     size_t lens[11];
     for (int i = 0; i < 11; i++) lens[i] = strlen(argv[i]);
     lens[7] = c->user_len;
@@ -304,7 +305,7 @@ void fs_api_waiting_room_setting(fs_api_t *api, const char *launch, int64_t admi
     snprintf(k, sizeof k, "fs:launch:{%s}", launch);
     snprintf(v, sizeof v, "%lld", (long long)admit_milli);
     if (admit_milli >= 0) fs__slot(fs__wr(api), launch)->at_ns = 0;
-    const char *argv[] = {"FCALL", "fs_launch_waiting_room", "1", k, v};
+    const char *argv[] = {"FCALL", FS_FN("fs_launch_waiting_room"), "1", k, v};
     size_t lens[5];
     for (int i = 0; i < 5; i++) lens[i] = strlen(argv[i]);
     fs_redis_command(fs_stock_redis(api->stock), cb, arg, 5, argv, lens);

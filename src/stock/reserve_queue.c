@@ -300,7 +300,7 @@ static void fs__send_batch(fs_stock_t *st, fs__queue_t *q, fs_reserve_item_t *it
     char numkeys[16], nstr[16], qty[FS__BATCH_MAX][FS_I64_MAX_LEN];
     size_t a = 0;
     argv[a] = "FCALL", lens[a++] = 5;
-    argv[a] = "fs_reserve", lens[a++] = 10;
+    argv[a] = FS_FN("fs_reserve"), lens[a++] = sizeof FS_FN("fs_reserve") - 1;
     lens[a] = (size_t)snprintf(numkeys, sizeof numkeys, "%zu", nkeys), argv[a++] = numkeys;
     for (size_t k = 0; k < nkeys; k++) argv[a] = keys.data + offs[k], lens[a++] = klens[k];
     lens[a] = (size_t)snprintf(nstr, sizeof nstr, "%zu", n), argv[a++] = nstr;

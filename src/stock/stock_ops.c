@@ -54,7 +54,7 @@ void fs_stock_confirm(fs_stock_t *st, const char *launch, const char *sku, const
     fs_order_id_new(oid);
     const char *args[] = {rid, user, oid, payment_ref ? payment_ref : ""};
     size_t lens[] = {(size_t)-1, user_len, (size_t)-1, payment_ref ? pref_len : 0};
-    fs__fcall(st, "fs_confirm", 6, (const char **)k, 4, args, lens, cb, arg);
+    fs__fcall(st, FS_FN("fs_confirm"), 6, (const char **)k, 4, args, lens, cb, arg);
     for (int i = 0; i < 6; i++) free(k[i]);
 }
 
@@ -66,7 +66,7 @@ void fs_stock_cancel(fs_stock_t *st, const char *launch, const char *sku, const 
                   fs__key(launch, sku, "r:", rid)};
     const char *args[] = {rid, user};
     size_t lens[] = {(size_t)-1, user_len};
-    fs__fcall(st, "fs_cancel", 5, (const char **)k, 2, args, lens, cb, arg);
+    fs__fcall(st, FS_FN("fs_cancel"), 5, (const char **)k, 2, args, lens, cb, arg);
     for (int i = 0; i < 5; i++) free(k[i]);
 }
 
@@ -76,7 +76,7 @@ void fs_stock_get_reservation(fs_stock_t *st, const char *launch, const char *sk
     char *k[2] = {fs__key(launch, sku, "held", NULL), fs__key(launch, sku, "r:", rid)};
     const char *args[] = {rid, user};
     size_t lens[] = {(size_t)-1, user_len};
-    fs__fcall(st, "fs_get_reservation", 2, (const char **)k, 2, args, lens, cb, arg);
+    fs__fcall(st, FS_FN("fs_get_reservation"), 2, (const char **)k, 2, args, lens, cb, arg);
     free(k[0]);
     free(k[1]);
 }
@@ -88,7 +88,7 @@ void fs_stock_restock(fs_stock_t *st, const char *launch, const char *sku, int64
     char d[24];
     snprintf(d, sizeof d, "%lld", (long long)delta);
     const char *args[] = {d};
-    fs__fcall(st, "fs_restock", 1, (const char **)&k, 1, args, NULL, cb, arg);
+    fs__fcall(st, FS_FN("fs_restock"), 1, (const char **)&k, 1, args, NULL, cb, arg);
     free(k);
 }
 
@@ -103,7 +103,7 @@ void fs_stock_launch_get(fs_stock_t *st, const char *launch, fs_redis_cb cb, voi
     char k1[160], k2[160];
     fs__launch_keys(launch, k1, k2);
     const char *keys[] = {k1, k2};
-    fs__fcall(st, "fs_launch_get", 2, keys, 0, NULL, NULL, cb, arg);
+    fs__fcall(st, FS_FN("fs_launch_get"), 2, keys, 0, NULL, NULL, cb, arg);
 }
 
 void fs_stock_launch_state(fs_stock_t *st, const char *launch, const char *action, fs_redis_cb cb,
@@ -113,7 +113,7 @@ void fs_stock_launch_state(fs_stock_t *st, const char *launch, const char *actio
     fs__launch_keys(launch, k1, k2);
     const char *keys[] = {k1, k2};
     const char *args[] = {action};
-    fs__fcall(st, "fs_launch_state", 2, keys, 1, args, NULL, cb, arg);
+    fs__fcall(st, FS_FN("fs_launch_state"), 2, keys, 1, args, NULL, cb, arg);
 }
 
 void fs_stock_launch_rate_limit(fs_stock_t *st, const char *launch, const int64_t v[4],
@@ -127,7 +127,7 @@ void fs_stock_launch_rate_limit(fs_stock_t *st, const char *launch, const int64_
         snprintf(a[i], sizeof a[i], "%lld", (long long)v[i]);
         args[i] = a[i];
     }
-    fs__fcall(st, "fs_launch_rate_limit", 2, keys, 4, args, NULL, cb, arg);
+    fs__fcall(st, FS_FN("fs_launch_rate_limit"), 2, keys, 4, args, NULL, cb, arg);
 }
 
 void fs_stock_launch_put(fs_stock_t *st, const fs_launch_def_t *def, fs_redis_cb cb, void *arg)
@@ -147,7 +147,7 @@ void fs_stock_launch_put(fs_stock_t *st, const fs_launch_def_t *def, fs_redis_cb
     } while (0)
 #define FS__STR(s) (argv[a] = (s), lens[a++] = strlen(s))
     FS__STR("FCALL");
-    FS__STR("fs_launch_put");
+    FS__STR(FS_FN("fs_launch_put"));
     FS__STR("3");
     FS__STR(k1);
     FS__STR(k2);
@@ -260,7 +260,7 @@ static void fs__sweep_skus(fs_stock_t *st)
                       fs__key(l, s, "users", NULL), fs__key(l, s, "held", NULL)};
         const char *args[] = {FS__SWEEP_MAX};
         st->sweeping++;
-        fs__fcall(st, "fs_expire", 4, (const char **)k, 1, args, NULL, fs__on_expired, st);
+        fs__fcall(st, FS_FN("fs_expire"), 4, (const char **)k, 1, args, NULL, fs__on_expired, st);
         for (int j = 0; j < 4; j++) free(k[j]);
     }
 }
@@ -273,7 +273,7 @@ static void fs__on_sweep_tick(uv_timer_t *t)
     if (!st->sweep_skus || fs_mono_ns() - st->skus_fetched_ns > 1000000000u) {
         const char *keys[] = {"fs:launches"};
         st->sweeping++;
-        fs__fcall(st, "fs_sku_list", 1, keys, 0, NULL, NULL, fs__on_sku_list, st);
+        fs__fcall(st, FS_FN("fs_sku_list"), 1, keys, 0, NULL, NULL, fs__on_sku_list, st);
     } else {
         fs__sweep_skus(st);
     }

@@ -340,6 +340,30 @@ class StartupTest(unittest.TestCase):
             rs.cleanup()
             untrack(rs)
 
+    def test_another_library_version_is_left_alone(self):
+        """A rolling deploy: the server loads its own versioned library (flashsale_v<N>) and never
+        replaces or removes another version's (here a stand-in for an older server's library
+        with the same plain function names), which keeps working next to it."""
+        old = ("#!lua name=flashsale\n"
+               "redis.register_function('fs_reserve', function(keys, args) return 'old' end)\n")
+        with self.redis.client() as c:
+            c.call("FUNCTION", "LOAD", "REPLACE", old)
+        srv = Server(self.redis.url)
+        try:
+            lid = unique()
+            self.assertEqual(srv.admin_put_launch(lid, [sku("a", 5, 5)]).status, 200)
+            self.assertEqual(srv.open(lid).status, 200)
+            self.assertEqual(srv.reserve(lid, "a", "u1").status, 201)
+            with self.redis.client() as c:
+                names = sorted(dict(zip(lib[0::2], lib[1::2]))["library_name"]
+                               for lib in c.call("FUNCTION", "LIST"))
+                self.assertEqual(names[0], "flashsale")
+                self.assertTrue(re.fullmatch(r"flashsale_v\d+", names[1]), names)
+                self.assertEqual(c.call("FCALL", "fs_reserve", 0), "old")
+                c.call("FUNCTION", "DELETE", "flashsale")
+        finally:
+            srv.stop()
+
     def test_function_flush_is_recovered(self):
         srv = Server(self.redis.url)
         try:

@@ -107,6 +107,25 @@ def rfc3339(ms):
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (ms % 1000)
 
 
+API = re.search(r"^#!lua name=flashsale_v(\d+)$", open(LIBRARY_PATH).readline()).group(1)
+
+
+class Versioned:
+    """A client that calls the library's functions by their plain names: FCALL fs_reserve goes to
+    fs_reserve_v<API> (docs/redis.md, "Versions"), so the tests read like the contract."""
+
+    def __init__(self, r):
+        self.raw = r
+
+    def call(self, *args):
+        if args and str(args[0]).upper() in ("FCALL", "FCALL_RO") and len(args) > 1:
+            args = (args[0], "%s_v%s" % (args[1], API)) + tuple(args[2:])
+        return self.raw.call(*args)
+
+    def __getattr__(self, name):
+        return getattr(self.raw, name)
+
+
 class FS:
     """Thin wrappers that build the KEYS of each function as docs/redis.md prescribes."""
 
@@ -212,7 +231,7 @@ def parse_view(reply):
 
 class Base(unittest.TestCase):
     def setUp(self):
-        self.r = SERVER.client()
+        self.r = Versioned(SERVER.client())
         self.r.call("FLUSHALL")
         self.r.call("FUNCTION", "FLUSH")
         load_library(self.r)
@@ -663,6 +682,21 @@ class TestReserve(Base):
             call(base + [ik], reqs(("a", "u", 1, 1), ("b", "u", -1, 0)))
         self.assertEqual(self.fs.counters("L", "A"), [5, 5, 0, 0])
         self.assertEqual(sorted(self.r.call("KEYS", p + ":*")), [p + ":sku"])
+
+    def test_functions_carry_the_api_version(self):
+        """Library flashsale_v<API>, every function named <name>_v<API> (so that two server
+        versions can share one Redis), and the version the server calls (FS_LUA_API) matches."""
+        libs = self.r.call("FUNCTION", "LIST")
+        lib = {k: v for k, v in zip(libs[0][0::2], libs[0][1::2])}
+        self.assertEqual(lib["library_name"], "flashsale_v" + API)
+        names = [dict(zip(f[0::2], f[1::2]))["name"] for f in lib["functions"]]
+        self.assertEqual(len(names), 13, names)
+        self.assertTrue(all(n.startswith("fs_") and n.endswith("_v" + API) for n in names), names)
+        with self.assertRaisesRegex(RedisError, "Function not found"):
+            self.r.raw.call("FCALL", "fs_sku_list", 1, "fs:launches")
+        header = open(os.path.join(os.path.dirname(LIBRARY_PATH), "..", "src", "stock",
+                                   "stock.h")).read()
+        self.assertIn('#define FS_LUA_API "%s"' % API, header)
 
     def test_reply_format(self):
         """The raw reply: one letter per request, the batch's times once, replays at the end."""
