@@ -468,6 +468,16 @@ end
 local CODE_LETTER = { ok = 'o', sold_out = 's', limit_exceeded = 'l', launch_not_open = 'n',
     not_found = 'f', rate_limited = 'r' }
 
+-- An idempotency record "code|rid|qty|expires_ms|created_ms" -> {code, rid, qty, expires_ms,
+-- created_ms}, the first answer to replay.
+local function unpack_idem(rec)
+    local code, r, q, exp, created = string.match(rec, '^([a-z_]+)|([^|]*)|(%d+)|(%d+)|(%d+)$')
+    if not code or not CODE_LETTER[code] then
+        fail('corrupt data: idempotency record')
+    end
+    return { code, r, tonumber(q), tonumber(exp), tonumber(created) }
+end
+
 local function fs_reserve(keys, args)
     local n = parse_int(args[1], 'n')
     if n < 1 or n > MAX_BATCH or #args ~= 1 + 5 * n then
@@ -559,12 +569,7 @@ local function fs_reserve(keys, args)
         if key then
             local rec = redis.call('GET', key)
             if rec then
-                local code, r, q, exp, created = string.match(rec,
-                    '^([a-z_]+)|([^|]*)|(%d+)|(%d+)|(%d+)$')
-                if not code or not CODE_LETTER[code] then
-                    fail('corrupt data: idempotency record')
-                end
-                replay[i] = { code, r, tonumber(q), tonumber(exp), tonumber(created) }
+                replay[i] = unpack_idem(rec)
             end
         end
     end
@@ -1314,6 +1319,32 @@ local function fs_wr_pass(keys, args)
 end
 
 ---------------------------------------------------------------------------------------------------
+-- fs_idem_sold_out: the answer to a reservation with an Idempotency-Key for a SKU the server
+-- knows to be sold out. It may be the retry of a request that got a unit, so the server cannot
+-- answer it from memory alone; this reads its idempotency record, or stores sold_out there as
+-- fs_reserve would have (one SET NX GET, no SKU key touched).
+--   KEYS: the idempotency key fs:{L:S}:i:<n>:<user>:<key>   ARGV: none
+--   Returns {code, rid, qty, expires_ms, created_ms, replayed}: {"sold_out", "", 0, 0, 0, 0} when
+--     the key was new (now stored), else the stored first answer with replayed = 1.
+--   Invariant: touches no counter; writes only a missing idempotency record.
+---------------------------------------------------------------------------------------------------
+local function fs_idem_sold_out(keys, args)
+    if #keys ~= 1 or #args ~= 0 then
+        fail('wrong number of arguments')
+    end
+    if type(keys[1]) ~= 'string' or not string.match(keys[1], '^fs:{[^{}:]+:[^{}:]+}:i:') then
+        fail('bad key for idempotency record')
+    end
+    local rec = redis.call('SET', keys[1], 'sold_out||0|0|0', 'NX', 'GET', 'EX', IDEM_TTL_S)
+    if not rec then
+        return { 'sold_out', '', 0, 0, 0, 0 }
+    end
+    local out = unpack_idem(rec)
+    out[6] = 1
+    return out
+end
+
+---------------------------------------------------------------------------------------------------
 -- fs_sku_list (read-only): what the sweeper sweeps.
 --   KEYS: fs:launches   ARGV: none
 --   Returns a flat array L1, S1, L2, S2, ... of every SKU of every launch (launches sorted by id,
@@ -1370,3 +1401,4 @@ register('fs_launch_rate_limit', fs_launch_rate_limit)
 register('fs_sku_list', fs_sku_list, true)
 register('fs_launch_waiting_room', fs_launch_waiting_room)
 register('fs_wr_pass', fs_wr_pass)
+register('fs_idem_sold_out', fs_idem_sold_out)

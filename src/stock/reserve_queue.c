@@ -215,6 +215,7 @@ static void fs__answer_batch(fs_stock_t *st, fs__batch_t *b, const redisReply *r
     int64_t left = fs_reply_i64(reply->element[4], NULL);
     if (left >= 0) fs__units_left(st, b->q->launch, b->q->sku, left);
     size_t next_replay = 5;
+    int decided = 0;
     fs_reserve_item_t *it = b->items;
     for (size_t i = 0; i < b->n && it; i++) {
         fs_reserve_item_t *next = it->next;
@@ -235,12 +236,17 @@ static void fs__answer_batch(fs_stock_t *st, fs__batch_t *b, const redisReply *r
             for (int k = 0; k < 2; k++)
                 fs__limit_figures(&lim[k], fs_reply_i64(figs->element[4 + 2 * i + (size_t)k], NULL),
                                   code == FS_RES_RATE_LIMITED, it->rl[k]);
-        /* sold_out for one unit means none was left; ok means some was. */
-        if ((code == FS_RES_SOLD_OUT && it->qty == 1) || (code == FS_RES_OK && !it->replayed))
+        /* sold_out for one unit means none was left; ok means some was. A replayed answer is an
+         * earlier one and says nothing about the stock now. */
+        if (!it->replayed && ((code == FS_RES_SOLD_OUT && it->qty == 1) || code == FS_RES_OK))
             fs__soldout_update(st, it->launch, it->sku, code == FS_RES_SOLD_OUT);
+        if (!it->replayed && (code == FS_RES_OK || code == FS_RES_SOLD_OUT)) decided = 1;
         fs__finish(st, it, code);
         it = next;
     }
+    /* The batch took the last unit (the launch is open, as an ok or sold_out answer shows): the
+     * SKU is sold out, as if Redis had answered sold_out to a request for one unit. */
+    if (left == 0 && decided) fs__soldout_update(st, b->q->launch, b->q->sku, 1);
 }
 
 static void fs__on_batch_reply(redisReply *reply, int err, void *arg)
@@ -263,6 +269,58 @@ static void fs__on_batch_reply(redisReply *reply, int err, void *arg)
     }
     free(b);
     fs__queue_free_if_idle(st, q);
+}
+
+/* ---- sold out, with an Idempotency-Key ---- */
+
+/* Appends the idempotency key of item it: fs:{L:S}:i:<user length>:<user>:<key> (docs/redis.md). */
+static void fs__idem_key(fs_buf_t *b, const fs_reserve_item_t *it)
+{
+    fs_buf_printf(b, "fs:{%s:%s}:i:%zu:", it->launch, it->sku, it->user_len);
+    fs_buf_append(b, it->user, it->user_len);
+    fs_buf_putc(b, ':');
+    fs_buf_append(b, it->idem, it->idem_len);
+}
+
+/* The answer of fs_idem_sold_out: {code, rid, qty, expires_ms, created_ms, replayed}. */
+static void fs__on_idem_sold_out(redisReply *reply, int err, void *arg)
+{
+    fs_reserve_item_t *it = arg;
+    fs_stock_t *st = it->st;
+    fs_res_code_t code = FS_RES_ERROR;
+    if (err) {
+        code = FS_RES_UNAVAILABLE;
+    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 6) {
+        if (fs_reply_i64(reply->element[5], NULL)) {
+            code = fs__read_replay(it, reply);
+        } else {
+            size_t n;
+            const char *s = fs_reply_str(reply->element[0], &n);
+            code = fs__code_of(s, n);
+            if (code == FS_RES_SOLD_OUT) st->stats.sold_out_cached++;
+        }
+    } else {
+        char msg[200];
+        fs_error("idem_sold_out_bad_reply", "type=%d error=%s", reply->type,
+                 fs_log_quote(msg, sizeof msg, reply->type == REDIS_REPLY_ERROR ? reply->str : ""));
+    }
+    fs__finish(st, it, code);
+}
+
+/* A request with an Idempotency-Key for a SKU known to be sold out: it may be the retry of a
+ * request that got a unit, so it cannot be answered from memory alone. fs_idem_sold_out reads or
+ * stores its idempotency record (one SET NX GET, no SKU key): a few µs of Redis instead of a
+ * place in the SKU's queue and fs_reserve. */
+static void fs__idem_sold_out(fs_stock_t *st, fs_reserve_item_t *it)
+{
+    fs_buf_t key;
+    fs_buf_init(&key);
+    fs__idem_key(&key, it);
+    const char *argv[] = {"FCALL", FS_FN("fs_idem_sold_out"), "1", key.data};
+    size_t lens[] = {5, sizeof FS_FN("fs_idem_sold_out") - 1, 1, key.len};
+    it->st = st;
+    fs_redis_command(st->redis, fs__on_idem_sold_out, it, 4, argv, lens);
+    fs_buf_free(&key);
 }
 
 /* ---- sending ---- */
@@ -290,10 +348,7 @@ static void fs__send_batch(fs_stock_t *st, fs__queue_t *q, fs_reserve_item_t *it
     for (fs_reserve_item_t *it = items; it; it = it->next) {
         if (!it->idem) continue;
         offs[nkeys] = keys.len;
-        fs_buf_printf(&keys, "fs:{%s:%s}:i:%zu:", launch, sku, it->user_len);
-        fs_buf_append(&keys, it->user, it->user_len);
-        fs_buf_putc(&keys, ':');
-        fs_buf_append(&keys, it->idem, it->idem_len);
+        fs__idem_key(&keys, it);
         klens[nkeys] = keys.len - offs[nkeys];
         nkeys++;
     }
@@ -385,7 +440,11 @@ void fs_stock_reserve(fs_stock_t *st, fs_reserve_item_t *it)
         fs__finish(st, it, FS_RES_UNAVAILABLE);
         return;
     }
-    if (!it->idem && fs__soldout_hit(st, it->launch, it->sku)) {
+    if (fs__soldout_hit(st, it->launch, it->sku)) {
+        if (it->idem) {
+            fs__idem_sold_out(st, it);
+            return;
+        }
         st->stats.sold_out_cached++;
         fs__finish(st, it, FS_RES_SOLD_OUT);
         return;

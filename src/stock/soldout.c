@@ -3,7 +3,8 @@
  * The sold-out cache: SKUs known to have no unit left, answered without Redis.
  *
  * A SKU is marked when Redis answers sold_out to a request for one unit (then available was 0,
- * and nothing in the rest of that batch can raise it). The mark is dropped when a message on the
+ * and nothing in the rest of that batch can raise it), or when a batch of an open launch leaves
+ * 0 units. The mark is dropped when a message on the
  * fs:stock channel says units of that SKU came back (cancel, expiry, restock, state change), when
  * the subscription restarts (messages may have been lost), and, as a safety net, one request per
  * recheck interval still goes to Redis and refreshes or drops the mark with its answer.

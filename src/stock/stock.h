@@ -64,6 +64,7 @@ typedef struct fs_reserve_item {
     struct fs_reserve_item *next;
     uint64_t queued_ns;
     void *units; /* the SKU's entry (soldout.c) while qty counts as pending there */
+    struct fs_stock *st;
 } fs_reserve_item_t;
 
 typedef struct {

@@ -129,15 +129,42 @@ class SoldOutCacheTest(ServerTestCase):
             wait_until(lambda: burst(c, "a", ["late"])[0].status == 201, BOUND, interval=0.02,
                        what="the returned unit")
 
-    def test_idempotent_requests_bypass_the_cache(self):
+    def test_idempotent_requests_on_a_sold_out_sku(self):
+        """With an Idempotency-Key a request may be the retry of one that got a unit, so a sold-out
+        SKU answers it with fs_idem_sold_out (one SET NX GET) instead of fs_reserve: a retry
+        replays its unit, a new key is answered sold_out and stored as fs_reserve would."""
         lid = self.new_launch([sku("a", 1)])
         first = self.b.reserve(lid, "a", "u1", idem="k-1")
         self.assertEqual(first.status, 201)
         self.drain(lid, "a")
+
+        def metric(name):
+            for line in self.b.request("GET", "/metrics").body.splitlines():
+                if line.startswith(name + " "):
+                    return int(line.split()[1])
+            raise AssertionError(name + " missing")
+
+        calls, cached_before = metric("fs_reserve_batches_total"), cached(self.b)
         again = self.b.reserve(lid, "a", "u1", idem="k-1")
         self.assertEqual(again.status, 201, again.body)
         self.assertEqual(again.body["reservation_id"], first.body["reservation_id"])
+        self.assertEqual(again.headers.get("idempotent-replayed"), "true")
+        self.assertError(self.b.reserve(lid, "a", "u2", idem="k-2"), 409, "sold_out")
+        # (same keep-alive connection, so the same event loop's counters: exact)
+        self.assertEqual(metric("fs_reserve_batches_total"), calls, "no fs_reserve call")
+        self.assertEqual(cached(self.b), cached_before + 1)
+        key = "fs:{%s:a}:i:2:u2:k-2" % lid
+        self.assertEqual(self.r.call("GET", key), "sold_out||0|0|0")
+        self.assertGreater(self.r.call("TTL", key), 86000)
 
+        # Units come back: the stored answer is replayed, a new key gets the unit.
+        self.assertEqual(self.srv.restock(lid, "a", 1).status, 200)
+        r, _ = self.wait_stock(self.b, lid, "a", "u3")
+        self.assertEqual(r.status, 201)
+        self.check_invariants(lid, ["a"])
+        replay = self.b.reserve(lid, "a", "u2", idem="k-2")
+        self.assertError(replay, 409, "sold_out")
+        self.assertEqual(replay.headers.get("idempotent-replayed"), "true")
 
 if __name__ == "__main__":
     fsserver.main(timeout=90)

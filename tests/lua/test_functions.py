@@ -690,13 +690,47 @@ class TestReserve(Base):
         lib = {k: v for k, v in zip(libs[0][0::2], libs[0][1::2])}
         self.assertEqual(lib["library_name"], "flashsale_v" + API)
         names = [dict(zip(f[0::2], f[1::2]))["name"] for f in lib["functions"]]
-        self.assertEqual(len(names), 13, names)
+        self.assertEqual(len(names), 14, names)
         self.assertTrue(all(n.startswith("fs_") and n.endswith("_v" + API) for n in names), names)
         with self.assertRaisesRegex(RedisError, "Function not found"):
             self.r.raw.call("FCALL", "fs_sku_list", 1, "fs:launches")
         header = open(os.path.join(os.path.dirname(LIBRARY_PATH), "..", "src", "stock",
                                    "stock.h")).read()
         self.assertIn('#define FS_LUA_API "%s"' % API, header)
+
+    def test_idem_sold_out(self):
+        """fs_idem_sold_out: a new key is stored as sold_out exactly as fs_reserve stores it; an
+        existing record is replayed; nothing else changes."""
+        self.open_launch("L", [("A", 1, 5, 1)])
+        fs = self.fs
+        ok = fs.reserve("L", "A", [("u1", 1, "k1")])[0]
+        self.assertEqual(ok[0], "ok")
+        self.assertEqual(fs.reserve("L", "A", [("u2", 1, "k2")])[0][0], "sold_out")
+        before = {k: self.r.call("DUMP", k) for k in self.r.call("KEYS", "*")}
+
+        def call(user, key):
+            k = fs.idem_key("L", "A", user, key)
+            return self.r.call("FCALL", "fs_idem_sold_out", 1, k)
+
+        self.assertEqual(call("u1", "k1"), ok[:5] + [1], "the unit of the first request")
+        self.assertEqual(call("u2", "k2"), ["sold_out", "", 0, 0, 0, 1])
+        after = {k: self.r.call("DUMP", k) for k in self.r.call("KEYS", "*")}
+        self.assertEqual(before, after, "replays change nothing")
+        self.assertEqual(call("u3", "k3"), ["sold_out", "", 0, 0, 0, 0])
+        k3 = fs.idem_key("L", "A", "u3", "k3")
+        self.assertEqual(self.r.call("GET", k3), "sold_out||0|0|0")
+        self.assertGreater(self.r.call("TTL", k3), 86000)
+        # the record is what fs_reserve would have stored: after a restock, it is replayed
+        self.assertEqual(fs.restock("L", "A", 1)[0], "ok")
+        self.assertEqual(fs.reserve("L", "A", [("u3", 1, "k3")])[0], ["sold_out", "", 0, 0, 0, 1])
+        self.assertEqual(self.fs.counters("L", "A"), [2, 1, 1, 0])
+        for keys, msg in (([], "wrong number of arguments"),
+                          (["fs:{L:A}:sku"], "bad key for idempotency record")):
+            with self.assertRaisesRegex(RedisError, "^ERR flashsale fs_idem_sold_out: %s$" % msg):
+                self.r.call("FCALL", "fs_idem_sold_out", len(keys), *keys)
+        self.r.call("SET", fs.idem_key("L", "A", "u4", "k4"), "garbage")
+        with self.assertRaisesRegex(RedisError, "corrupt data: idempotency record"):
+            call("u4", "k4")
 
     def test_reply_format(self):
         """The raw reply: one letter per request, the batch's times once, replays at the end."""
