@@ -123,11 +123,18 @@ with open(path, "a") as f:
 
 fcall_run() { # name pipeline
   local p="{bench:direct}"
-  local out
+  local out held0 held1
+  held0=$(redis-cli -p "$RPORT" HGET "fs:$p:sku" held)
   out=$(redis-benchmark -p "$RPORT" -c "$CONNS" -n $((CONNS * 400)) -P "$2" -r 1000000000 --csv \
     FCALL fs_reserve_v2 6 "fs:$p:sku" "fs:$p:holds" "fs:$p:users" "fs:$p:held" "fs:$p:rlu" "fs:$p:rla" \
     1 rid-__rand_int__ shopper-__rand_int__ 1 0 127.0.0.1 2>/dev/null | tail -1)
   case "$out" in '"FCALL'*) ;; *) echo "rush-bench.sh: redis-benchmark failed: $out" >&2; return 1 ;; esac
+  # Every call must have taken its unit (an error reply would count as a request too).
+  held1=$(redis-cli -p "$RPORT" HGET "fs:$p:sku" held)
+  if [ $((held1 - held0)) -ne $((CONNS * 400)) ]; then
+    echo "rush-bench.sh: redis-benchmark made $((held1 - held0)) reservations, not $((CONNS * 400))" >&2
+    return 1
+  fi
   # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
   echo "$out" | python3 -c '
 import csv, sys
