@@ -17,7 +17,8 @@
  * take the pending total past what is left is answered sold_out at once, without queueing (the
  * issue's bounded queue: "when queued units already exceed what remains, the excess is answered
  * sold_out immediately"). Other loops and servers only lower the true figure, so the estimate
- * errs towards asking Redis. Units coming back (fs:stock) make it unknown again.
+ * errs towards asking Redis. Units coming back (fs:stock) make it unknown again, and so does the
+ * re-check interval, like the sold-out mark: pub/sub is best effort.
  *
  * Entries exist only for SKUs that Redis said exist, so the table is bounded by real SKUs. */
 #include "stock.h"
@@ -34,6 +35,7 @@ struct fs__soldout {
     uint64_t checked_ns; /* when Redis last said sold out, or a recheck was let through */
     int marked;
     int64_t avail;      /* units left after the last answered batch; -1 unknown */
+    uint64_t avail_ns;  /* when avail was set */
     int64_t pending;    /* units of requests queued or in flight on this loop */
     double tokens;      /* admission bucket */
     uint64_t refill_ns;
@@ -72,7 +74,10 @@ int fs__soldout_hit(fs_stock_t *st, const char *launch, const char *sku)
     if (!e || !e->marked) return 0;
     uint64_t now = fs_mono_ns();
     if (now - e->checked_ns >= st->soldout_recheck_ns) {
-        e->checked_ns = now; /* let this one through; its answer refreshes or drops the mark */
+        /* Let this one through to Redis (past the units-ahead rule too): its answer refreshes or
+         * drops the mark. */
+        e->checked_ns = now;
+        e->avail = -1;
         return 0;
     }
     return 1;
@@ -122,6 +127,9 @@ int fs__units_claim(fs_stock_t *st, fs_reserve_item_t *it)
     size_t n = fs__key(key, it->launch, it->sku);
     struct fs__soldout *e = fs__find(st, key, n, fs__h(key, n));
     if (!e) return 0; /* not known to exist yet: Redis answers it */
+    /* A figure no answer has refreshed for a re-check interval (everything was refused from
+     * memory, and an fs:stock message may have been lost) is unknown: this one asks Redis. */
+    if (e->avail >= 0 && fs_mono_ns() - e->avail_ns >= st->soldout_recheck_ns) e->avail = -1;
     if (e->avail >= 0 && e->pending + it->qty > e->avail) return 1;
     e->pending += it->qty;
     it->units = e;
@@ -147,6 +155,7 @@ void fs__units_left(fs_stock_t *st, const char *launch, const char *sku, int64_t
         e = fs__find(st, key, n, h);
     }
     e->avail = available;
+    e->avail_ns = fs_mono_ns();
 }
 
 void fs_stock_units_back(fs_stock_t *st, const char *launch, const char *sku)

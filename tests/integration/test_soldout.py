@@ -166,5 +166,25 @@ class SoldOutCacheTest(ServerTestCase):
         self.assertError(replay, 409, "sold_out")
         self.assertEqual(replay.headers.get("idempotent-replayed"), "true")
 
+
+class RecheckTest(ServerTestCase):
+    """The safety net when an fs:stock message is lost: units that come back without a message
+    (here, written into Redis directly) are found by the periodic re-check, which must get past
+    both the sold-out mark and the units-ahead estimate."""
+    server_env = {"FLASHSALE_SOLDOUT_RECHECK_MS": "300"}
+
+    def test_units_back_without_a_message_are_found(self):
+        lid = self.new_launch([sku("a", 1)])
+        self.assertEqual(self.srv.reserve(lid, "a", "u1").status, 201)
+        for u in ("u2", "u3", "u4"):  # from Redis, then from memory
+            self.assertError(self.srv.reserve(lid, "a", u), 409, "sold_out")
+        key = "fs:{%s:a}:sku" % lid
+        self.r.call("HINCRBY", key, "total", 1)  # no PUBLISH: as if the message were lost
+        self.r.call("HINCRBY", key, "available", 1)
+        r = wait_until(lambda: (lambda x: x if x.status == 201 else None)(
+            self.srv.reserve(lid, "a", "late")), 3.0, interval=0.05, what="the unit, by re-check")
+        self.assertEqual(r.status, 201)
+        self.check_invariants(lid, ["a"])
+
 if __name__ == "__main__":
     fsserver.main(timeout=90)
