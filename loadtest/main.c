@@ -154,7 +154,7 @@ static int fs__plain_main(const char *url, int connections, int threads, double 
     char err[256];
     if (!quiet)
         fprintf(stderr, "flashsale-load: %s %s, %d connections, %d threads, %.1f s, %s\n", method,
-            url, connections, o.threads, duration_s, rate > 0 ? "open loop" : "closed loop");
+                url, connections, o.threads, duration_s, rate > 0 ? "open loop" : "closed loop");
     if (fs_plain_run(&o, &res, err, sizeof err)) {
         fprintf(stderr, "flashsale-load: %s\n", err);
         fs_timeline_free(&res.timeline);

@@ -28,10 +28,10 @@ typedef struct {
 struct fs__worker {
     int id;
     const fs_plain_opts_t *o;
-    const char *req;     /* GET: the one request */
+    const char *req; /* GET: the one request */
     size_t req_len;
-    fs_buf_t ring;       /* POST: FS_PLAIN_SEQS requests back to back */
-    size_t *ring_off;    /* start of request i in ring; ring_off[FS_PLAIN_SEQS] = ring.len */
+    fs_buf_t ring;    /* POST: FS_PLAIN_SEQS requests back to back */
+    size_t *ring_off; /* start of request i in ring; ring_off[FS_PLAIN_SEQS] = ring.len */
     size_t ring_next;
     uv_loop_t loop;
     fs__conn_t *conns;

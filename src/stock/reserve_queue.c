@@ -124,8 +124,9 @@ static void fs__limit_init(fs__limit_t *l, int64_t milli, int64_t burst)
 
 /* The RateLimit figures {quota, window_s, remaining, reset_s} of limit l for a request whose
  * figure is f (docs/redis.md: 0 the limit did not apply; > 0 it admitted, and the new TAT is
- * f - 1 µs from now; < 0 it refused, and admits again in -f - 1 µs; whole µs, rounded down). A
- * quota of 0: nothing to tell (the limit did not apply, or it admitted a request another refused). */
+ * f - 1 µs from now; < 0 it refused, and admits again in -f - 1 µs; whole µs, rounded down).
+ * A quota of 0: nothing to tell (the limit did not apply, or it admitted a request that another
+ * limit refused). */
 static void fs__limit_figures(const fs__limit_t *l, int64_t f, int refused, int64_t out[4])
 {
     out[0] = out[1] = out[2] = out[3] = 0;
@@ -222,7 +223,8 @@ static void fs__answer_batch(fs_stock_t *st, fs__batch_t *b, const redisReply *r
         fs_res_code_t code = FS_RES_ERROR;
         it->replayed = 0;
         if (i < ncodes && codes[i] == 'p') {
-            if (next_replay < reply->elements) code = fs__read_replay(it, reply->element[next_replay++]);
+            if (next_replay < reply->elements)
+                code = fs__read_replay(it, reply->element[next_replay++]);
         } else if (i < ncodes) {
             code = fs__code_of_letter(codes[i]);
             if (code == FS_RES_OK) {

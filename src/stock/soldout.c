@@ -169,7 +169,8 @@ void fs__soldout_on_message(const char *msg, size_t len, void *arg)
     fs_stock_t *st = arg;
     if (!msg) { /* (re)subscribed: what was missed is unknown */
         for (int b = 0; b < FS__NBUCKETS; b++)
-            for (struct fs__soldout *e = st->soldout[b]; e; e = e->next) e->marked = 0, e->avail = -1;
+            for (struct fs__soldout *e = st->soldout[b]; e; e = e->next)
+                e->marked = 0, e->avail = -1;
         return;
     }
     struct fs__soldout *e = fs__find(st, msg, len, fs__h(msg, len));
