@@ -334,10 +334,12 @@ end
 local function rate_limiter(s, ukey, akey, users, addrs, now)
     local lims = {}
     if s.rl_shopper_milli > 0 and s.rl_shopper_burst > 0 then
-        lims[1] = { key = ukey, ids = users, milli = s.rl_shopper_milli, burst = s.rl_shopper_burst }
+        lims[1] = { key = ukey, ids = users, milli = s.rl_shopper_milli,
+            burst = s.rl_shopper_burst }
     end
     if s.rl_address_milli > 0 and s.rl_address_burst > 0 then
-        lims[2] = { key = akey, ids = addrs, milli = s.rl_address_milli, burst = s.rl_address_burst }
+        lims[2] = { key = akey, ids = addrs, milli = s.rl_address_milli,
+            burst = s.rl_address_burst }
     end
     if not lims[1] and not lims[2] then
         return nil
@@ -448,18 +450,20 @@ end
 --         idempotency key fs:{L:S}:i:...
 --   ARGV: n (1..1000), then per request rid_i (fresh, unique), user_i, qty_i (>= 1), has_idem_i
 --         (0/1), addr_i
---   Returns {codes, created_ms, expires_ms, figures, available, replay...}: codes has one letter per request
---     (o ok, s sold_out, l limit_exceeded, n launch_not_open, f not_found, r rate_limited,
---     p replayed); an o entry holds the request's own rid and qty from created_ms to expires_ms;
---     each p takes the next replay element {code, rid, qty, expires_ms, created_ms} (the stored
---     first answer for its idempotency key); figures is {} with rate limits off, else integers
---     milli1 burst1 milli2 burst2 (shopper, address; 0 0: off), then d1 d2 per request: 0 where
---     that limit did not apply, 1 + the whole µs from now to the new TAT where it admitted the
---     request, -1 - the whole µs until it would admit it where it refused (docs/redis.md);
---     available is what
---     is left after the batch (servers use it to answer sold_out at once to requests beyond it;
---     -1: no such SKU). One small reply per batch
---     instead of six elements per request: encoding the reply was a large part of the cost.
+--   Returns {codes, created_ms, expires_ms, figures, available, replay...} (docs/redis.md), one
+--     small reply per batch instead of six elements per request (encoding those was a large part
+--     of the cost):
+--     codes: one letter per request: o ok, s sold_out, l limit_exceeded, n launch_not_open,
+--       f not_found, r rate_limited, p replayed; an o request holds its own rid and qty from
+--       created_ms to expires_ms;
+--     figures: {} with rate limits off, else integers milli1 burst1 milli2 burst2 (shopper,
+--       address; 0 0: off), then f1 f2 per request: 0 where that limit did not apply, 1 + the
+--       whole µs from now to the new TAT where it admitted the request, -1 - the whole µs until
+--       it would admit it where it refused;
+--     available: units left after the batch (servers answer sold_out at once to requests beyond
+--       it; -1: no such SKU);
+--     replay: for each p in order, {code, rid, qty, expires_ms, created_ms}, the stored first
+--       answer for its idempotency key.
 --   Invariant: each ok moves qty from available to held, adds one member to holds and to held
 --     and qty to users[user]; checks run per request against the running values, and everything
 --     is written once at the end of the batch (one HSET/ZADD per key, whatever n is), so no
