@@ -76,7 +76,8 @@ void fs_metrics_write(fs_buf_t *o, fs_metrics_t *const *ms, int n, const char *c
         fs_buf_printf(o, "fs_reservations_total{outcome=\"%s\"} %llu\n", outcome_names[i],
                       (unsigned long long)FS__SUM(reservations[i]));
     fs_buf_printf(o,
-                  "# HELP fs_reservations_sold_out_cached_total sold_out answers given from memory.\n"
+                  "# HELP fs_reservations_sold_out_cached_total sold_out answers given without fs_reserve: "
+                  "from memory, or with one SET NX GET of the request's idempotency key.\n"
                   "# TYPE fs_reservations_sold_out_cached_total counter\nfs_reservations_sold_out_cached_total %llu\n"
                   "# HELP fs_reserve_batches_total fs_reserve calls sent to Redis.\n"
                   "# TYPE fs_reserve_batches_total counter\nfs_reserve_batches_total %llu\n"

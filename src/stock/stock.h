@@ -70,9 +70,10 @@ typedef struct fs_reserve_item {
 typedef struct {
     uint64_t batches, batched_items;
     uint64_t outcomes[FS_RES__COUNT];
-    uint64_t sold_out_cached; /* sold_out answers given from memory, because the SKU is known
-                                 sold out or because the units queued ahead already exceed
-                                 what is left (also counted in outcomes) */
+    uint64_t sold_out_cached; /* sold_out answers given without fs_reserve: from memory (the
+                                 SKU is known sold out, or the units queued ahead already
+                                 exceed what is left), or with fs_idem_sold_out for a request
+                                 with an Idempotency-Key (also counted in outcomes) */
 } fs_stock_stats_t;
 
 typedef struct {
