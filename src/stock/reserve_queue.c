@@ -214,7 +214,9 @@ static void fs__answer_batch(fs_stock_t *st, fs__batch_t *b, const redisReply *r
      * its connection at once): the batch's own units are no longer pending. */
     for (fs_reserve_item_t *x = b->items; x; x = x->next) fs__units_release(x);
     int64_t left = fs_reply_i64(reply->element[4], NULL);
-    if (left >= 0) fs__units_left(st, b->q->launch, b->q->sku, left);
+    /* All items of a batch are of one SKU: its entry once (left >= 0: Redis says it exists). */
+    fs__sku_t *sku = left >= 0 ? fs__sku_get(st, b->q->launch, b->q->sku) : NULL;
+    if (sku) fs__units_left(sku, left);
     size_t next_replay = 5;
     int decided = 0;
     fs_reserve_item_t *it = b->items;
@@ -240,15 +242,16 @@ static void fs__answer_batch(fs_stock_t *st, fs__batch_t *b, const redisReply *r
                                   code == FS_RES_RATE_LIMITED, it->rl[k]);
         /* sold_out for one unit means none was left; ok means some was. A replayed answer is an
          * earlier one and says nothing about the stock now. */
-        if (!it->replayed && ((code == FS_RES_SOLD_OUT && it->qty == 1) || code == FS_RES_OK))
-            fs__soldout_update(st, it->launch, it->sku, code == FS_RES_SOLD_OUT);
+        if (sku && !it->replayed &&
+            ((code == FS_RES_SOLD_OUT && it->qty == 1) || code == FS_RES_OK))
+            fs__soldout_mark(sku, code == FS_RES_SOLD_OUT);
         if (!it->replayed && (code == FS_RES_OK || code == FS_RES_SOLD_OUT)) decided = 1;
         fs__finish(st, it, code);
         it = next;
     }
     /* The batch took the last unit (the launch is open, as an ok or sold_out answer shows): the
      * SKU is sold out, as if Redis had answered sold_out to a request for one unit. */
-    if (left == 0 && decided) fs__soldout_update(st, b->q->launch, b->q->sku, 1);
+    if (left == 0 && decided) fs__soldout_mark(sku, 1);
 }
 
 static void fs__on_batch_reply(redisReply *reply, int err, void *arg)
@@ -442,7 +445,8 @@ void fs_stock_reserve(fs_stock_t *st, fs_reserve_item_t *it)
         fs__finish(st, it, FS_RES_UNAVAILABLE);
         return;
     }
-    if (fs__soldout_hit(st, it->launch, it->sku)) {
+    fs__sku_t *sku = fs__sku_find(st, it->launch, it->sku); /* NULL until Redis knew it */
+    if (fs__soldout_hit(st, sku)) {
         if (it->idem) {
             fs__idem_sold_out(st, it);
             return;
@@ -451,12 +455,12 @@ void fs_stock_reserve(fs_stock_t *st, fs_reserve_item_t *it)
         fs__finish(st, it, FS_RES_SOLD_OUT);
         return;
     }
-    if (!fs__admission_take(st, it->launch, it->sku)) {
+    if (!fs__admission_take(st, sku)) {
         fs__finish(st, it, FS_RES_OVERLOADED);
         return;
     }
     /* Requests with an Idempotency-Key may be replays, which take no unit: Redis answers them. */
-    if (!it->idem && fs__units_claim(st, it)) {
+    if (!it->idem && fs__units_claim(st, sku, it)) {
         st->stats.sold_out_cached++;
         fs__finish(st, it, FS_RES_SOLD_OUT);
         return;

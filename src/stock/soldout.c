@@ -29,8 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct fs__soldout {
-    struct fs__soldout *next;
+struct fs__sku {
+    fs__sku_t *next;
     uint32_t hash;
     uint64_t checked_ns; /* when Redis last said sold out, or a recheck was let through */
     int marked;
@@ -49,9 +49,9 @@ static uint32_t fs__h(const char *s, size_t n)
     return h;
 }
 
-static struct fs__soldout *fs__find(fs_stock_t *st, const char *key, size_t n, uint32_t h)
+static fs__sku_t *fs__find(fs_stock_t *st, const char *key, size_t n, uint32_t h)
 {
-    for (struct fs__soldout *e = st->soldout[h % FS__NBUCKETS]; e; e = e->next)
+    for (fs__sku_t *e = st->soldout[h % FS__NBUCKETS]; e; e = e->next)
         if (e->hash == h && strlen(e->key) == n && memcmp(e->key, key, n) == 0) return e;
     return NULL;
 }
@@ -66,11 +66,33 @@ static size_t fs__key(char *out, const char *launch, const char *sku)
     return ll + 1 + sl;
 }
 
-int fs__soldout_hit(fs_stock_t *st, const char *launch, const char *sku)
+fs__sku_t *fs__sku_find(fs_stock_t *st, const char *launch, const char *sku)
 {
     char key[2 * FS_ID_MAX + 2];
     size_t n = fs__key(key, launch, sku);
-    struct fs__soldout *e = fs__find(st, key, n, fs__h(key, n));
+    return fs__find(st, key, n, fs__h(key, n));
+}
+
+fs__sku_t *fs__sku_get(fs_stock_t *st, const char *launch, const char *sku)
+{
+    char key[2 * FS_ID_MAX + 2];
+    size_t n = fs__key(key, launch, sku);
+    uint32_t h = fs__h(key, n);
+    fs__sku_t *e = fs__find(st, key, n, h);
+    if (e) return e;
+    e = fs_xcalloc(1, sizeof *e + n + 1);
+    e->tokens = st->admission_per_sec;
+    e->refill_ns = fs_mono_ns();
+    e->avail = -1;
+    memcpy(e->key, key, n + 1);
+    e->hash = h;
+    e->next = st->soldout[h % FS__NBUCKETS];
+    st->soldout[h % FS__NBUCKETS] = e;
+    return e;
+}
+
+int fs__soldout_hit(fs_stock_t *st, fs__sku_t *e)
+{
     if (!e || !e->marked) return 0;
     uint64_t now = fs_mono_ns();
     if (now - e->checked_ns >= st->soldout_recheck_ns) {
@@ -83,34 +105,19 @@ int fs__soldout_hit(fs_stock_t *st, const char *launch, const char *sku)
     return 1;
 }
 
-void fs__soldout_update(fs_stock_t *st, const char *launch, const char *sku, int sold_out)
+void fs__soldout_mark(fs__sku_t *e, int sold_out)
 {
-    char key[2 * FS_ID_MAX + 2];
-    size_t n = fs__key(key, launch, sku);
-    uint32_t h = fs__h(key, n);
-    struct fs__soldout *e = fs__find(st, key, n, h);
-    if (!e) {
-        e = fs_xcalloc(1, sizeof *e + n + 1);
-        e->tokens = st->admission_per_sec;
-        e->refill_ns = fs_mono_ns();
-        e->avail = -1;
-        memcpy(e->key, key, n + 1);
-        e->hash = h;
-        e->next = st->soldout[h % FS__NBUCKETS];
-        st->soldout[h % FS__NBUCKETS] = e;
+    if (sold_out && !e->marked) {
+        const char *colon = strchr(e->key, ':'); /* "launch:sku"; launch ids have no ':' */
+        fs_info("sold_out", "launch=%.*s sku=%s", (int)(colon - e->key), e->key, colon + 1);
     }
-    if (sold_out && !e->marked) fs_info("sold_out", "launch=%s sku=%s", launch, sku);
     e->marked = sold_out;
     if (sold_out) e->checked_ns = fs_mono_ns();
 }
 
-int fs__admission_take(fs_stock_t *st, const char *launch, const char *sku)
+int fs__admission_take(fs_stock_t *st, fs__sku_t *e)
 {
-    if (st->admission_per_sec <= 0) return 1;
-    char key[2 * FS_ID_MAX + 2];
-    size_t n = fs__key(key, launch, sku);
-    struct fs__soldout *e = fs__find(st, key, n, fs__h(key, n));
-    if (!e) return 1; /* not known to exist yet: Redis answers it */
+    if (st->admission_per_sec <= 0 || !e) return 1; /* !e: not known to exist yet: Redis answers */
     uint64_t now = fs_mono_ns();
     /* Refill at the cap's rate, holding at most one second's worth. */
     e->tokens += (double)(now - e->refill_ns) / 1e9 * st->admission_per_sec;
@@ -121,11 +128,8 @@ int fs__admission_take(fs_stock_t *st, const char *launch, const char *sku)
     return 1;
 }
 
-int fs__units_claim(fs_stock_t *st, fs_reserve_item_t *it)
+int fs__units_claim(fs_stock_t *st, fs__sku_t *e, fs_reserve_item_t *it)
 {
-    char key[2 * FS_ID_MAX + 2];
-    size_t n = fs__key(key, it->launch, it->sku);
-    struct fs__soldout *e = fs__find(st, key, n, fs__h(key, n));
     if (!e) return 0; /* not known to exist yet: Redis answers it */
     /* A figure no answer has refreshed for a re-check interval (everything was refused from
      * memory, and an fs:stock message may have been lost) is unknown: this one asks Redis. */
@@ -138,30 +142,23 @@ int fs__units_claim(fs_stock_t *st, fs_reserve_item_t *it)
 
 void fs__units_release(fs_reserve_item_t *it)
 {
-    struct fs__soldout *e = it->units;
+    fs__sku_t *e = it->units;
     if (!e) return;
     e->pending -= it->qty;
     it->units = NULL;
 }
 
-void fs__units_left(fs_stock_t *st, const char *launch, const char *sku, int64_t available)
+void fs__units_left(fs__sku_t *e, int64_t available)
 {
-    char key[2 * FS_ID_MAX + 2];
-    size_t n = fs__key(key, launch, sku);
-    uint32_t h = fs__h(key, n);
-    struct fs__soldout *e = fs__find(st, key, n, h);
-    if (!e) { /* the first answer for this SKU: it exists */
-        fs__soldout_update(st, launch, sku, 0);
-        e = fs__find(st, key, n, h);
-    }
     e->avail = available;
     e->avail_ns = fs_mono_ns();
 }
 
 void fs_stock_units_back(fs_stock_t *st, const char *launch, const char *sku)
 {
-    fs__soldout_update(st, launch, sku, 0);
-    fs__units_left(st, launch, sku, -1);
+    fs__sku_t *e = fs__sku_get(st, launch, sku);
+    fs__soldout_mark(e, 0);
+    e->avail = -1;
 }
 
 void fs__soldout_on_message(const char *msg, size_t len, void *arg)
@@ -169,20 +166,20 @@ void fs__soldout_on_message(const char *msg, size_t len, void *arg)
     fs_stock_t *st = arg;
     if (!msg) { /* (re)subscribed: what was missed is unknown */
         for (int b = 0; b < FS__NBUCKETS; b++)
-            for (struct fs__soldout *e = st->soldout[b]; e; e = e->next)
+            for (fs__sku_t *e = st->soldout[b]; e; e = e->next)
                 e->marked = 0, e->avail = -1;
         return;
     }
-    struct fs__soldout *e = fs__find(st, msg, len, fs__h(msg, len));
+    fs__sku_t *e = fs__find(st, msg, len, fs__h(msg, len));
     if (e) e->marked = 0, e->avail = -1;
 }
 
 void fs__soldout_free(fs_stock_t *st)
 {
     for (int b = 0; b < FS__NBUCKETS; b++) {
-        struct fs__soldout *e = st->soldout[b];
+        fs__sku_t *e = st->soldout[b];
         while (e) {
-            struct fs__soldout *next = e->next;
+            fs__sku_t *next = e->next;
             free(e);
             e = next;
         }

@@ -7,7 +7,7 @@
 #define FS__NBUCKETS 256
 
 struct fs__queue;
-struct fs__soldout;
+typedef struct fs__sku fs__sku_t;
 struct fs_redis_sub;
 
 struct fs_stock {
@@ -17,7 +17,7 @@ struct fs_stock {
     struct fs__queue *buckets[FS__NBUCKETS]; /* SKU → queue, only while requests wait */
     struct fs__queue *dirty;               /* queues with requests to send this turn */
     fs_stock_stats_t stats;
-    struct fs__soldout *soldout[FS__NBUCKETS]; /* SKU → sold-out mark (soldout.c) */
+    fs__sku_t *soldout[FS__NBUCKETS]; /* SKU → what this loop knows of it (soldout.c) */
     uint64_t soldout_recheck_ns;
     uint64_t max_wait_ns;                  /* queue bounds (reserve_queue.c) */
     double admission_per_sec;              /* per SKU on this loop; 0 = no cap (soldout.c) */
@@ -36,19 +36,24 @@ struct fs_stock {
 void fs__stock_queues_init(fs_stock_t *st);
 void fs__stock_queues_close(fs_stock_t *st);
 
-/* soldout.c */
-int fs__soldout_hit(fs_stock_t *st, const char *launch, const char *sku);
-void fs__soldout_update(fs_stock_t *st, const char *launch, const char *sku, int sold_out);
+/* soldout.c: what one event loop knows of each SKU Redis said exists. A request looks its SKU's
+ * entry up once (fs__sku_find, NULL while unknown) and passes it to each check; answers from
+ * Redis get or create it (fs__sku_get). Entries live until fs__soldout_free. */
+fs__sku_t *fs__sku_find(fs_stock_t *st, const char *launch, const char *sku);
+fs__sku_t *fs__sku_get(fs_stock_t *st, const char *launch, const char *sku);
+/* 1: answer sold_out from memory (e may be NULL). */
+int fs__soldout_hit(fs_stock_t *st, fs__sku_t *e);
+void fs__soldout_mark(fs__sku_t *e, int sold_out);
 void fs__soldout_on_message(const char *msg, size_t len, void *arg);
 void fs__soldout_free(fs_stock_t *st);
-int fs__admission_take(fs_stock_t *st, const char *launch, const char *sku);
+/* 0: over the admission cap (e may be NULL). */
+int fs__admission_take(fs_stock_t *st, fs__sku_t *e);
 /* Units of a SKU pending on this loop (queued or in flight) against what Redis last said was
  * left: fs__units_claim counts it->qty as pending, or returns 1 when the units pending ahead
- * already take what is left (the request is answered sold_out at once); fs__units_release
- * uncounts them; fs__units_left records what the last answered batch left. */
-int fs__units_claim(fs_stock_t *st, fs_reserve_item_t *it);
+ * already take what is left (the request is answered sold_out at once; e may be NULL);
+ * fs__units_release uncounts them; fs__units_left records what the last answered batch left. */
+int fs__units_claim(fs_stock_t *st, fs__sku_t *e, fs_reserve_item_t *it);
 void fs__units_release(fs_reserve_item_t *it);
-void fs__units_left(fs_stock_t *st, const char *launch, const char *sku, int64_t available);
-/* (fs__units_left also creates the SKU's entry: an answer with available >= 0 means it exists.) */
+void fs__units_left(fs__sku_t *e, int64_t available);
 
 #endif
