@@ -401,26 +401,8 @@ class CampaignAgainstWrongServers(unittest.TestCase):
         cls.redis.cleanup()
         fsserver.untrack(cls.redis)
 
-    def test_flaky_but_correct_server_passes_with_retries(self):
-        fake = FakeShop(self.redis.port, "flaky")
-        try:
-            tmp = tempfile.mkdtemp(prefix="fs-load-fake-")
-            jpath = os.path.join(tmp, "run.json")
-            rc, out, err = run_load(
-                ["--campaign", SMOKE, "--server", "http://127.0.0.1:%d" % fake.port,
-                 "--redis", self.redis.url, "-d", "2s", "-q", "--json", jpath],
-                {"FLASHSALE_ADMIN_TOKEN": "fake-admin", "FLASHSALE_API_KEYS": "fake-key"})
-        finally:
-            fake.stop()
-        self.assertEqual(rc, 0, "stdout:\n%s\nstderr:\n%s" % (out, err))
-        doc = load_json(jpath)
-        self.assertTrue(doc["verification"]["passed"], doc["verification"])
-        self.assertGreater(doc["outcomes"].get("retried", 0), 0)
-        self.assertGreater(doc["kinds"]["reserve"]["status"].get("503", 0), 0)
-        self.assertGreater(doc["kinds"]["reserve"]["errors"].get("transport_error", 0), 0)
-        self.assertGreater(doc["outcomes"].get("confirmed", 0), 0)
-
-    def run_against_fake(self, mode):
+    def campaign_against_fake(self, mode):
+        """Runs smoke.ini against a FakeShop in this mode; returns (rc, stdout, stderr, json path)."""
         fake = FakeShop(self.redis.port, mode)
         try:
             tmp = tempfile.mkdtemp(prefix="fs-load-fake-")
@@ -431,6 +413,20 @@ class CampaignAgainstWrongServers(unittest.TestCase):
                 {"FLASHSALE_ADMIN_TOKEN": "fake-admin", "FLASHSALE_API_KEYS": "fake-key"})
         finally:
             fake.stop()
+        return rc, out, err, jpath
+
+    def test_flaky_but_correct_server_passes_with_retries(self):
+        rc, out, err, jpath = self.campaign_against_fake("flaky")
+        self.assertEqual(rc, 0, "stdout:\n%s\nstderr:\n%s" % (out, err))
+        doc = load_json(jpath)
+        self.assertTrue(doc["verification"]["passed"], doc["verification"])
+        self.assertGreater(doc["outcomes"].get("retried", 0), 0)
+        self.assertGreater(doc["kinds"]["reserve"]["status"].get("503", 0), 0)
+        self.assertGreater(doc["kinds"]["reserve"]["errors"].get("transport_error", 0), 0)
+        self.assertGreater(doc["outcomes"].get("confirmed", 0), 0)
+
+    def run_against_fake(self, mode):
+        rc, out, err, jpath = self.campaign_against_fake(mode)
         self.assertEqual(rc, 1, "a wrong server must fail verification\nstdout:\n%s\nstderr:\n%s" % (out, err))
         self.assertRegex(out, r"FAIL\s+overall")
         doc = load_json(jpath)

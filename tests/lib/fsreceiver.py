@@ -501,17 +501,8 @@ class Relay(fsserver.Server):
             env.pop(k)
         return env
 
-    def spawn(self):
-        argv = [relay_bin()]
-        if self.config_file:
-            argv += ["--config", self.config_file]
-        argv += self.args
-        self.err_f = open(self.log_path, "ab")
-        self.out_f = open(self.out_path, "ab")
-        self.proc = subprocess.Popen(argv, env=self.environment(), stdin=subprocess.DEVNULL,
-                                     stdout=self.out_f, stderr=self.err_f)
-        fsserver.track(self)
-        return self.proc
+    def program(self):
+        return relay_bin()
 
     def metrics(self):
         """{"name{labels}": value} from GET /metrics."""

@@ -320,9 +320,13 @@ class Server:
                 env[k] = str(v)
         return env
 
+    def program(self):
+        """The binary to start (subclasses for our other programs override it)."""
+        return server_bin()
+
     def spawn(self):
         """Start the process without waiting for anything."""
-        argv = [server_bin()]
+        argv = [self.program()]
         if self.config_file:
             argv += ["--config", self.config_file]
         argv += self.args
