@@ -327,64 +327,104 @@ end
 -- requests change nothing. TATs live in the hashes fs:{L:S}:rlu (user -> TAT) and fs:{L:S}:rla
 -- (address -> TAT), read and written once per batch; each hash expires once every TAT in it
 -- is in the past, so idle state disappears by itself.
--- users, addrs: the batch's shoppers and addresses by request index. Returns nil when both
--- limits are off, else an object with admit(i) -> boolean (also records the RateLimit figures of
--- request i) and finish(n) (writes the TATs and returns the figures of fs_reserve's reply).
+-- users, addrs: the batch's shoppers and addresses by request index (n requests). Returns nil
+-- when both limits are off, else an object with admit(i) -> boolean (also records the RateLimit
+-- figures of request i) and finish(n) (writes the TATs and returns the figures of fs_reserve's
+-- reply).
+-- This runs for every request of the rush: each id of the batch gets a slot (its index in the
+-- batch's list of distinct ids) once, and everything per request is then array access; hash
+-- tables keyed by strings, a closure call or a C call per request cost more than the arithmetic.
 ---------------------------------------------------------------------------------------------------
-local function rate_limiter(s, ukey, akey, users, addrs, now)
-    local lims = {}
-    if s.rl_shopper_milli > 0 and s.rl_shopper_burst > 0 then
-        lims[1] = { key = ukey, ids = users, milli = s.rl_shopper_milli,
-            burst = s.rl_shopper_burst }
-    end
-    if s.rl_address_milli > 0 and s.rl_address_burst > 0 then
-        lims[2] = { key = akey, ids = addrs, milli = s.rl_address_milli,
-            burst = s.rl_address_burst }
-    end
-    if not lims[1] and not lims[2] then
-        return nil
-    end
-    local mmax, mceil = math.max, math.ceil -- looked up once per batch, not per request
-    for idx = 1, 2 do
-        local lim = lims[idx]
-        if lim then
-            lim.t = 1000000 / lim.milli -- ms between requests
-            lim.tau = lim.t * lim.burst
-            lim.tat, lim.changed = {}, {}
-            local ids, list = lim.ids, {}
-            for i = 1, #ids do
-                local id = ids[i]
-                if id ~= '' and lim.tat[id] == nil then
-                    lim.tat[id] = 0
-                    list[#list + 1] = id
-                end
+
+-- One limit of a batch: the distinct ids of ids[1..n] ('' = the limit does not apply), each
+-- request's slot, and each slot's TAT as read (old) and as it will be written (tat).
+local function rl_load(key, ids, n, milli, burst)
+    local pos, list, slot, tat, old = {}, {}, {}, {}, {}
+    for i = 1, n do
+        local id = ids[i]
+        if id ~= '' then
+            local j = pos[id]
+            if not j then
+                j = #list + 1
+                list[j] = id
+                pos[id] = j
             end
-            if #list > 0 then
-                local v = redis.call('HMGET', lim.key, unpack(list))
-                for i = 1, #list do
-                    if v[i] then
-                        lim.tat[list[i]] = tonumber(v[i]) or 0
-                    end
-                end
-            end
+            slot[i] = j
+        else
+            slot[i] = false
         end
     end
-    local l1, l2 = lims[1], lims[2]
-    local t1, tau1, tat1 = l1 and l1.t, l1 and l1.tau, l1 and l1.tat
-    local t2, tau2, tat2 = l2 and l2.t, l2 and l2.tau, l2 and l2.tat
+    if #list > 0 then
+        local v = redis.call('HMGET', key, unpack(list))
+        for j = 1, #list do
+            local x = v[j]
+            x = x and tonumber(x) or 0
+            tat[j], old[j] = x, x
+        end
+    end
+    local t = 1000000 / milli -- ms between requests
+    return { key = key, list = list, slot = slot, tat = tat, old = old, milli = milli,
+        burst = burst, t = t, tau = t * burst }
+end
+
+-- Writes the TATs of limit l that changed. Each is rounded up to 0.1 ms (never admits more than
+-- the rate) and written as text. Turning a number into text costs more than the rest of a
+-- request's limit (about 4,000 instructions, in Redis or in string.format), but most TATs of a
+-- batch are the same number (a shopper whose TAT had passed gets now + T), so each distinct value
+-- is formatted once per batch.
+local function rl_store(l, now)
+    local list, tat, old = l.list, l.tat, l.old
+    local h, latest, text = {}, now, {}
+    local mceil, sfmt = math.ceil, string.format
+    for j = 1, #list do
+        local x = tat[j]
+        if x ~= old[j] then
+            local s = text[x]
+            if not s then
+                s = sfmt('%.1f', mceil(x * 10) / 10)
+                text[x] = s
+            end
+            h[#h + 1] = list[j]
+            h[#h + 1] = s
+            if x > latest then latest = x end
+        end
+    end
+    if #h > 0 then
+        redis.call('HSET', l.key, unpack(h))
+        redis.call('PEXPIRE', l.key, fmt_int(mceil(latest - now) + 1000))
+    end
+end
+
+local function rate_limiter(s, ukey, akey, users, addrs, n, now)
+    local l1, l2
+    if s.rl_shopper_milli > 0 and s.rl_shopper_burst > 0 then
+        l1 = rl_load(ukey, users, n, s.rl_shopper_milli, s.rl_shopper_burst)
+    end
+    if s.rl_address_milli > 0 and s.rl_address_burst > 0 then
+        l2 = rl_load(akey, addrs, n, s.rl_address_milli, s.rl_address_burst)
+    end
+    if not l1 and not l2 then
+        return nil
+    end
+    local t1, tau1, tat1, slot1 = 0, 0, nil, {}
+    local t2, tau2, tat2, slot2 = 0, 0, nil, {}
+    if l1 then t1, tau1, tat1, slot1 = l1.t, l1.tau, l1.tat, l1.slot end
+    if l2 then t2, tau2, tat2, slot2 = l2.t, l2.tau, l2.tat, l2.slot end
     -- figs: milli1 burst1 milli2 burst2, then d1 d2 per request in whole µs (see fs_reserve).
     -- Returned as integers: Redis writes those itself, while turning a Lua number into a string
-    -- (table.concat) cost 0.75 µs per number here.
+    -- cost 0.75 µs per number here.
     local figs = { l1 and l1.milli or 0, l1 and l1.burst or 0, l2 and l2.milli or 0,
         l2 and l2.burst or 0 }
     local self = {}
     function self.admit(i)
         local d1, d2, n1, n2 = 0, 0, nil, nil
-        local u, a = users[i], addrs[i]
+        local j1, j2 = slot1[i], slot2[i]
         -- In µs, 1 further from 0 than the figure: Redis truncates numbers to integers, so the
         -- reply holds 1 + the whole µs (never 0, which means "did not apply").
-        if l1 and u ~= '' then
-            n1 = mmax(tat1[u], now) + t1
+        if j1 then
+            n1 = tat1[j1]
+            if n1 < now then n1 = now end
+            n1 = n1 + t1
             d1 = n1 - now
             if d1 > tau1 then
                 d1 = (tau1 - d1) * 1000 - 1 -- refused: minus the µs until it would be admitted
@@ -392,8 +432,10 @@ local function rate_limiter(s, ukey, akey, users, addrs, now)
                 d1 = d1 * 1000 + 1
             end
         end
-        if l2 and a ~= '' then
-            n2 = mmax(tat2[a], now) + t2
+        if j2 then
+            n2 = tat2[j2]
+            if n2 < now then n2 = now end
+            n2 = n2 + t2
             d2 = n2 - now
             if d2 > tau2 then
                 d2 = (tau2 - d2) * 1000 - 1
@@ -405,34 +447,14 @@ local function rate_limiter(s, ukey, akey, users, addrs, now)
         if d1 < 0 or d2 < 0 then
             return false
         end
-        if n1 then
-            tat1[u] = n1
-            l1.changed[u] = true
-        end
-        if n2 then
-            tat2[a] = n2
-            l2.changed[a] = true
-        end
+        if j1 then tat1[j1] = n1 end
+        if j2 then tat2[j2] = n2 end
         return true
     end
     -- Writes the TATs; returns the figures. Requests not decided here (replays) get 0 0.
-    function self.finish(n)
-        for idx = 1, 2 do
-            local lim = lims[idx]
-            if lim and next(lim.changed) then
-                local h, latest = {}, now
-                for id in pairs(lim.changed) do
-                    local tat = lim.tat[id]
-                    h[#h + 1] = id
-                    -- Rounded up to 0.1 ms (never admits more than the rate); a number, which
-                    -- Redis writes with 14 significant digits: exact for ms since 1970.
-                    h[#h + 1] = mceil(tat * 10) / 10
-                    if tat > latest then latest = tat end
-                end
-                redis.call('HSET', lim.key, unpack(h))
-                redis.call('PEXPIRE', lim.key, mceil(latest - now) + 1000)
-            end
-        end
+    function self.finish()
+        if l1 then rl_store(l1, now) end
+        if l2 then rl_store(l2, now) end
         for i = 1, n do
             if figs[3 + 2 * i] == nil then
                 figs[3 + 2 * i], figs[4 + 2 * i] = 0, 0
@@ -541,7 +563,7 @@ local function fs_reserve(keys, args)
     end
     local now = now_ms()
     local open = effective_state(s.state, s.starts_at_ms, s.ends_at_ms, now) == 'open'
-    local limiter = rate_limiter(s, keys[5], keys[6], user, addr, now)
+    local limiter = rate_limiter(s, keys[5], keys[6], user, addr, n, now)
 
     -- Units each shopper of the batch already holds or bought: one HMGET for the batch.
     local used = {}
@@ -648,7 +670,7 @@ local function fs_reserve(keys, args)
     out[1] = table.concat(codes)
     out[5] = available
     if limiter then
-        out[4] = limiter.finish(n)
+        out[4] = limiter.finish()
     end
     return out
 end
