@@ -162,7 +162,9 @@ done
 # Open loop: in-stock reservations at fractions of the measured maximum, latency from intended
 # send times. Both the maximum and the open-loop runs use flashsale-load in plain mode with
 # --post (requests formatted before the run, as cheap per request as wrk), so the maximum is
-# that of the same client: closed loop with as many connections, then 50%, 65% and 80% of it.
+# that of the same client: closed loop with as many connections (the median of ROUNDS runs),
+# then ROUNDS interleaved rounds of 50%, 65% and 80% of it; each figure is the median over the
+# rounds (the p99 column also gives the range).
 OL_CONNS=$((CONNS * 2))
 fl_post() { # json-path extra-args...
   local json=$1; shift
@@ -170,36 +172,51 @@ fl_post() { # json-path extra-args...
     -H "Content-Type: application/json" --post '{"sku":"big","user_id":"ol'"$RANDOM"'-{seq}"}' \
     -t 1 -d "${DURATION}s" -q --json "$json" "$@" >/dev/null 2>&1 || true
 }
-fl_post "$WORK/ol-max.json" -c "$CONNS"
+for round in $(seq "$ROUNDS"); do fl_post "$WORK/ol-max-$round.json" -c "$CONNS"; done
 MAX=$(python3 -c '
-import json, sys
-try:
-    print(int(json.load(open(sys.argv[1]))["requests_per_sec"]))
-except Exception:
-    print(0)' "$WORK/ol-max.json")
+import json, statistics, sys
+v = []
+for path in sys.argv[1:]:
+    try:
+        v.append(int(json.load(open(path))["requests_per_sec"]))
+    except Exception:
+        pass
+print(int(statistics.median(v)) if v else 0)' "$WORK"/ol-max-*.json)
 OPEN_LINES=()
 if [ "$MAX" -gt 0 ]; then
+  for round in $(seq "$ROUNDS"); do
+    for pct in 50 65 80; do
+      RATE=$((MAX * pct / 100))
+      echo "open loop, round $round/$ROUNDS, at $pct% of $MAX/s: $RATE/s" >&2
+      fl_post "$WORK/ol-$pct-$round.json" -c "$OL_CONNS" -R "$RATE"
+    done
+  done
   for pct in 50 65 80; do
-    RATE=$((MAX * pct / 100))
-    echo "open loop at $pct% of $MAX/s: $RATE/s" >&2
-    fl_post "$WORK/ol-$pct.json" -c "$OL_CONNS" -R "$RATE"
     OPEN_LINES+=("$(python3 -c '
-import json, sys
-pct, path = sys.argv[1], sys.argv[2]
-try:
-    d = json.load(open(path))
-except Exception as e:
-    print("%s%%: unavailable (%s)" % (pct, e)); sys.exit()
-lat = d["latency_ms"]
-bad = sum(v for k, v in d["status"].items() if not k.startswith("2"))
-print("| %s%% | %.0f | %.0f | %s | %.2f | %.2f | %.2f | %.2f | %d |" % (pct, d["target_rate"], d["requests_per_sec"],
-      "yes" if d["rate_held"] else "no", lat["p50"], lat["p90"], lat["p99"], lat["max"], bad))
-' "$pct" "$WORK/ol-$pct.json")")
+import json, statistics, sys
+pct, paths = sys.argv[1], sys.argv[2:]
+runs = []
+for path in paths:
+    try:
+        runs.append(json.load(open(path)))
+    except Exception:
+        pass
+if not runs:
+    print("| %s%% | unavailable | | | | | | | |" % pct); sys.exit()
+med = lambda f: statistics.median(f(d) for d in runs)
+p99 = sorted(d["latency_ms"]["p99"] for d in runs)
+held = sum(1 for d in runs if d["rate_held"])
+bad = sum(sum(v for k, v in d["status"].items() if not k.startswith("2")) for d in runs)
+print("| %s%% | %.0f | %.0f | %d of %d | %.2f | %.2f | %.2f (%.2f-%.2f) | %.2f | %d |" % (pct,
+      med(lambda d: d["target_rate"]), med(lambda d: d["requests_per_sec"]), held, len(runs),
+      med(lambda d: d["latency_ms"]["p50"]), med(lambda d: d["latency_ms"]["p90"]),
+      statistics.median(p99), p99[0], p99[-1], med(lambda d: d["latency_ms"]["max"]), bad))
+' "$pct" "$WORK"/ol-"$pct"-*.json)")
   done
 fi
 INVARIANTS+=("after the open-loop runs: $(check_invariant)")
-OPEN="closed-loop maximum of flashsale-load --post (-c $CONNS -t 1): $MAX/s; open loop with -c $OL_CONNS -t 1:"
-OPEN+=$'\n\n| share of max | offered /s | achieved /s | rate held | p50 ms | p90 ms | p99 ms | max ms | non-2xx |'
+OPEN="closed-loop maximum of flashsale-load --post (-c $CONNS -t 1, median of $ROUNDS runs): $MAX/s; open loop with -c $OL_CONNS -t 1, $ROUNDS interleaved rounds, medians:"
+OPEN+=$'\n\n| share of max | offered /s | achieved /s | rate held | p50 ms | p90 ms | p99 ms (range) | max ms | non-2xx (all rounds) |'
 OPEN+=$'\n| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |'
 for l in "${OPEN_LINES[@]}"; do OPEN+=$'\n'"$l"; done
 
