@@ -5,7 +5,7 @@
 #include "../common/timeutil.h"
 #include "flashsale/error.h"
 
-#include <hiredis/adapters/libuv.h>
+#include "redis_uv.h"
 #include <hiredis/async.h>
 #include <stdlib.h>
 #include <string.h>
@@ -283,7 +283,7 @@ static void fs__connect(fs_redis_t *r)
         return;
     }
     ac->data = r;
-    if (redisLibuvAttach(ac, r->loop) != REDIS_OK) {
+    if (fs_redis_uv_attach(ac, r->loop) != REDIS_OK) {
         redisAsyncFree(ac);
         fs__schedule_reconnect(r);
         return;

@@ -2,7 +2,7 @@
 #include "redis_sub.h"
 #include "../common/log.h"
 
-#include <hiredis/adapters/libuv.h>
+#include "redis_uv.h"
 #include <hiredis/async.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,7 +71,7 @@ static void fs__sub_on_disconnect(const redisAsyncContext *ac, int status)
 static void fs__sub_connect(fs_redis_sub_t *s)
 {
     redisAsyncContext *ac = redisAsyncConnect(s->host, s->port);
-    if (!ac || ac->err || redisLibuvAttach(ac, s->loop) != REDIS_OK) {
+    if (!ac || ac->err || fs_redis_uv_attach(ac, s->loop) != REDIS_OK) {
         if (ac) redisAsyncFree(ac);
         fs__sub_retry(s);
         return;
