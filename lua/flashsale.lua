@@ -221,7 +221,12 @@ local function read_sku(key, fields)
         if SKU_STRINGS[name] then
             s[name] = x
         else
-            s[name] = stored_int(x, name .. ' of ' .. key)
+            -- stored_int, inline: the message is built only on failure (this runs per batch)
+            local num = tonumber(x)
+            if not num or num % 1 ~= 0 then
+                fail('corrupt data: ' .. name .. ' of ' .. key)
+            end
+            s[name] = num
         end
     end
     if s.state and not STATES[s.state] then
@@ -327,7 +332,8 @@ end
 -- requests change nothing. TATs live in the hashes fs:{L:S}:rlu (user -> TAT) and fs:{L:S}:rla
 -- (address -> TAT), read and written once per batch; each hash expires once every TAT in it
 -- is in the past, so idle state disappears by itself.
--- users, addrs: the batch's shoppers and addresses by request index (n requests). Returns nil
+-- args: fs_reserve's (n requests; request i's shopper is args[5i - 2], its address args[5i + 1]).
+-- Returns nil
 -- when both limits are off, else an object with admit(i) -> boolean (also records the RateLimit
 -- figures of request i) and finish(n) (writes the TATs and returns the figures of fs_reserve's
 -- reply).
@@ -336,12 +342,13 @@ end
 -- tables keyed by strings, a closure call or a C call per request cost more than the arithmetic.
 ---------------------------------------------------------------------------------------------------
 
--- One limit of a batch: the distinct ids of ids[1..n] ('' = the limit does not apply), each
--- request's slot, and each slot's TAT as read (old) and as it will be written (tat).
-local function rl_load(key, ids, n, milli, burst)
+-- One limit of a batch: the distinct ids of requests 1..n (request i's is args[5i + off], see
+-- fs_reserve; '' = the limit does not apply), each request's slot, and each slot's TAT as read
+-- (old) and as it will be written (tat).
+local function rl_load(key, args, off, n, milli, burst)
     local pos, list, slot, tat, old = {}, {}, {}, {}, {}
     for i = 1, n do
-        local id = ids[i]
+        local id = args[5 * i + off]
         if id ~= '' then
             local j = pos[id]
             if not j then
@@ -395,13 +402,13 @@ local function rl_store(l, now)
     end
 end
 
-local function rate_limiter(s, ukey, akey, users, addrs, n, now)
+local function rate_limiter(s, ukey, akey, args, n, now)
     local l1, l2
     if s.rl_shopper_milli > 0 and s.rl_shopper_burst > 0 then
-        l1 = rl_load(ukey, users, n, s.rl_shopper_milli, s.rl_shopper_burst)
+        l1 = rl_load(ukey, args, -2, n, s.rl_shopper_milli, s.rl_shopper_burst)
     end
     if s.rl_address_milli > 0 and s.rl_address_burst > 0 then
-        l2 = rl_load(akey, addrs, n, s.rl_address_milli, s.rl_address_burst)
+        l2 = rl_load(akey, args, 1, n, s.rl_address_milli, s.rl_address_burst)
     end
     if not l1 and not l2 then
         return nil
@@ -470,8 +477,8 @@ end
 --   KEYS: fs:{L:S}:sku, fs:{L:S}:holds, fs:{L:S}:users, fs:{L:S}:held, fs:{L:S}:rlu,
 --         fs:{L:S}:rla, then, for each request i whose has_idem_i is 1 (in order), its
 --         idempotency key fs:{L:S}:i:...
---   ARGV: n (1..1000), then per request rid_i (fresh, unique), user_i, qty_i (>= 1), has_idem_i
---         (0/1), addr_i
+--   ARGV: n (1..1000), then per request rid_i (fresh, unique; without '|' where has_idem_i is
+--         1), user_i, qty_i (>= 1), has_idem_i (0/1), addr_i
 --   Returns {codes, created_ms, expires_ms, figures, available, replay...} (docs/redis.md), one
 --     small reply per batch instead of six elements per request (encoding those was a large part
 --     of the cost):
@@ -504,6 +511,28 @@ local function unpack_idem(rec)
     return { code, r, tonumber(q), tonumber(exp), tonumber(created) }
 end
 
+-- fs_reserve's key lists already checked, by SKU key: {prefix, keys[2..6]}. Checking them costs
+-- five string concatenations, a good share of a small batch; a launch has a handful of SKUs.
+-- (Kept between calls, in this library's Lua state; emptied when it reaches RESERVE_KEYS_MAX.)
+local RESERVE_SUFFIXES = { 'holds', 'users', 'held', 'rlu', 'rla' }
+local RESERVE_KEYS_MAX = 1000
+local reserve_keys, reserve_keys_n = {}, 0
+
+local function reserve_prefix(keys)
+    local c = reserve_keys[keys[1]]
+    if c and c[2] == keys[2] and c[3] == keys[3] and c[4] == keys[4] and c[5] == keys[5]
+        and c[6] == keys[6] then
+        return c[1]
+    end
+    local prefix = sku_keys(keys, RESERVE_SUFFIXES)
+    if reserve_keys_n >= RESERVE_KEYS_MAX then
+        reserve_keys, reserve_keys_n = {}, 0
+    end
+    reserve_keys[keys[1]] = { prefix, keys[2], keys[3], keys[4], keys[5], keys[6] }
+    reserve_keys_n = reserve_keys_n + 1
+    return prefix
+end
+
 local function fs_reserve(keys, args)
     local n = parse_int(args[1], 'n')
     if n < 1 or n > MAX_BATCH or #args ~= 1 + 5 * n then
@@ -512,26 +541,26 @@ local function fs_reserve(keys, args)
     if #keys < 6 then
         fail('wrong number of keys')
     end
-    local prefix = sku_keys(keys, { 'holds', 'users', 'held', 'rlu', 'rla' })
-    local iprefix = prefix .. ':i:'
+    local prefix = reserve_prefix(keys)
 
-    -- Parse and check the whole batch before anything is read or written. Requests are kept in
-    -- parallel arrays (one table per field, not one per request: this is the rush path).
-    local rid, user, qty, qty_s, addr, ikey = {}, {}, {}, {}, {}, {}
-    local k, seen = 7, {}
+    -- Parse and check the whole batch before anything is read or written. Request i's fields
+    -- stay where they are: rid args[5i - 3], user args[5i - 2], qty args[5i - 1], has_idem
+    -- args[5i], addr args[5i + 1]. Only what differs from the usual case is noted (qty other than
+    -- 1, an idempotency key): on the rush path, storing every field in tables cost more than all
+    -- the checks.
+    local qty_of, ikey, nidem = {}, {}, 0
+    local k, seen, iprefix = 7, {}, nil
     for i = 1, n do
-        local b = 2 + (i - 1) * 5
+        local b = 5 * i - 3
         local r, u, qs, has = args[b], args[b + 1], args[b + 2], args[b + 3]
-        -- qty is almost always "1": skip the general parse for it
-        local q = 1
         if qs ~= '1' then
-            q = parse_int(qs, 'qty')
+            local q = parse_int(qs, 'qty')
             if q < 1 then
                 fail('qty must be at least 1')
             end
-            qs = fmt_int(q)
+            qty_of[i] = q
         end
-        if r == '' or string.find(r, '|', 1, true) then
+        if r == '' then
             fail('bad reservation id')
         end
         if seen[r] then
@@ -542,16 +571,21 @@ local function fs_reserve(keys, args)
             fail('empty user')
         end
         if has == '1' then
+            -- The id goes into the idempotency record, whose fields '|' separates.
+            if string.find(r, '|', 1, true) then
+                fail('bad reservation id')
+            end
+            iprefix = iprefix or prefix .. ':i:'
             local key = keys[k]
             if type(key) ~= 'string' or string.sub(key, 1, #iprefix) ~= iprefix then
                 fail('bad key for idempotency record')
             end
             ikey[i] = key
+            nidem = nidem + 1
             k = k + 1
         elseif has ~= '0' then
             fail('has_idem must be 0 or 1')
         end
-        rid[i], user[i], qty[i], qty_s[i], addr[i] = r, u, q, qs, args[b + 4]
     end
     if k - 1 ~= #keys then
         fail('wrong number of keys')
@@ -563,26 +597,28 @@ local function fs_reserve(keys, args)
     end
     local now = now_ms()
     local open = effective_state(s.state, s.starts_at_ms, s.ends_at_ms, now) == 'open'
-    local limiter = rate_limiter(s, keys[5], keys[6], user, addr, n, now)
+    local limiter = rate_limiter(s, keys[5], keys[6], args, n, now)
 
-    -- Units each shopper of the batch already holds or bought: one HMGET for the batch.
-    local used = {}
+    -- Units each shopper of the batch already holds or bought (used, by user): one HMGET for
+    -- the batch. user_list and before keep each shopper's entry as read, to write back only
+    -- those that change.
+    local used, user_list, before = {}, {}, {}
     if open then
-        local user_list = {}
         for i = 1, n do
-            local u = user[i]
+            local u = args[5 * i - 2]
             if used[u] == nil then
                 used[u] = false
                 user_list[#user_list + 1] = u
             end
         end
         local v = redis.call('HMGET', keys[3], unpack(user_list))
-        for i = 1, #user_list do
-            local x = v[i] and stored_int(v[i], 'users entry') or 0
+        for j = 1, #user_list do
+            local x = v[j] and stored_int(v[j], 'users entry') or 0
             if x < 0 then
                 fail('corrupt data: negative users entry')
             end
-            used[user_list[i]] = x
+            used[user_list[j]] = x
+            before[j] = x
         end
     end
 
@@ -590,12 +626,14 @@ local function fs_reserve(keys, args)
     -- again (p) and takes no stock. (Reservation ids are 128 random bits chosen by the server for
     -- each request and never sent twice, so they are not looked up.)
     local replay = {}
-    for i = 1, n do
-        local key = ikey[i]
-        if key then
-            local rec = redis.call('GET', key)
-            if rec then
-                replay[i] = unpack_idem(rec)
+    if nidem > 0 then
+        for i = 1, n do
+            local key = ikey[i]
+            if key then
+                local rec = redis.call('GET', key)
+                if rec then
+                    replay[i] = unpack_idem(rec)
+                end
             end
         end
     end
@@ -604,7 +642,7 @@ local function fs_reserve(keys, args)
     local limit = s.per_user_limit
     local expires = now + s.hold_ms
     local now_s, expires_s = fmt_int(now), fmt_int(expires)
-    local changed_users, zadd, hset_held = {}, {}, {}
+    local zadd, hset_held = {}, {}
     local times = '|' .. now_s .. '|' .. expires_s .. '|' -- the middle of every held record
     local written = {} -- idempotency key -> the answer stored by an earlier request of this batch
     local codes, out = {}, { '', now, expires, {}, 0 }
@@ -617,7 +655,7 @@ local function fs_reserve(keys, args)
         elseif limiter and not limiter.admit(i) then
             codes[i] = 'r'
         else
-            local u, q, c = user[i], qty[i], nil
+            local u, q, c = args[5 * i - 2], qty_of[i] or 1, nil
             -- Stock before the limit: "sold out" needs nothing but the SKU's counters, so servers
             -- can answer it from memory once a SKU is empty, with the same answer Redis gives.
             if not open then
@@ -631,20 +669,20 @@ local function fs_reserve(keys, args)
                 available = available - q
                 held = held + q
                 used[u] = used[u] + q
-                changed_users[u] = true
-                local r = rid[i]
+                local r = args[5 * i - 3]
                 zadd[#zadd + 1] = expires_s
                 zadd[#zadd + 1] = r
                 hset_held[#hset_held + 1] = r
-                hset_held[#hset_held + 1] = qty_s[i] .. times .. u
+                hset_held[#hset_held + 1] = (q == 1 and '1' or fmt_int(q)) .. times .. u
             end
             codes[i] = c
             -- launch_not_open is not stored: a retry after the launch opens is a new attempt.
             if key and c ~= 'n' then
                 local rec, ans
                 if c == 'o' then
-                    rec = 'ok|' .. rid[i] .. '|' .. qty_s[i] .. '|' .. expires_s .. '|' .. now_s
-                    ans = { 'ok', rid[i], q, expires, now }
+                    local r = args[5 * i - 3]
+                    rec = 'ok|' .. r .. '|' .. fmt_int(q) .. '|' .. expires_s .. '|' .. now_s
+                    ans = { 'ok', r, q, expires, now }
                 else
                     local code = c == 's' and 'sold_out' or 'limit_exceeded'
                     rec = code .. '||0|0|0'
@@ -661,9 +699,13 @@ local function fs_reserve(keys, args)
         redis.call('ZADD', keys[2], unpack(zadd))
         redis.call('HSET', keys[4], unpack(hset_held))
         local hset = {}
-        for u in pairs(changed_users) do
-            hset[#hset + 1] = u
-            hset[#hset + 1] = fmt_int(used[u])
+        for j = 1, #user_list do
+            local u = user_list[j]
+            local x = used[u]
+            if x ~= before[j] then
+                hset[#hset + 1] = u
+                hset[#hset + 1] = fmt_int(x)
+            end
         end
         redis.call('HSET', keys[3], unpack(hset))
     end

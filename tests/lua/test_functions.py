@@ -661,7 +661,8 @@ class TestReserve(Base):
             (base + [p + ":r:x"], reqs(("x", "u", 1, 1)), "bad key for idempotency record"),
             (base + ["fs:{L:B}:i:1:u:k"], reqs(("x", "u", 1, 1)), "bad key for idempotency record"),
             (base, reqs(("", "u", 1, 0)), "bad reservation id"),
-            (base, reqs(("x|y", "u", 1, 0)), "bad reservation id"),
+            # '|' separates the fields of an idempotency record
+            (base + [p + ":i:1:u:k"], reqs(("x|y", "u", 1, 1)), "bad reservation id"),
             (base, reqs(("x", "", 1, 0)), "empty user"),
             (base, reqs(("x", "u", 1, 0), ("x", "v", 1, 0)), "duplicate reservation id"),
             (["fs:{L:A}:skux"] + base[1:], reqs(("x", "u", 1, 0)), "bad SKU key"),
