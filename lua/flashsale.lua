@@ -65,6 +65,15 @@ local function guard(name, fn)
     end
 end
 
+-- A table whose array part already has room for m entries (its contents are junk: callers
+-- overwrite what they use and keep their own count). Lua 5.1 has no table.new: a table that grows
+-- one entry at a time is rehashed at 1, 2, 4, 8, ... entries, which made an append cost about
+-- 480 instructions here, against about 50 for this copy (the rush path fills several tables per
+-- request). src: any table; its first m entries (nil past its end) are the junk.
+local function presized(src, m)
+    return { unpack(src, 1, m) }
+end
+
 -- Strict decimal integer (no sign tricks, no hex, no exponent, fits a double exactly).
 local function parse_int(s, what)
     if type(s) ~= 'string' or #s > 16 or not string.find(s, '^%-?%d+$') then
@@ -239,6 +248,41 @@ local function read_sku(key, fields)
     return s
 end
 
+-- read_sku for fs_reserve (once per batch on the rush path): the same checks, with the table
+-- built in one constructor (a table filled field by field is rehashed four times on the way to
+-- 13 fields).
+local function sku_int(x, name, key)
+    local v = tonumber(x)
+    if not v or v % 1 ~= 0 then
+        fail('corrupt data: ' .. (x and (name .. ' of ' .. key) or ('SKU hash without ' .. name .. ': ' .. key)))
+    end
+    return v
+end
+
+local function read_sku_reserve(key)
+    local v = redis.call('HMGET', key, unpack(SKU_RESERVE))
+    if not v[1] then
+        return read_sku(key, SKU_RESERVE) -- nil, or the error for a partial hash
+    end
+    local s = { total = sku_int(v[1], 'total', key), available = sku_int(v[2], 'available', key),
+        held = sku_int(v[3], 'held', key), sold = sku_int(v[4], 'sold', key),
+        per_user_limit = sku_int(v[5], 'per_user_limit', key), state = v[6],
+        hold_ms = sku_int(v[7], 'hold_ms', key), starts_at_ms = sku_int(v[8], 'starts_at_ms', key),
+        ends_at_ms = sku_int(v[9], 'ends_at_ms', key),
+        rl_shopper_milli = v[10] and sku_int(v[10], 'rl_shopper_milli', key) or 0,
+        rl_shopper_burst = v[11] and sku_int(v[11], 'rl_shopper_burst', key) or 0,
+        rl_address_milli = v[12] and sku_int(v[12], 'rl_address_milli', key) or 0,
+        rl_address_burst = v[13] and sku_int(v[13], 'rl_address_burst', key) or 0 }
+    if not STATES[s.state] then
+        fail(s.state and 'corrupt data: state of ' .. key or 'corrupt data: SKU hash without state: ' .. key)
+    end
+    if s.total < 0 or s.available < 0 or s.held < 0 or s.sold < 0
+        or s.available + s.held + s.sold ~= s.total then
+        fail('corrupt data: counters of ' .. key)
+    end
+    return s
+end
+
 local R_FIELDS = { 'user', 'qty', 'status', 'created_ms', 'expires_ms', 'order_id', 'confirmed_ms',
     'payment_ref', 'price_cents', 'stream_id' }
 local R_STATUS = { held = true, confirmed = true, cancelled = true, expired = true }
@@ -335,8 +379,8 @@ end
 -- args: fs_reserve's (n requests; request i's shopper is args[5i - 2], its address args[5i + 1]).
 -- Returns nil
 -- when both limits are off, else an object with admit(i) -> boolean (also records the RateLimit
--- figures of request i) and finish(n) (writes the TATs and returns the figures of fs_reserve's
--- reply).
+-- figures of request i) and finish(codes) (writes the TATs and returns the figures of
+-- fs_reserve's reply).
 -- This runs for every request of the rush: each id of the batch gets a slot (its index in the
 -- batch's list of distinct ids) once, and everything per request is then array access; hash
 -- tables keyed by strings, a closure call or a C call per request cost more than the arithmetic.
@@ -346,13 +390,17 @@ end
 -- fs_reserve; '' = the limit does not apply), each request's slot, and each slot's TAT as read
 -- (old) and as it will be written (tat).
 local function rl_load(key, args, off, n, milli, burst)
-    local pos, list, slot, tat, old = {}, {}, {}, {}, {}
+    local pos = {}
+    local list, slot = presized(args, n), presized(args, n)
+    local tat, old = presized(args, n), presized(args, n)
+    local nl = 0
     for i = 1, n do
         local id = args[5 * i + off]
         if id ~= '' then
             local j = pos[id]
             if not j then
-                j = #list + 1
+                nl = nl + 1
+                j = nl
                 list[j] = id
                 pos[id] = j
             end
@@ -361,16 +409,16 @@ local function rl_load(key, args, off, n, milli, burst)
             slot[i] = false
         end
     end
-    if #list > 0 then
-        local v = redis.call('HMGET', key, unpack(list))
-        for j = 1, #list do
+    if nl > 0 then
+        local v = redis.call('HMGET', key, unpack(list, 1, nl))
+        for j = 1, nl do
             local x = v[j]
             x = x and tonumber(x) or 0
             tat[j], old[j] = x, x
         end
     end
     local t = 1000000 / milli -- ms between requests
-    return { key = key, list = list, slot = slot, tat = tat, old = old, milli = milli,
+    return { key = key, list = list, n = nl, slot = slot, tat = tat, old = old, milli = milli,
         burst = burst, t = t, tau = t * burst }
 end
 
@@ -380,10 +428,10 @@ end
 -- batch are the same number (a shopper whose TAT had passed gets now + T), so each distinct value
 -- is formatted once per batch.
 local function rl_store(l, now)
-    local list, tat, old = l.list, l.tat, l.old
-    local h, latest, text = {}, now, {}
+    local list, tat, old, nl = l.list, l.tat, l.old, l.n
+    local h, nh, latest, text = presized(list, 2 * nl), 0, now, {}
     local mceil, sfmt = math.ceil, string.format
-    for j = 1, #list do
+    for j = 1, nl do
         local x = tat[j]
         if x ~= old[j] then
             local s = text[x]
@@ -391,13 +439,13 @@ local function rl_store(l, now)
                 s = sfmt('%.1f', mceil(x * 10) / 10)
                 text[x] = s
             end
-            h[#h + 1] = list[j]
-            h[#h + 1] = s
+            h[nh + 1], h[nh + 2] = list[j], s
+            nh = nh + 2
             if x > latest then latest = x end
         end
     end
-    if #h > 0 then
-        redis.call('HSET', l.key, unpack(h))
+    if nh > 0 then
+        redis.call('HSET', l.key, unpack(h, 1, nh))
         redis.call('PEXPIRE', l.key, fmt_int(mceil(latest - now) + 1000))
     end
 end
@@ -420,8 +468,9 @@ local function rate_limiter(s, ukey, akey, args, n, now)
     -- figs: milli1 burst1 milli2 burst2, then d1 d2 per request in whole µs (see fs_reserve).
     -- Returned as integers: Redis writes those itself, while turning a Lua number into a string
     -- cost 0.75 µs per number here.
-    local figs = { l1 and l1.milli or 0, l1 and l1.burst or 0, l2 and l2.milli or 0,
-        l2 and l2.burst or 0 }
+    local figs = presized(args, 4 + 2 * n) -- every entry is set: here, by admit or by finish
+    figs[1], figs[2] = l1 and l1.milli or 0, l1 and l1.burst or 0
+    figs[3], figs[4] = l2 and l2.milli or 0, l2 and l2.burst or 0
     local self = {}
     function self.admit(i)
         local d1, d2, n1, n2 = 0, 0, nil, nil
@@ -458,12 +507,13 @@ local function rate_limiter(s, ukey, akey, args, n, now)
         if j2 then tat2[j2] = n2 end
         return true
     end
-    -- Writes the TATs; returns the figures. Requests not decided here (replays) get 0 0.
-    function self.finish()
+    -- Writes the TATs; returns the figures. Requests not decided here (replays, code p in
+    -- codes) get 0 0.
+    function self.finish(codes)
         if l1 then rl_store(l1, now) end
         if l2 then rl_store(l2, now) end
         for i = 1, n do
-            if figs[3 + 2 * i] == nil then
+            if codes[i] == 'p' then
                 figs[3 + 2 * i], figs[4 + 2 * i] = 0, 0
             end
         end
@@ -591,7 +641,7 @@ local function fs_reserve(keys, args)
         fail('wrong number of keys')
     end
 
-    local s = read_sku(keys[1], SKU_RESERVE)
+    local s = read_sku_reserve(keys[1])
     if not s then
         return { string.rep('f', n), 0, 0, {}, -1 }
     end
@@ -599,26 +649,25 @@ local function fs_reserve(keys, args)
     local open = effective_state(s.state, s.starts_at_ms, s.ends_at_ms, now) == 'open'
     local limiter = rate_limiter(s, keys[5], keys[6], args, n, now)
 
-    -- Units each shopper of the batch already holds or bought (used, by user): one HMGET for
-    -- the batch. user_list and before keep each shopper's entry as read, to write back only
-    -- those that change.
-    local used, user_list, before = {}, {}, {}
+    -- Units each shopper of the batch already holds or bought (used, by user): one HMGET of the
+    -- batch's users in request order (a shopper twice in a batch is read twice, which is
+    -- cheaper than removing duplicates first).
+    local used = {}
     if open then
+        local ulist = presized(args, n)
         for i = 1, n do
-            local u = args[5 * i - 2]
-            if used[u] == nil then
-                used[u] = false
-                user_list[#user_list + 1] = u
-            end
+            ulist[i] = args[5 * i - 2]
         end
-        local v = redis.call('HMGET', keys[3], unpack(user_list))
-        for j = 1, #user_list do
-            local x = v[j] and stored_int(v[j], 'users entry') or 0
-            if x < 0 then
-                fail('corrupt data: negative users entry')
+        local v = redis.call('HMGET', keys[3], unpack(ulist, 1, n))
+        for i = 1, n do
+            local u = ulist[i]
+            if not used[u] then
+                local x = v[i] and stored_int(v[i], 'users entry') or 0
+                if x < 0 then
+                    fail('corrupt data: negative users entry')
+                end
+                used[u] = x
             end
-            used[user_list[j]] = x
-            before[j] = x
         end
     end
 
@@ -642,10 +691,11 @@ local function fs_reserve(keys, args)
     local limit = s.per_user_limit
     local expires = now + s.hold_ms
     local now_s, expires_s = fmt_int(now), fmt_int(expires)
-    local zadd, hset_held = {}, {}
+    -- zadd and hset_held get 2 entries per ok (nz of them), users 2 per shopper it changes
+    local zadd, hset_held, nz = presized(args, 2 * n), presized(args, 2 * n), 0
     local times = '|' .. now_s .. '|' .. expires_s .. '|' -- the middle of every held record
     local written = {} -- idempotency key -> the answer stored by an earlier request of this batch
-    local codes, out = {}, { '', now, expires, {}, 0 }
+    local codes, out = presized(args, n), { '', now, expires, {}, 0 }
     for i = 1, n do
         local key = ikey[i]
         local first = key and (written[key] or replay[i])
@@ -670,10 +720,9 @@ local function fs_reserve(keys, args)
                 held = held + q
                 used[u] = used[u] + q
                 local r = args[5 * i - 3]
-                zadd[#zadd + 1] = expires_s
-                zadd[#zadd + 1] = r
-                hset_held[#hset_held + 1] = r
-                hset_held[#hset_held + 1] = (q == 1 and '1' or fmt_int(q)) .. times .. u
+                zadd[nz + 1], zadd[nz + 2] = expires_s, r
+                hset_held[nz + 1], hset_held[nz + 2] = r, (q == 1 and '1' or fmt_int(q)) .. times .. u
+                nz = nz + 2
             end
             codes[i] = c
             -- launch_not_open is not stored: a retry after the launch opens is a new attempt.
@@ -694,25 +743,28 @@ local function fs_reserve(keys, args)
         end
     end
 
-    if #zadd > 0 then
+    if nz > 0 then
         redis.call('HSET', keys[1], 'available', fmt_int(available), 'held', fmt_int(held))
-        redis.call('ZADD', keys[2], unpack(zadd))
-        redis.call('HSET', keys[4], unpack(hset_held))
-        local hset = {}
-        for j = 1, #user_list do
-            local u = user_list[j]
-            local x = used[u]
-            if x ~= before[j] then
-                hset[#hset + 1] = u
-                hset[#hset + 1] = fmt_int(x)
+        redis.call('ZADD', keys[2], unpack(zadd, 1, nz))
+        redis.call('HSET', keys[4], unpack(hset_held, 1, nz))
+        -- Each shopper with an ok, once, with the final count (hset_held is done with: reused).
+        local hset, nh, done = hset_held, 0, {}
+        for i = 1, n do
+            if codes[i] == 'o' then
+                local u = args[5 * i - 2]
+                if not done[u] then
+                    done[u] = true
+                    hset[nh + 1], hset[nh + 2] = u, fmt_int(used[u])
+                    nh = nh + 2
+                end
             end
         end
-        redis.call('HSET', keys[3], unpack(hset))
+        redis.call('HSET', keys[3], unpack(hset, 1, nh))
     end
-    out[1] = table.concat(codes)
+    out[1] = table.concat(codes, '', 1, n)
     out[5] = available
     if limiter then
-        out[4] = limiter.finish()
+        out[4] = limiter.finish(codes)
     end
     return out
 end
