@@ -207,6 +207,18 @@ local SKU_STRINGS = { state = true, launch = true, sku = true }
 local SKU_OPTIONAL = { rl_shopper_milli = true, rl_shopper_burst = true, rl_address_milli = true,
     rl_address_burst = true }
 
+-- The checks of every SKU read: a known state (if read) and the counter invariant.
+local function check_sku(s, key)
+    if s.state and not STATES[s.state] then
+        fail('corrupt data: state of ' .. key)
+    end
+    if s.total < 0 or s.available < 0 or s.held < 0 or s.sold < 0
+        or s.available + s.held + s.sold ~= s.total then
+        fail('corrupt data: counters of ' .. key)
+    end
+    return s
+end
+
 -- Reads the given fields of one SKU hash with a single HMGET and checks the counter invariant.
 -- Returns nil when the SKU does not exist; raises on a partial or inconsistent hash.
 local function read_sku(key, fields)
@@ -238,14 +250,7 @@ local function read_sku(key, fields)
             s[name] = num
         end
     end
-    if s.state and not STATES[s.state] then
-        fail('corrupt data: state of ' .. key)
-    end
-    if s.total < 0 or s.available < 0 or s.held < 0 or s.sold < 0
-        or s.available + s.held + s.sold ~= s.total then
-        fail('corrupt data: counters of ' .. key)
-    end
-    return s
+    return check_sku(s, key)
 end
 
 -- read_sku for fs_reserve (once per batch on the rush path): the same checks, with the table
@@ -254,7 +259,8 @@ end
 local function sku_int(x, name, key)
     local v = tonumber(x)
     if not v or v % 1 ~= 0 then
-        fail('corrupt data: ' .. (x and (name .. ' of ' .. key) or ('SKU hash without ' .. name .. ': ' .. key)))
+        fail(x and 'corrupt data: ' .. name .. ' of ' .. key
+            or 'corrupt data: SKU hash without ' .. name .. ': ' .. key)
     end
     return v
 end
@@ -273,14 +279,10 @@ local function read_sku_reserve(key)
         rl_shopper_burst = v[11] and sku_int(v[11], 'rl_shopper_burst', key) or 0,
         rl_address_milli = v[12] and sku_int(v[12], 'rl_address_milli', key) or 0,
         rl_address_burst = v[13] and sku_int(v[13], 'rl_address_burst', key) or 0 }
-    if not STATES[s.state] then
-        fail(s.state and 'corrupt data: state of ' .. key or 'corrupt data: SKU hash without state: ' .. key)
+    if not s.state then
+        fail('corrupt data: SKU hash without state: ' .. key)
     end
-    if s.total < 0 or s.available < 0 or s.held < 0 or s.sold < 0
-        or s.available + s.held + s.sold ~= s.total then
-        fail('corrupt data: counters of ' .. key)
-    end
-    return s
+    return check_sku(s, key)
 end
 
 local R_FIELDS = { 'user', 'qty', 'status', 'created_ms', 'expires_ms', 'order_id', 'confirmed_ms',
@@ -721,7 +723,8 @@ local function fs_reserve(keys, args)
                 used[u] = used[u] + q
                 local r = args[5 * i - 3]
                 zadd[nz + 1], zadd[nz + 2] = expires_s, r
-                hset_held[nz + 1], hset_held[nz + 2] = r, (q == 1 and '1' or fmt_int(q)) .. times .. u
+                hset_held[nz + 1] = r
+                hset_held[nz + 2] = (q == 1 and '1' or fmt_int(q)) .. times .. u
                 nz = nz + 2
             end
             codes[i] = c
