@@ -95,27 +95,41 @@ void fs_buf_consume(fs_buf_t *b, size_t n)
     if (b->data) b->data[b->len] = 0;
 }
 
+/* Bytes a JSON string must escape: the control characters, '"' and '\\'. */
+static const unsigned char fs__json_escape[256] = {[0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1};
+
 void fs_json_str(fs_buf_t *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
+    /* Room for the usual case (nothing to escape) at once, written in place; each escape makes
+     * room for itself and the rest. Every response of the rush path goes through here. */
     fs_buf_reserve(b, n + 2);
-    b->data[b->len++] = '"';
-    size_t run = 0; /* start of the current run of bytes that need no escaping */
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') continue;
-        fs_buf_append(b, s + run, i - run);
-        run = i + 1;
+    char *o = b->data + b->len;
+    *o++ = '"';
+    size_t i = 0;
+    for (;;) {
+        size_t run = i;
+        while (i < n && !fs__json_escape[(unsigned char)s[i]]) i++;
+        memcpy(o, s + run, i - run);
+        o += i - run;
+        if (i == n) break;
+        unsigned char c = (unsigned char)s[i++];
+        b->len = (size_t)(o - b->data);
+        fs_buf_reserve(b, 6 + (n - i) + 1); /* this escape, the rest, the closing quote */
+        o = b->data + b->len;
+        *o++ = '\\';
         if (c == '"' || c == '\\') {
-            char e[2] = {'\\', (char)c};
-            fs_buf_append(b, e, 2);
+            *o++ = (char)c;
         } else {
-            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            fs_buf_append(b, e, 6);
+            memcpy(o, "u00", 3);
+            o[3] = hex[c >> 4];
+            o[4] = hex[c & 15];
+            o += 5;
         }
     }
-    fs_buf_append(b, s + run, n - run);
-    fs_buf_putc(b, '"');
+    *o++ = '"';
+    b->len = (size_t)(o - b->data);
+    b->data[b->len] = 0;
 }
 
 void fs_json_cstr(fs_buf_t *b, const char *s)

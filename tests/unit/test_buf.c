@@ -64,9 +64,41 @@ static void test_json(void **state)
     fs_buf_free(&b);
 }
 
+/* Every byte value, in runs long enough that the buffer grows in the middle of escapes, against
+ * a byte-by-byte reference. */
+static void test_json_escapes_grow(void **state)
+{
+    (void)state;
+    char in[3 * 256];
+    for (int i = 0; i < 3 * 256; i++) in[i] = (char)(i % 256 == 0 ? 1 : i % 256);
+    fs_buf_t want;
+    fs_buf_init(&want);
+    fs_buf_putc(&want, '"');
+    for (size_t i = 0; i < sizeof in; i++) {
+        unsigned char c = (unsigned char)in[i];
+        if (c == '"' || c == '\\') fs_buf_printf(&want, "\\%c", c);
+        else if (c < 0x20) fs_buf_printf(&want, "\\u%04x", c);
+        else fs_buf_putc(&want, (char)c);
+    }
+    fs_buf_putc(&want, '"');
+    /* What the buffer already holds moves the points where it has to grow. */
+    for (size_t pre = 0; pre <= 600; pre += 37) {
+        fs_buf_t b;
+        fs_buf_init(&b);
+        for (size_t i = 0; i < pre; i++) fs_buf_putc(&b, 'x');
+        fs_json_str(&b, in, sizeof in);
+        assert_int_equal(b.len, pre + want.len);
+        assert_memory_equal(b.data + pre, want.data, want.len);
+        assert_int_equal(b.data[b.len], 0);
+        fs_buf_free(&b);
+    }
+    fs_buf_free(&want);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_growth),
-                                       cmocka_unit_test(test_fmt_i64), cmocka_unit_test(test_json)};
+                                       cmocka_unit_test(test_fmt_i64), cmocka_unit_test(test_json),
+                                       cmocka_unit_test(test_json_escapes_grow)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
