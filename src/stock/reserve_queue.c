@@ -21,7 +21,6 @@
 #include "flashsale/error.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -282,9 +281,22 @@ static void fs__on_batch_reply(redisReply *reply, int err, void *arg)
 /* ---- sold out, with an Idempotency-Key ---- */
 
 /* Appends the idempotency key of item it: fs:{L:S}:i:<user length>:<user>:<key> (docs/redis.md). */
+/* Appends "fs:{launch:sku}:suffix" (without printf: every batch builds six of these). */
+static void fs__sku_key(fs_buf_t *b, const char *launch, const char *sku, const char *suffix)
+{
+    fs_buf_append(b, "fs:{", 4);
+    fs_buf_puts(b, launch);
+    fs_buf_putc(b, ':');
+    fs_buf_puts(b, sku);
+    fs_buf_append(b, "}:", 2);
+    fs_buf_puts(b, suffix);
+}
+
 static void fs__idem_key(fs_buf_t *b, const fs_reserve_item_t *it)
 {
-    fs_buf_printf(b, "fs:{%s:%s}:i:%zu:", it->launch, it->sku, it->user_len);
+    fs__sku_key(b, it->launch, it->sku, "i:");
+    fs_buf_i64(b, (int64_t)it->user_len);
+    fs_buf_putc(b, ':');
     fs_buf_append(b, it->user, it->user_len);
     fs_buf_putc(b, ':');
     fs_buf_append(b, it->idem, it->idem_len);
@@ -349,7 +361,7 @@ static void fs__send_batch(fs_stock_t *st, fs__queue_t *q, fs_reserve_item_t *it
     static const char *const suffixes[] = {"sku", "holds", "users", "held", "rlu", "rla"};
     for (int k = 0; k < 6; k++) {
         offs[nkeys] = keys.len;
-        fs_buf_printf(&keys, "fs:{%s:%s}:%s", launch, sku, suffixes[k]);
+        fs__sku_key(&keys, launch, sku, suffixes[k]);
         klens[nkeys] = keys.len - offs[nkeys];
         nkeys++;
     }
@@ -360,13 +372,13 @@ static void fs__send_batch(fs_stock_t *st, fs__queue_t *q, fs_reserve_item_t *it
         klens[nkeys] = keys.len - offs[nkeys];
         nkeys++;
     }
-    char numkeys[16], nstr[16], qty[FS__BATCH_MAX][FS_I64_MAX_LEN];
+    char numkeys[FS_I64_MAX_LEN], nstr[FS_I64_MAX_LEN], qty[FS__BATCH_MAX][FS_I64_MAX_LEN];
     size_t a = 0;
     argv[a] = "FCALL", lens[a++] = 5;
     argv[a] = FS_FN("fs_reserve"), lens[a++] = sizeof FS_FN("fs_reserve") - 1;
-    lens[a] = (size_t)snprintf(numkeys, sizeof numkeys, "%zu", nkeys), argv[a++] = numkeys;
+    lens[a] = fs_fmt_i64(numkeys, (int64_t)nkeys), argv[a++] = numkeys;
     for (size_t k = 0; k < nkeys; k++) argv[a] = keys.data + offs[k], lens[a++] = klens[k];
-    lens[a] = (size_t)snprintf(nstr, sizeof nstr, "%zu", n), argv[a++] = nstr;
+    lens[a] = fs_fmt_i64(nstr, (int64_t)n), argv[a++] = nstr;
     size_t i = 0;
     for (fs_reserve_item_t *it = items; it; it = it->next, i++) {
         argv[a] = it->rid, lens[a++] = it->rid_len;
