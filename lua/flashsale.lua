@@ -262,37 +262,55 @@ end
 
 -- read_sku for fs_reserve (once per batch on the rush path): the same checks, with the table
 -- built in one constructor (a table filled field by field is rehashed four times on the way to
--- 13 fields).
-local function sku_int(x, name, key)
-    if x == '0' then
-        return 0 -- often (starts_at_ms, ends_at_ms, sold...), and tonumber costs ~1,800 instructions
-    end
-    local v = tonumber(x)
-    if not v or v % 1 ~= 0 then
-        fail(x and 'corrupt data: ' .. name .. ' of ' .. key
-            or 'corrupt data: SKU hash without ' .. name .. ': ' .. key)
-    end
-    return v
-end
+-- 13 fields). Turning text into a number (tonumber) costs ~1,800 instructions here, and most
+-- fields of a SKU (its limits, times, hold) read the same from batch to batch: each field's last
+-- text and number are kept per SKU key (sku_nums, emptied when it reaches SKU_NUMS_MAX SKUs), so
+-- only what changed (the counters) is converted again. Same text, same number: nothing stale.
+local SKU_NUMS_MAX = 1000
+local sku_nums, sku_nums_n = {}, 0
 
 local function read_sku_reserve(key)
     local v = redis.call('HMGET', key, unpack(SKU_RESERVE))
     if not v[1] then
         return read_sku(key, SKU_RESERVE) -- nil, or the error for a partial hash
     end
-    local s = { total = sku_int(v[1], 'total', key), available = sku_int(v[2], 'available', key),
-        held = sku_int(v[3], 'held', key), sold = sku_int(v[4], 'sold', key),
-        per_user_limit = sku_int(v[5], 'per_user_limit', key), state = v[6],
-        hold_ms = sku_int(v[7], 'hold_ms', key), starts_at_ms = sku_int(v[8], 'starts_at_ms', key),
-        ends_at_ms = sku_int(v[9], 'ends_at_ms', key),
-        rl_shopper_milli = v[10] and sku_int(v[10], 'rl_shopper_milli', key) or 0,
-        rl_shopper_burst = v[11] and sku_int(v[11], 'rl_shopper_burst', key) or 0,
-        rl_address_milli = v[12] and sku_int(v[12], 'rl_address_milli', key) or 0,
-        rl_address_burst = v[13] and sku_int(v[13], 'rl_address_burst', key) or 0 }
-    if not s.state then
+    local state = v[6]
+    if not state then
         fail('corrupt data: SKU hash without state: ' .. key)
     end
-    return check_sku(s, key)
+    local c = sku_nums[key]
+    if not c then
+        if sku_nums_n >= SKU_NUMS_MAX then
+            sku_nums, sku_nums_n = {}, 0
+        end
+        c = { text = {}, num = {} }
+        sku_nums[key] = c
+        sku_nums_n = sku_nums_n + 1
+    end
+    local text, num = c.text, c.num
+    v[6] = 0 -- state, kept aside: every other field is a number, converted in place
+    for i = 1, 13 do
+        local x = v[i]
+        if x == nil then
+            if not SKU_OPTIONAL[SKU_RESERVE[i]] then
+                fail('corrupt data: SKU hash without ' .. SKU_RESERVE[i] .. ': ' .. key)
+            end
+            v[i] = 0
+        elseif x == text[i] then
+            v[i] = num[i]
+        elseif x ~= 0 then
+            local y = tonumber(x)
+            if not y or y % 1 ~= 0 then
+                fail('corrupt data: ' .. SKU_RESERVE[i] .. ' of ' .. key)
+            end
+            text[i], num[i] = x, y
+            v[i] = y
+        end
+    end
+    return check_sku({ total = v[1], available = v[2], held = v[3], sold = v[4],
+        per_user_limit = v[5], state = state, hold_ms = v[7], starts_at_ms = v[8],
+        ends_at_ms = v[9], rl_shopper_milli = v[10], rl_shopper_burst = v[11],
+        rl_address_milli = v[12], rl_address_burst = v[13] }, key)
 end
 
 local R_FIELDS = { 'user', 'qty', 'status', 'created_ms', 'expires_ms', 'order_id', 'confirmed_ms',
@@ -595,6 +613,29 @@ local function reserve_prefix(keys)
     return prefix
 end
 
+-- A users entry (text) as a number. Entries are small counts, the same few values over and over,
+-- and tonumber costs ~1,800 instructions here: each text's number is kept (user_counts, emptied
+-- at USER_COUNTS_MAX texts).
+local USER_COUNTS_MAX = 10000
+local user_counts, user_counts_n = {}, 0
+
+local function user_count(x)
+    local y = user_counts[x]
+    if y then
+        return y
+    end
+    y = stored_int(x, 'users entry')
+    if y < 0 then
+        fail('corrupt data: negative users entry')
+    end
+    if user_counts_n >= USER_COUNTS_MAX then
+        user_counts, user_counts_n = {}, 0
+    end
+    user_counts[x] = y
+    user_counts_n = user_counts_n + 1
+    return y
+end
+
 local function fs_reserve(keys, args)
     local n = parse_int(args[1], 'n')
     if n < 1 or n > MAX_BATCH or #args ~= 1 + 5 * n then
@@ -674,9 +715,11 @@ local function fs_reserve(keys, args)
         for i = 1, n do
             local u = ulist[i]
             if not used[u] then
-                local x = v[i] and stored_int(v[i], 'users entry') or 0
-                if x < 0 then
-                    fail('corrupt data: negative users entry')
+                local x = v[i]
+                if x then
+                    x = user_count(x)
+                else
+                    x = 0
                 end
                 used[u] = x
             end
