@@ -29,7 +29,7 @@ struct fs_stock {
     uint64_t skus_fetched_ns;
     char **sweep_skus;                     /* pairs: launch, sku */
     size_t sweep_nskus;
-    int sweep_again;
+    int sweep_again;                       /* a call expired its most: sweep again at once */
     int closing, open_handles;
 };
 

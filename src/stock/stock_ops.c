@@ -225,6 +225,13 @@ static void fs__on_expired(redisReply *reply, int err, void *arg)
     } else if (!err && reply->type == REDIS_REPLY_ERROR) {
         fs_warn("sweep_failed", "error=\"%s\"", reply->str);
     }
+    /* A SKU gave the most one call expires: more may be due (thousands of holds made in the
+     * first seconds of a launch expire together). Sweep again at once rather than at the next
+     * tick, until every call gives fewer: held units must be back within a second of expiring. */
+    if (!err && !st->closing && st->sweeping == 0 && st->sweep_again && fs_redis_ready(st->redis)) {
+        st->sweep_again = 0;
+        fs__sweep_skus(st);
+    }
 }
 
 static void fs__free_sku_list(fs_stock_t *st)

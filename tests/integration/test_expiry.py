@@ -3,10 +3,12 @@
 an expired hold can never be confirmed, even before the sweeper reaches it."""
 
 import os
+import re
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import fsredis  # noqa: E402
 import fsserver  # noqa: E402
 import checks  # noqa: E402
 from fsserver import sku, parse_rfc3339, wait_until  # noqa: E402
@@ -105,6 +107,38 @@ class ExpiryWithoutSweeperTest(fsserver.ServerTestCase):
         self.assertEqual((c["available"], c["held"], c["sold"]), (2, 0, 0))
         self.assertError(self.srv.confirm(rid, "u1"), 409, "reservation_expired")
         self.assertEqual(checks.read_orders(self.r, lid, "a"), [])
+        self.check_invariants(lid, ["a"])
+
+
+class ManyHoldsExpireTogetherTest(fsserver.ServerTestCase):
+    """One sweeper call expires at most 200 holds of a SKU; when more are due at once (the first
+    seconds of a launch make thousands of holds that expire together), the sweeper goes on at once
+    instead of waiting for its next tick. The tick is long here, so waiting would show."""
+
+    server_env = {"FLASHSALE_SWEEP_INTERVAL_MS": "1500", "FLASHSALE_THREADS": "1"}
+
+    def test_all_due_holds_return_after_one_tick(self):
+        n = 900
+        lid = self.new_launch([sku("a", n, 1)], hold_seconds=1)
+        # All n holds in one fs_reserve call, so that they expire at the same millisecond.
+        api = re.search(r"^#!lua name=flashsale_v(\d+)$",
+                        open(fsredis.LIBRARY_PATH).readline()).group(1)
+        p = "fs:{%s:a}" % lid
+        args = [n]
+        for i in range(n):
+            args += ["rid-%d" % i, "u%d" % i, 1, 0, ""]
+        out = self.r.call("FCALL", "fs_reserve_v" + api, 6, p + ":sku", p + ":holds",
+                          p + ":users", p + ":held", p + ":rlu", p + ":rla", *args)
+        self.assertEqual(out[0], "o" * n)
+        time.sleep(max(0, out[2] / 1000.0 - time.time()) + 0.05)
+        self.assertEqual(self.srv.sku_counters(lid)["a"]["held"], n, "swept before expiry")
+        # The next tick (within 1.5 s) finds all n due: it must return them all, not 200.
+        c = wait_until(lambda: (lambda c: c if c["held"] < n else None)(
+            self.srv.sku_counters(lid)["a"]), 3.0, interval=0.02, what="the sweeper's next tick")
+        if c["held"]:
+            time.sleep(0.3)  # the calls after the first 200 take a few ms, the next tick 1.5 s
+            c = self.srv.sku_counters(lid)["a"]
+        self.assertEqual((c["available"], c["held"]), (n, 0), c)
         self.check_invariants(lid, ["a"])
 
 
