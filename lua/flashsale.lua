@@ -407,9 +407,8 @@ end
 -- (address -> TAT), read and written once per batch; each hash expires once every TAT in it
 -- is in the past, so idle state disappears by itself.
 -- args: fs_reserve's (n requests; request i's shopper is args[5i - 2], its address args[5i + 1]).
--- Returns nil
--- when both limits are off, else an object with admit(i) -> boolean (also records the RateLimit
--- figures of request i) and finish(codes) (writes the TATs and returns the figures of
+-- Returns nil when both limits are off, else an object with admit(i) -> boolean (also records the
+-- RateLimit figures of request i) and finish(codes) (writes the TATs and returns the figures of
 -- fs_reserve's reply).
 -- This runs for every request of the rush: each id of the batch gets a slot (its index in the
 -- batch's list of distinct ids) once, and everything per request is then array access; hash
@@ -746,7 +745,8 @@ local function fs_reserve(keys, args)
     local limit = s.per_user_limit
     local expires = now + s.hold_ms
     local now_s, expires_s = fmt_int(now), fmt_int(expires)
-    -- zadd and hset_held get 2 entries per ok (nz of them), users 2 per shopper it changes
+    -- zadd and hset_held get 2 entries per ok (nz: entries so far); the users HSET reuses
+    -- hset_held afterwards
     local zadd, hset_held, nz = presized(args, 2 * n), presized(args, 2 * n), 0
     local times = '|' .. now_s .. '|' .. expires_s .. '|' -- the middle of every held record
     local written = {} -- idempotency key -> the answer stored by an earlier request of this batch
