@@ -74,6 +74,26 @@ local function presized(src, m)
     return { unpack(src, 1, m) }
 end
 
+-- Returns f(text) -> convert(text), remembering up to max results (then it starts over). On the
+-- rush path the same texts come back again and again (counts, stored times), and tonumber costs
+-- ~1,800 instructions here. convert must be a pure function of the text (it may raise; nothing is
+-- remembered then). The memo lives in this library's Lua state, between calls.
+local function text_memo(max, convert)
+    local known, count = {}, 0
+    return function(x)
+        local y = known[x]
+        if y == nil then
+            y = convert(x)
+            if count >= max then
+                known, count = {}, 0
+            end
+            known[x] = y
+            count = count + 1
+        end
+        return y
+    end
+end
+
 -- Strict decimal integer (no sign tricks, no hex, no exponent, fits a double exactly).
 local function parse_int(s, what)
     if type(s) ~= 'string' or #s > 16 or not string.find(s, '^%-?%d+$') then
@@ -415,6 +435,13 @@ end
 -- tables keyed by strings, a closure call or a C call per request cost more than the arithmetic.
 ---------------------------------------------------------------------------------------------------
 
+-- A stored TAT (text) as a number. One batch writes the same text for most of its shoppers (see
+-- rl_store), so the texts a batch reads repeat those of a few earlier batches. A text that is not
+-- a number counts as 0 (no state), as it always did.
+local tat_num = text_memo(10000, function(x)
+    return tonumber(x) or 0
+end)
+
 -- One limit of a batch: the distinct ids of requests 1..n (request i's is args[5i + off], see
 -- fs_reserve; '' = the limit does not apply), each request's slot, and each slot's TAT as read
 -- (old) and as it will be written (tat).
@@ -442,7 +469,7 @@ local function rl_load(key, args, off, n, milli, burst)
         local v = redis.call('HMGET', key, unpack(list, 1, nl))
         for j = 1, nl do
             local x = v[j]
-            x = x and tonumber(x) or 0
+            x = x and tat_num(x) or 0
             tat[j], old[j] = x, x
         end
     end
@@ -612,28 +639,14 @@ local function reserve_prefix(keys)
     return prefix
 end
 
--- A users entry (text) as a number. Entries are small counts, the same few values over and over,
--- and tonumber costs ~1,800 instructions here: each text's number is kept (user_counts, emptied
--- at USER_COUNTS_MAX texts).
-local USER_COUNTS_MAX = 10000
-local user_counts, user_counts_n = {}, 0
-
-local function user_count(x)
-    local y = user_counts[x]
-    if y then
-        return y
-    end
-    y = stored_int(x, 'users entry')
+-- A users entry (text) as a number: small counts, the same few values over and over.
+local user_count = text_memo(10000, function(x)
+    local y = stored_int(x, 'users entry')
     if y < 0 then
         fail('corrupt data: negative users entry')
     end
-    if user_counts_n >= USER_COUNTS_MAX then
-        user_counts, user_counts_n = {}, 0
-    end
-    user_counts[x] = y
-    user_counts_n = user_counts_n + 1
     return y
-end
+end)
 
 local function fs_reserve(keys, args)
     local n = parse_int(args[1], 'n')
