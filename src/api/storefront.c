@@ -107,13 +107,13 @@ static void fs__reservation_json(fs_api_ctx_t *c, const char *rid, size_t rid_le
     o->len = (size_t)(p - o->data);
     fs_json_cstr(o, status);
     /* A reservation always has both times; 0 would be a bug upstream, shown as null. */
-    const char *names[2] = {",\"expires_at\":", ",\"created_at\":"};
+    static const char names[2][15] = {",\"expires_at\":", ",\"created_at\":"};
     int64_t ms[2] = {expires_ms, created_ms};
     for (int k = 0; k < 2; k++) {
-        fs_buf_reserve(o, 16 + 32);
+        fs_buf_reserve(o, sizeof names[k] + 32);
         p = o->data + o->len;
-        memcpy(p, names[k], 14);
-        p += 14;
+        memcpy(p, names[k], sizeof names[k] - 1);
+        p += sizeof names[k] - 1;
         if (ms[k] <= 0) {
             p = FS__LIT(p, "null");
         } else {

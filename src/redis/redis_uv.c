@@ -18,7 +18,12 @@ typedef struct {
 static void fs__uv_on_poll(uv_poll_t *h, int status, int events)
 {
     fs__uv_ev_t *p = h->data;
-    if (status < 0) events = UV_READABLE | UV_WRITABLE; /* let hiredis find the error */
+    if (status < 0) {
+        /* libuv has stopped the handle (an error on the socket): let hiredis find the error,
+         * and start watching again if it asks to. */
+        p->events = 0;
+        events = UV_READABLE | UV_WRITABLE;
+    }
     if (p->ac && (events & UV_READABLE)) redisAsyncHandleRead(p->ac);
     if (p->ac && (events & UV_WRITABLE)) redisAsyncHandleWrite(p->ac);
 }
