@@ -38,35 +38,19 @@ command -v wrk >/dev/null || { echo "bench.sh: wrk is not installed (apt-get ins
 [ -x /usr/bin/time ] || { echo "bench.sh: /usr/bin/time is missing (apt-get install time)" >&2; exit 2; }
 [ -x "$LOAD" ] || { echo "bench.sh: $LOAD not built (cmake --build $BUILD)" >&2; exit 2; }
 
-WORK=$(mktemp -d /tmp/fs-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$HERE/bench-lib.sh"
+bench_workdir fs-bench
 
 if [ -z "$URL" ]; then
   [ -x "$SERVER" ] || { echo "bench.sh: $SERVER not built" >&2; exit 2; }
-  RPORT=$(free_port)
-  redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" \
-    >"$WORK/redis.log" 2>&1 &
-  PIDS+=($!)
+  bench_redis
   SPORT=$(free_port)
   FLASHSALE_LISTEN=127.0.0.1:$SPORT FLASHSALE_REDIS=redis://127.0.0.1:$RPORT/0 \
   FLASHSALE_API_KEYS=bench-key FLASHSALE_ADMIN_TOKEN=bench-admin FLASHSALE_LOG_LEVEL=warn \
     "$SERVER" >"$WORK/server.log" 2>&1 &
   PIDS+=($!)
   URL=http://127.0.0.1:$SPORT/healthz
-  for _ in $(seq 100); do
-    curl -fsS "$URL" >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  curl -fsS "$URL" >/dev/null || { echo "bench.sh: server did not come up" >&2; cat "$WORK/server.log" >&2; exit 1; }
+  bench_wait_ready "$URL" bench.sh "$WORK/server.log"
 fi
 
 echo "bench: $URL, $CONNS connections, $THREADS threads, ${DURATION}s per run, $ROUNDS interleaved rounds" >&2

@@ -40,18 +40,8 @@ while getopts "n:r:k:i:R:th" o; do
 done
 [ -x "$RELAY" ] || { echo "relay-bench: no relay binary at $RELAY (build first)" >&2; exit 1; }
 
-TMP=$(mktemp -d /tmp/relay-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
+. "$ROOT/loadtest/bench-lib.sh"
+bench_workdir relay-bench
 now() { date +%s.%N; }
 cpu_seconds() {  # sum of utime + stime of the given pids, in seconds
   local tck; tck=$(getconf CLK_TCK)
@@ -63,9 +53,9 @@ CA_ARGS=()
 RCV_TLS=()
 SCHEME=http
 if [ "$TLS" = 1 ]; then
-  PYTHONPATH=$ROOT/tests/lib python3 -c "import fsreceiver; fsreceiver.make_certs('$TMP')"
-  CA_ARGS=(FLASHSALE_RELAY_CA_FILE="$TMP/ca.crt")
-  RCV_TLS=(--cert "$TMP/server.crt" --key "$TMP/server.key")
+  PYTHONPATH=$ROOT/tests/lib python3 -c "import fsreceiver; fsreceiver.make_certs('$WORK')"
+  CA_ARGS=(FLASHSALE_RELAY_CA_FILE="$WORK/ca.crt")
+  RCV_TLS=(--cert "$WORK/server.crt" --key "$WORK/server.key")
   SCHEME=https
 fi
 
@@ -99,8 +89,8 @@ return total'
 run() {  # $1 = relay count; prints "relays=.. orders=.. seconds=.. deliveries_per_s=.."
   local count=$1 rport hport launch
   rport=$(free_port)
-  redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$TMP" \
-    --daemonize no >"$TMP/redis-$count.log" 2>&1 &
+  redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" \
+    --daemonize no >"$WORK/redis-$count.log" 2>&1 &
   local redis_pid=$!
   PIDS+=("$redis_pid")
   for _ in $(seq 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.05; done
@@ -108,12 +98,12 @@ run() {  # $1 = relay count; prints "relays=.. orders=.. seconds=.. deliveries_p
   local rcv_pids=()
   for i in $(seq "$RECEIVERS"); do
     python3 "$RECEIVER" --port "$hport" --reuse-port --secret "$SECRET" "${RCV_TLS[@]}" \
-      >"$TMP/rcv-$count-$i.out" 2>&1 &
+      >"$WORK/rcv-$count-$i.out" 2>&1 &
     rcv_pids+=($!)
     PIDS+=($!)
   done
   for _ in $(seq 100); do
-    [ "$(grep -c listening "$TMP"/rcv-"$count"-*.out 2>/dev/null | awk -F: '{s+=$2} END {print s+0}')" = "$RECEIVERS" ] && break
+    [ "$(grep -c listening "$WORK"/rcv-"$count"-*.out 2>/dev/null | awk -F: '{s+=$2} END {print s+0}')" = "$RECEIVERS" ] && break
     sleep 0.05
   done
   local relay_pids=() ports=()
@@ -123,7 +113,7 @@ run() {  # $1 = relay count; prints "relays=.. orders=.. seconds=.. deliveries_p
       FLASHSALE_RELAY_TARGET="$SCHEME://127.0.0.1:$hport/orders" FLASHSALE_RELAY_SECRET="$SECRET" \
       FLASHSALE_RELAY_LISTEN="127.0.0.1:$p" FLASHSALE_RELAY_MAX_IN_FLIGHT="$INFLIGHT" \
       FLASHSALE_RELAY_DISCOVER_INTERVAL_MS=50 FLASHSALE_RELAY_BLOCK_MS=100 \
-      FLASHSALE_LOG_LEVEL=warn "$RELAY" >"$TMP/relay-$count-$i.log" 2>&1 &
+      FLASHSALE_LOG_LEVEL=warn "$RELAY" >"$WORK/relay-$count-$i.log" 2>&1 &
     relay_pids+=($!)
     PIDS+=($!)
   done
@@ -154,8 +144,8 @@ run() {  # $1 = relay count; prints "relays=.. orders=.. seconds=.. deliveries_p
   for p in "${relay_pids[@]}" "${rcv_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${relay_pids[@]}" "${rcv_pids[@]}"; do wait "$p" 2>/dev/null || true; done
   local accepted bad
-  accepted=$(cat "$TMP"/rcv-"$count"-*.out | sed -n 's/^stats //p' | python3 -c 'import sys,json; print(sum(json.loads(l)["accepted"] for l in sys.stdin))')
-  bad=$(cat "$TMP"/rcv-"$count"-*.out | sed -n 's/^stats //p' | python3 -c 'import sys,json; print(sum(json.loads(l)["bad_signatures"] for l in sys.stdin))')
+  accepted=$(cat "$WORK"/rcv-"$count"-*.out | sed -n 's/^stats //p' | python3 -c 'import sys,json; print(sum(json.loads(l)["accepted"] for l in sys.stdin))')
+  bad=$(cat "$WORK"/rcv-"$count"-*.out | sed -n 's/^stats //p' | python3 -c 'import sys,json; print(sum(json.loads(l)["bad_signatures"] for l in sys.stdin))')
   kill -TERM "$redis_pid" 2>/dev/null || true
   wait "$redis_pid" 2>/dev/null || true
   python3 -c "

@@ -43,35 +43,22 @@ if [ ! -x "$SERVER" ] || [ ! -x "$LOAD" ]; then
   cmake --build "$BUILD" -j"$(nproc)" --target flashsale-server flashsale-load >/dev/null
 fi
 
-WORK=$(mktemp -d /tmp/fs-rush.XXXXXX)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-RPORT=$(free_port)
+. "$HERE/bench-lib.sh"
+bench_workdir fs-rush
 SPORT=$(free_port)
 KEY=bench-key-$RANDOM$RANDOM
 ADMIN=bench-admin-$RANDOM$RANDOM
 URL=http://127.0.0.1:$SPORT
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" \
-  --daemonize no >"$WORK/redis.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+bench_redis
 
 FLASHSALE_LISTEN=127.0.0.1:$SPORT FLASHSALE_REDIS=redis://127.0.0.1:$RPORT/0 \
   FLASHSALE_API_KEYS=$KEY FLASHSALE_ADMIN_TOKEN=$ADMIN FLASHSALE_LOG_LEVEL=warn \
   FLASHSALE_IDLE_TIMEOUT_MS=600000 FLASHSALE_MAX_CONNECTIONS_PER_ADDR=1000000 "$SERVER" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 PIDS+=($SERVER_PID)
-for _ in $(seq 100); do curl -fs "$URL/readyz" >/dev/null 2>&1 && break; sleep 0.05; done
-curl -fs "$URL/readyz" >/dev/null || { echo "rush-bench.sh: server did not get ready" >&2; cat "$WORK/server.log" >&2; exit 1; }
+bench_wait_ready "$URL/readyz" rush-bench.sh "$WORK/server.log"
 
 admin() { curl -fsS -H "Authorization: Bearer $ADMIN" "$@"; }
 admin -X PUT "$URL/admin/v1/launches/bench" -d '{"name":"Rush bench","hold_seconds":3600,"skus":[

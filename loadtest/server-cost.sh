@@ -34,33 +34,21 @@ if [ ! -x "$SERVER" ]; then
   cmake --build "$BUILD" -j"$(nproc)" --target flashsale-server >/dev/null
 fi
 
-WORK=$(mktemp -d /tmp/fs-server-cost.XXXXXX)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-RPORT=$(free_port)
+. "$HERE/bench-lib.sh"
+bench_workdir fs-server-cost
 SPORT=$(free_port)
 URL=http://127.0.0.1:$SPORT
 KEY=cost-key-$RANDOM$RANDOM
 ADMIN=cost-admin-$RANDOM$RANDOM
 
-redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" \
-  --daemonize no >"$WORK/redis.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+bench_redis
 FLASHSALE_THREADS=1 FLASHSALE_LISTEN=127.0.0.1:$SPORT FLASHSALE_REDIS=redis://127.0.0.1:$RPORT/0 \
   FLASHSALE_API_KEYS=$KEY FLASHSALE_ADMIN_TOKEN=$ADMIN FLASHSALE_LOG_LEVEL=warn \
   FLASHSALE_IDLE_TIMEOUT_MS=600000 \
   valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" "$SERVER" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 PIDS+=($SERVER_PID)
-for _ in $(seq 300); do curl -fs "$URL/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-curl -fs "$URL/readyz" >/dev/null || { echo "server-cost.sh: server did not get ready" >&2; exit 1; }
+bench_wait_ready "$URL/readyz" server-cost.sh "$WORK/server.log"
 admin() { curl -fsS -H "Authorization: Bearer $ADMIN" "$@" >/dev/null; }
 admin -X PUT "$URL/admin/v1/launches/cost" -d '{"name":"cost","hold_seconds":3600,"skus":[
   {"sku":"big","stock":1000000000,"per_user_limit":1000000,"price_cents":1}]}'

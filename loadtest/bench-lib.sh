@@ -1,0 +1,50 @@
+# bench-lib.sh: what the benchmark scripts of loadtest/ share. Sourced, not run:
+#   . "$(dirname "$0")/bench-lib.sh"
+#
+#   bench_workdir NAME     WORK = a new private directory /tmp/NAME.XXXXXX, PIDS = (); on exit
+#                          (and on INT/TERM) every pid added to PIDS is stopped and waited for,
+#                          and WORK is removed. Only those processes: never anything by name.
+#   free_port              prints a free TCP port on 127.0.0.1
+#   bench_redis            starts a redis-server without persistence on a free 127.0.0.1 port,
+#                          data and log in WORK; waits for PING; sets RPORT, adds its pid to PIDS
+#   bench_wait_ready URL WHO [LOG]
+#                          polls URL (up to 30 s) until it answers 2xx; otherwise prints
+#                          "WHO: URL did not answer", the LOG file if given, and exits 1
+
+bench_cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+
+bench_workdir() {
+  WORK=$(mktemp -d "/tmp/$1.XXXXXX")
+  PIDS=()
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+bench_redis() {
+  RPORT=$(free_port)
+  redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" \
+    --daemonize no >"$WORK/redis.log" 2>&1 &
+  PIDS+=($!)
+  local _
+  for _ in $(seq 100); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && return 0; sleep 0.05; done
+  echo "redis-server on port $RPORT did not answer PING" >&2
+  cat "$WORK/redis.log" >&2
+  exit 1
+}
+
+bench_wait_ready() {
+  local _
+  for _ in $(seq 300); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "$2: $1 did not answer" >&2
+  [ -n "${3:-}" ] && cat "$3" >&2
+  exit 1
+}
