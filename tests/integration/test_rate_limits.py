@@ -21,8 +21,7 @@ class RateLimitTest(ServerTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.b = Server(cls.redis.url)
-        cls.addClassCleanup(lambda: cls.b.alive() and cls.b.stop())
+        cls.b = cls.another_server()
 
     def launch(self, **rl):
         lid = self.new_launch([sku("a", 1000000, per_user_limit=1000000)])

@@ -10,7 +10,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import fsserver  # noqa: E402
-from fsserver import Server, sku, parse_rfc3339, wait_until  # noqa: E402
+from fsserver import sku, parse_rfc3339, wait_until  # noqa: E402
 
 
 def race(servers, n, fn):
@@ -46,8 +46,7 @@ class TwoServersTest(fsserver.ServerTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.srv2 = Server(cls.redis.url)
-        cls.addClassCleanup(lambda: cls.srv2.alive() and cls.srv2.stop())
+        cls.srv2 = cls.another_server()
         cls.servers = [cls.srv, cls.srv2]
 
     def test_no_oversell_across_servers(self):

@@ -41,8 +41,7 @@ class WaitingRoomTest(ServerTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.b = Server(cls.redis.url)
-        cls.addClassCleanup(lambda: cls.b.alive() and cls.b.stop())
+        cls.b = cls.another_server()
         cls.addClassCleanup(cls.b.close_conn)
         cls.addClassCleanup(cls.r.close)
 

@@ -661,6 +661,13 @@ class ServerTestCase(unittest.TestCase):
         cls.addClassCleanup(cls._stop_server)
 
     @classmethod
+    def another_server(cls, env=None):
+        """A second server on the class's Redis (stopped with the class); env as for Server."""
+        srv = Server(cls.redis.url, env=env)
+        cls.addClassCleanup(lambda: srv.alive() and srv.stop())
+        return srv
+
+    @classmethod
     def _stop_server(cls):
         if cls.srv.alive():
             cls.srv.stop()
