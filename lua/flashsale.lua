@@ -426,13 +426,10 @@ end
 -- requests change nothing. TATs live in the hashes fs:{L:S}:rlu (user -> TAT) and fs:{L:S}:rla
 -- (address -> TAT), read and written once per batch; each hash expires once every TAT in it
 -- is in the past, so idle state disappears by itself.
--- args: fs_reserve's (n requests; request i's shopper is args[5i - 2], its address args[5i + 1]).
--- Returns nil when both limits are off, else an object with admit(i) -> boolean (also records the
--- RateLimit figures of request i) and finish(codes) (writes the TATs and returns the figures of
--- fs_reserve's reply).
--- This runs for every request of the rush: each id of the batch gets a slot (its index in the
--- batch's list of distinct ids) once, and everything per request is then array access; hash
--- tables keyed by strings, a closure call or a C call per request cost more than the arithmetic.
+-- fs_reserve runs the step itself, inline, for every request of the batch: each distinct id of a
+-- batch has a slot (its index in the batch's list of distinct ids), and everything per request is
+-- array access and arithmetic; hash tables keyed by strings, a closure call or a C call per
+-- request cost more than the arithmetic (lua-cost.py measures it).
 ---------------------------------------------------------------------------------------------------
 
 -- A stored TAT (text) as a number. One batch writes the same text for most of its shoppers (see
@@ -442,29 +439,10 @@ local tat_num = text_memo(10000, function(x)
     return tonumber(x) or 0
 end)
 
--- One limit of a batch: the distinct ids of requests 1..n (request i's is args[5i + off], see
--- fs_reserve; '' = the limit does not apply), each request's slot, and each slot's TAT as read
--- (old) and as it will be written (tat).
-local function rl_load(key, args, off, n, milli, burst)
-    local pos = {}
-    local list, slot = presized(args, n), presized(args, n)
-    local tat, old = presized(args, n), presized(args, n)
-    local nl = 0
-    for i = 1, n do
-        local id = args[5 * i + off]
-        if id ~= '' then
-            local j = pos[id]
-            if not j then
-                nl = nl + 1
-                j = nl
-                list[j] = id
-                pos[id] = j
-            end
-            slot[i] = j
-        else
-            slot[i] = false
-        end
-    end
+-- One limit of a batch: the TATs of its distinct ids list[1..nl] as read (old) and as they will
+-- be written (tat, updated by fs_reserve), and the limit's step t and tolerance tau (ms).
+local function rl_load(key, list, nl, milli, burst)
+    local tat, old = presized(list, nl), presized(list, nl)
     if nl > 0 then
         local v = redis.call('HMGET', key, unpack(list, 1, nl))
         for j = 1, nl do
@@ -474,8 +452,8 @@ local function rl_load(key, args, off, n, milli, burst)
         end
     end
     local t = 1000000 / milli -- ms between requests
-    return { key = key, list = list, n = nl, slot = slot, tat = tat, old = old, milli = milli,
-        burst = burst, t = t, tau = t * burst }
+    return { key = key, list = list, n = nl, tat = tat, old = old, milli = milli, burst = burst,
+        t = t, tau = t * burst }
 end
 
 -- Writes the TATs of limit l that changed. Each is rounded up to 0.1 ms (never admits more than
@@ -506,77 +484,32 @@ local function rl_store(l, now)
     end
 end
 
-local function rate_limiter(s, ukey, akey, args, n, now)
-    local l1, l2
-    if s.rl_shopper_milli > 0 and s.rl_shopper_burst > 0 then
-        l1 = rl_load(ukey, args, -2, n, s.rl_shopper_milli, s.rl_shopper_burst)
-    end
-    if s.rl_address_milli > 0 and s.rl_address_burst > 0 then
-        l2 = rl_load(akey, args, 1, n, s.rl_address_milli, s.rl_address_burst)
-    end
-    if not l1 and not l2 then
-        return nil
-    end
-    local t1, tau1, tat1, slot1 = 0, 0, nil, {}
-    local t2, tau2, tat2, slot2 = 0, 0, nil, {}
-    if l1 then t1, tau1, tat1, slot1 = l1.t, l1.tau, l1.tat, l1.slot end
-    if l2 then t2, tau2, tat2, slot2 = l2.t, l2.tau, l2.tat, l2.slot end
-    -- figs: milli1 burst1 milli2 burst2, then d1 d2 per request in whole µs (see fs_reserve).
-    -- Returned as integers: Redis writes those itself, while turning a Lua number into a string
-    -- cost 0.75 µs per number here.
-    local figs = presized(args, 4 + 2 * n) -- every entry is set: here, by admit or by finish
-    figs[1], figs[2] = l1 and l1.milli or 0, l1 and l1.burst or 0
-    figs[3], figs[4] = l2 and l2.milli or 0, l2 and l2.burst or 0
-    local self = {}
-    function self.admit(i)
-        local d1, d2, n1, n2 = 0, 0, nil, nil
-        local j1, j2 = slot1[i], slot2[i]
-        -- In µs, 1 further from 0 than the figure: Redis truncates numbers to integers, so the
-        -- reply holds 1 + the whole µs (never 0, which means "did not apply").
-        if j1 then
-            n1 = tat1[j1]
-            if n1 < now then n1 = now end
-            n1 = n1 + t1
-            d1 = n1 - now
-            if d1 > tau1 then
-                d1 = (tau1 - d1) * 1000 - 1 -- refused: minus the µs until it would be admitted
+-- The distinct client addresses of a batch (request i's is args[5i + 1]; '' = none, the limit does
+-- not apply): returns list, their count and each request's slot (false: none). Most batches come
+-- from few addresses, often one after another (a storefront's own): a request with the address
+-- of the one before takes its slot without a table lookup.
+local function address_slots(args, n)
+    local pos, list, slot = {}, presized(args, n), presized(args, n)
+    local nl, last, lastj = 0, nil, false
+    for i = 1, n do
+        local a = args[5 * i + 1]
+        if a ~= last then
+            last = a
+            if a == '' then
+                lastj = false
             else
-                d1 = d1 * 1000 + 1
+                lastj = pos[a]
+                if not lastj then
+                    nl = nl + 1
+                    lastj = nl
+                    list[nl] = a
+                    pos[a] = nl
+                end
             end
         end
-        if j2 then -- the same step for the address, inline too: a Lua call per request and
-            -- limit cost 3% of a reservation (lua-cost.py)
-            n2 = tat2[j2]
-            if n2 < now then n2 = now end
-            n2 = n2 + t2
-            d2 = n2 - now
-            if d2 > tau2 then
-                d2 = (tau2 - d2) * 1000 - 1
-            else
-                d2 = d2 * 1000 + 1
-            end
-        end
-        figs[3 + 2 * i], figs[4 + 2 * i] = d1, d2
-        if d1 < 0 or d2 < 0 then
-            return false
-        end
-        if j1 then tat1[j1] = n1 end
-        if j2 then tat2[j2] = n2 end
-        return true
+        slot[i] = lastj
     end
-    -- Writes the TATs; returns the figures. Requests not decided here (replays, code p in
-    -- codes) get 0 0.
-    function self.finish(codes)
-        if l1 then rl_store(l1, now) end
-        if l2 then rl_store(l2, now) end
-        for i = 1, n do
-            if codes[i] == 'p' then
-                figs[3 + 2 * i], figs[4 + 2 * i] = 0, 0
-            end
-        end
-        return figs
-    end
-    return self
+    return list, nl, slot
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -649,6 +582,20 @@ local user_count = text_memo(10000, function(x)
     return y
 end)
 
+-- A users count as text (string.format costs about 1,000 instructions; counts repeat).
+local COUNT_TEXT_MAX = 10000
+local count_texts = {}
+local function count_text(c)
+    local s = count_texts[c]
+    if not s then
+        s = fmt_int(c)
+        if c <= COUNT_TEXT_MAX then
+            count_texts[c] = s
+        end
+    end
+    return s
+end
+
 local function fs_reserve(keys, args)
     local n = parse_int(args[1], 'n')
     if n < 1 or n > MAX_BATCH or #args ~= 1 + 5 * n then
@@ -663,9 +610,11 @@ local function fs_reserve(keys, args)
     -- stay where they are: rid args[5i - 3], user args[5i - 2], qty args[5i - 1], has_idem
     -- args[5i], addr args[5i + 1]. Only what differs from the usual case is noted (qty other than
     -- 1, an idempotency key): on the rush path, storing every field in tables cost more than all
-    -- the checks.
+    -- the checks. Each distinct shopper gets a slot (users[1..nu] in order of first appearance;
+    -- uslot[i] is request i's): counts and TATs are then kept in arrays by slot.
     local qty_of, ikey, nidem = {}, {}, 0
     local k, seen, iprefix = 7, {}, nil
+    local upos, users, uslot, nu = {}, presized(args, n), presized(args, n), 0
     for i = 1, n do
         local b = 5 * i - 3
         local r, u, qs, has = args[b], args[b + 1], args[b + 2], args[b + 3]
@@ -686,6 +635,14 @@ local function fs_reserve(keys, args)
         if u == '' then
             fail('empty user')
         end
+        local j = upos[u]
+        if not j then
+            nu = nu + 1
+            j = nu
+            users[nu] = u
+            upos[u] = nu
+        end
+        uslot[i] = j
         if has == '1' then
             -- The id goes into the idempotency record, whose fields '|' separates.
             if string.find(r, '|', 1, true) then
@@ -713,29 +670,45 @@ local function fs_reserve(keys, args)
     end
     local now = now_ms()
     local open = effective_state(s.state, s.starts_at_ms, s.ends_at_ms, now) == 'open'
-    local limiter = rate_limiter(s, keys[5], keys[6], args, n, now)
 
-    -- Units each shopper of the batch already holds or bought (used, by user): one HMGET of the
-    -- batch's users in request order (a shopper twice in a batch is read twice, which is
-    -- cheaper than removing duplicates first).
-    local used = {}
+    -- Rate limits (see above): l1 per shopper (by user slot), l2 per address (by address slot).
+    local l1, l2, aslot
+    if s.rl_shopper_milli > 0 and s.rl_shopper_burst > 0 then
+        l1 = rl_load(keys[5], users, nu, s.rl_shopper_milli, s.rl_shopper_burst)
+    end
+    if s.rl_address_milli > 0 and s.rl_address_burst > 0 then
+        local alist, na
+        alist, na, aslot = address_slots(args, n)
+        l2 = rl_load(keys[6], alist, na, s.rl_address_milli, s.rl_address_burst)
+    end
+    local limited = l1 or l2
+    local t1, tau1, tat1 = 0, 0, nil
+    local t2, tau2, tat2 = 0, 0, nil
+    if l1 then t1, tau1, tat1 = l1.t, l1.tau, l1.tat end
+    if l2 then t2, tau2, tat2 = l2.t, l2.tau, l2.tat end
+    -- figs: milli1 burst1 milli2 burst2, then d1 d2 per request in whole µs (see the reply
+    -- above). Returned as integers: Redis writes those itself, while turning a Lua number into a
+    -- string cost 0.75 µs per number here. Every entry is set below when limited.
+    local figs = {}
+    if limited then
+        figs = presized(args, 4 + 2 * n)
+        figs[1], figs[2] = l1 and l1.milli or 0, l1 and l1.burst or 0
+        figs[3], figs[4] = l2 and l2.milli or 0, l2 and l2.burst or 0
+    end
+
+    -- Units each shopper of the batch already holds or bought, by slot (used), as read (used0):
+    -- one HMGET of the batch's distinct shoppers.
+    local used, used0 = presized(users, nu), presized(users, nu)
     if open then
-        local ulist = presized(args, n)
-        for i = 1, n do
-            ulist[i] = args[5 * i - 2]
-        end
-        local v = redis.call('HMGET', keys[3], unpack(ulist, 1, n))
-        for i = 1, n do
-            local u = ulist[i]
-            if not used[u] then
-                local x = v[i]
-                if x then
-                    x = user_count(x)
-                else
-                    x = 0
-                end
-                used[u] = x
+        local v = redis.call('HMGET', keys[3], unpack(users, 1, nu))
+        for j = 1, nu do
+            local x = v[j]
+            if x then
+                x = user_count(x)
+            else
+                x = 0
             end
+            used[j], used0[j] = x, x
         end
     end
 
@@ -764,34 +737,76 @@ local function fs_reserve(keys, args)
     local zadd, hset_held, nz = presized(args, 2 * n), presized(args, 2 * n), 0
     local times = '|' .. now_s .. '|' .. expires_s .. '|' -- the middle of every held record
     local written = {} -- idempotency key -> the answer stored by an earlier request of this batch
-    local codes, out = presized(args, n), { '', now, expires, {}, 0 }
+    local codes, out = presized(args, n), { '', now, expires, figs, 0 }
     for i = 1, n do
         local key = ikey[i]
         local first = key and (written[key] or replay[i])
+        local admit = true
         if first then
             codes[i] = 'p'
             out[#out + 1] = first
-        elseif limiter and not limiter.admit(i) then
-            codes[i] = 'r'
-        else
-            local u, q, c = args[5 * i - 2], qty_of[i] or 1, nil
+            if limited then
+                figs[3 + 2 * i], figs[4 + 2 * i] = 0, 0
+            end
+            admit = false
+        elseif limited then
+            -- The GCRA step of each limit. Figures in µs, 1 further from 0 than the figure:
+            -- Redis truncates numbers to integers, so the reply holds 1 + the whole µs where it
+            -- admits (never 0, which means "did not apply") and -1 - the µs until it would admit
+            -- where it refuses. Written out for each limit: a Lua call per request and limit cost
+            -- 3% of a reservation (lua-cost.py).
+            local d1, d2, n1, n2 = 0, 0, 0, 0
+            local j2 = aslot and aslot[i]
+            if l1 then
+                n1 = tat1[uslot[i]]
+                if n1 < now then n1 = now end
+                n1 = n1 + t1
+                d1 = n1 - now
+                if d1 > tau1 then
+                    d1 = (tau1 - d1) * 1000 - 1
+                else
+                    d1 = d1 * 1000 + 1
+                end
+            end
+            if j2 then
+                n2 = tat2[j2]
+                if n2 < now then n2 = now end
+                n2 = n2 + t2
+                d2 = n2 - now
+                if d2 > tau2 then
+                    d2 = (tau2 - d2) * 1000 - 1
+                else
+                    d2 = d2 * 1000 + 1
+                end
+            end
+            figs[3 + 2 * i], figs[4 + 2 * i] = d1, d2
+            if d1 < 0 or d2 < 0 then
+                codes[i] = 'r'
+                admit = false
+            else
+                if l1 then tat1[uslot[i]] = n1 end
+                if j2 then tat2[j2] = n2 end
+            end
+        end
+        if admit then
+            local j, q, c = uslot[i], qty_of[i] or 1, nil
             -- Stock before the limit: "sold out" needs nothing but the SKU's counters, so servers
             -- can answer it from memory once a SKU is empty, with the same answer Redis gives.
             if not open then
                 c = 'n'
             elseif available < q then
                 c = 's'
-            elseif used[u] + q > limit then
+            elseif used[j] + q > limit then
                 c = 'l'
             else
                 c = 'o'
                 available = available - q
                 held = held + q
-                used[u] = used[u] + q
+                used[j] = used[j] + q
                 local r = args[5 * i - 3]
                 zadd[nz + 1], zadd[nz + 2] = expires_s, r
                 hset_held[nz + 1] = r
-                hset_held[nz + 2] = (q == 1 and '1' or fmt_int(q)) .. times .. u
+                hset_held[nz + 2] = (q == 1 and '1' or fmt_int(q)) .. times .. users[j]
                 nz = nz + 2
             end
             codes[i] = c
@@ -817,25 +832,22 @@ local function fs_reserve(keys, args)
         redis.call('HSET', keys[1], 'available', fmt_int(available), 'held', fmt_int(held))
         redis.call('ZADD', keys[2], unpack(zadd, 1, nz))
         redis.call('HSET', keys[4], unpack(hset_held, 1, nz))
-        -- Each shopper with an ok, once, with the final count (hset_held is done with: reused).
-        local hset, nh, done = hset_held, 0, {}
-        for i = 1, n do
-            if codes[i] == 'o' then
-                local u = args[5 * i - 2]
-                if not done[u] then
-                    done[u] = true
-                    hset[nh + 1], hset[nh + 2] = u, fmt_int(used[u])
-                    nh = nh + 2
-                end
+        -- Each shopper whose count changed, once, with the final count (hset_held is done with:
+        -- reused).
+        local hset, nh = hset_held, 0
+        for j = 1, nu do
+            local c = used[j]
+            if c ~= used0[j] then
+                hset[nh + 1], hset[nh + 2] = users[j], count_text(c)
+                nh = nh + 2
             end
         end
         redis.call('HSET', keys[3], unpack(hset, 1, nh))
     end
+    if l1 then rl_store(l1, now) end
+    if l2 then rl_store(l2, now) end
     out[1] = table.concat(codes, '', 1, n)
     out[5] = available
-    if limiter then
-        out[4] = limiter.finish(codes)
-    end
     return out
 end
 
