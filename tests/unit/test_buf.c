@@ -64,6 +64,22 @@ static void test_json(void **state)
     fs_buf_free(&b);
 }
 
+/* An error document replaces what the buffer held; code and message are escaped. */
+static void test_json_error(void **state)
+{
+    (void)state;
+    fs_buf_t b;
+    fs_buf_init(&b);
+    fs_buf_puts(&b, "an earlier body");
+    fs_json_error(&b, "sold_out", "fewer units are available than requested");
+    assert_string_equal(b.data, "{\"error\":\"sold_out\","
+                                "\"message\":\"fewer units are available than requested\"}");
+    fs_json_error(&b, "bad\"code", "line\nbreak");
+    assert_string_equal(b.data, "{\"error\":\"bad\\\"code\",\"message\":\"line\\u000abreak\"}");
+    assert_int_equal(b.len, strlen(b.data));
+    fs_buf_free(&b);
+}
+
 /* Every byte value, in runs long enough that the buffer grows in the middle of escapes, against
  * a byte-by-byte reference. */
 static void test_json_escapes_grow(void **state)
@@ -99,6 +115,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_growth),
                                        cmocka_unit_test(test_fmt_i64), cmocka_unit_test(test_json),
-                                       cmocka_unit_test(test_json_escapes_grow)};
+                                       cmocka_unit_test(test_json_escapes_grow),
+                                       cmocka_unit_test(test_json_error)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
