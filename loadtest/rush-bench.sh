@@ -9,11 +9,14 @@
 # ROUNDS interleaved rounds of, each with the same wrk settings:
 #   healthz   GET /healthz (the bare HTTP ceiling of our own code)
 #   sold-out  reservations on the sold-out SKU
-#   in-stock  reservations on the big SKU by 50,000 different shoppers per wrk thread
+#   in-stock  reservations on a SKU of a billion units by 50,000 different shoppers per wrk thread
 #   in-stock-rl  the same on a launch with rate limits on (generous: nothing refused)
 #   fcall-1   redis-benchmark calling fs_reserve directly, one request per call, unpipelined
 #   fcall-16  the same, pipelined 16 deep
-# and reports medians, the ratios the issue asks for, the open-loop latency of in-stock
+# Every run that makes reservations does so on a SKU of its own, created empty, so that rounds
+# are alike: a SKU carrying the holds of earlier rounds (hundreds of thousands; a real launch's SKU
+# has a few thousand units) makes each of Redis's writes slower as its hashes and sorted set grow
+# and rehash. Then it reports medians, the ratios the issue asks for, the open-loop latency of in-stock
 # reservations at 50/65/80% of the maximum of the same client (flashsale-load --post), the RSS of the server
 # with 10,000 idle keep-alive connections, and the counter invariant after every phase.
 # Everything it starts is stopped by pid at the end.
@@ -61,15 +64,21 @@ PIDS+=($SERVER_PID)
 bench_wait_ready "$URL/readyz" rush-bench.sh "$WORK/server.log"
 
 admin() { curl -fsS -H "Authorization: Bearer $ADMIN" "$@"; }
+# SKUs of a billion units, one per run that reserves (see above): big-R (wrk) and direct-R
+# (redis-benchmark) per round R, ol-K per flashsale-load run (ROUNDS maxima, 3 * ROUNDS open loop).
+big_skus() { # prefix count
+  local i
+  for i in $(seq "$2"); do
+    printf ',{"sku":"%s-%d","stock":1000000000,"per_user_limit":1000000,"price_cents":1}' "$1" "$i"
+  done
+}
 admin -X PUT "$URL/admin/v1/launches/bench" -d '{"name":"Rush bench","hold_seconds":3600,"skus":[
-  {"sku":"gone","stock":0,"per_user_limit":1,"price_cents":1},
-  {"sku":"big","stock":1000000000,"per_user_limit":1000000,"price_cents":1},
-  {"sku":"direct","stock":1000000000,"per_user_limit":1000000,"price_cents":1}]}' >/dev/null
+  {"sku":"gone","stock":0,"per_user_limit":1,"price_cents":1}'"$(big_skus big "$ROUNDS")$(big_skus direct "$ROUNDS")$(big_skus ol $((4 * ROUNDS)))"']}' >/dev/null
 admin -X POST "$URL/admin/v1/launches/bench/open" >/dev/null
 # The same in-stock SKU with rate limits on, generous enough that nothing is refused: it measures
 # what evaluating them costs (wrk's requests all come from 127.0.0.1, hence the address limit).
 admin -X PUT "$URL/admin/v1/launches/bench-rl" -d '{"name":"Rush bench, rate limited","hold_seconds":3600,
-  "skus":[{"sku":"big","stock":1000000000,"per_user_limit":1000000,"price_cents":1}],
+  "skus":['"$(big_skus big "$ROUNDS" | cut -c2-)"'],
   "rate_limit":{"shopper_per_sec":1000,"shopper_burst":1000,"address_per_sec":1000000,"address_burst":1000000}}' >/dev/null
 admin -X POST "$URL/admin/v1/launches/bench-rl/open" >/dev/null
 
@@ -108,8 +117,8 @@ with open(path, "a") as f:
 ' "$1" "$WORK/results.tsv" "$WORK/$1.last"
 }
 
-fcall_run() { # name pipeline
-  local p="{bench:direct}"
+fcall_run() { # name pipeline sku
+  local p="{bench:$3}"
   local out held0 held1
   held0=$(redis-cli -p "$RPORT" HGET "fs:$p:sku" held)
   out=$(redis-benchmark -p "$RPORT" -c "$CONNS" -n $((CONNS * 400)) -P "$2" -r 1000000000 --csv \
@@ -138,11 +147,11 @@ for round in $(seq "$ROUNDS"); do
   echo "round $round/$ROUNDS" >&2
   wrk_run healthz "" ""
   wrk_run sold-out reserve-static.lua gone
-  wrk_run in-stock reserve-random.lua big
-  wrk_run in-stock-rl reserve-random.lua big bench-rl
+  wrk_run in-stock reserve-random.lua "big-$round"
+  wrk_run in-stock-rl reserve-random.lua "big-$round" bench-rl
   INVARIANTS+=("round $round: $(check_invariant)")
-  fcall_run fcall-1 1
-  fcall_run fcall-16 16
+  fcall_run fcall-1 1 "direct-$round"
+  fcall_run fcall-16 16 "direct-$round"
   INVARIANTS+=("round $round after redis-benchmark: $(check_invariant)")
 done
 
@@ -153,10 +162,12 @@ done
 # then ROUNDS interleaved rounds of 50%, 65% and 80% of it; each figure is the median over the
 # rounds (the p99 column also gives the range).
 OL_CONNS=$((CONNS * 2))
-fl_post() { # json-path extra-args...
+OL_RUN=0
+fl_post() { # json-path extra-args... (each run on the next SKU ol-K)
   local json=$1; shift
+  OL_RUN=$((OL_RUN + 1))
   "$LOAD" --url "$URL/v1/launches/bench/reservations" -H "Authorization: Bearer $KEY" \
-    -H "Content-Type: application/json" --post '{"sku":"big","user_id":"ol'"$RANDOM"'-{seq}"}' \
+    -H "Content-Type: application/json" --post '{"sku":"ol-'"$OL_RUN"'","user_id":"ol-{seq}"}' \
     -t 1 -d "${DURATION}s" -q --json "$json" "$@" >/dev/null 2>&1 || true
 }
 for round in $(seq "$ROUNDS"); do fl_post "$WORK/ol-max-$round.json" -c "$CONNS"; done
