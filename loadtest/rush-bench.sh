@@ -5,7 +5,7 @@
 #                          [-o RESULTS.md]
 #
 # Starts its own redis-server and flashsale-server (Release build; default build-release) on free
-# 127.0.0.1 ports, creates a launch with a sold-out SKU and a SKU with a billion units, then runs
+# 127.0.0.1 ports, creates a launch with a sold-out SKU and SKUs of a billion units, then runs
 # ROUNDS interleaved rounds of, each with the same wrk settings:
 #   healthz   GET /healthz (the bare HTTP ceiling of our own code)
 #   sold-out  reservations on the sold-out SKU
@@ -13,12 +13,13 @@
 #   in-stock-rl  the same on a launch with rate limits on (generous: nothing refused)
 #   fcall-1   redis-benchmark calling fs_reserve directly, one request per call, unpipelined
 #   fcall-16  the same, pipelined 16 deep
-# Every run that makes reservations does so on a SKU of its own, created empty, so that rounds
-# are alike: a SKU carrying the holds of earlier rounds (hundreds of thousands; a real launch's SKU
-# has a few thousand units) makes each of Redis's writes slower as its hashes and sorted set grow
-# and rehash. Then it reports medians, the ratios the issue asks for, the open-loop latency of in-stock
-# reservations at 50/65/80% of the maximum of the same client (flashsale-load --post), the RSS of the server
-# with 10,000 idle keep-alive connections, and the counter invariant after every phase.
+# then ROUNDS rounds of the open loop (flashsale-load --post: the closed-loop maximum, then
+# in-stock reservations at 50/65/80% of it), the RSS of the server with 10,000 idle keep-alive
+# connections, and the counter invariant after every phase; it reports medians and the ratios the
+# issue asks for. Every run that makes reservations does so on a SKU of its own, created empty, so
+# that rounds are alike: a SKU carrying the holds of earlier rounds (hundreds of thousands; a real
+# launch's SKU has a few thousand units) makes each of Redis's writes slower as its hashes and
+# sorted set grow and rehash.
 # Everything it starts is stopped by pid at the end.
 set -euo pipefail
 
@@ -27,7 +28,7 @@ while getopts "c:t:d:r:b:o:h" opt; do
   case $opt in
     c) CONNS=$OPTARG ;; t) WRK_THREADS=$OPTARG ;; d) DURATION=$OPTARG ;; r) ROUNDS=$OPTARG ;;
     b) BUILD=$OPTARG ;; o) OUT=$OPTARG ;;
-    h) sed -n '2,19p' "$0"; exit 0 ;;
+    h) sed -n '2,23p' "$0"; exit 0 ;;
     *) exit 2 ;;
   esac
 done
@@ -158,9 +159,11 @@ done
 # Open loop: in-stock reservations at fractions of the measured maximum, latency from intended
 # send times. Both the maximum and the open-loop runs use flashsale-load in plain mode with
 # --post (requests formatted before the run, as cheap per request as wrk), so the maximum is
-# that of the same client: closed loop with as many connections (the median of ROUNDS runs),
-# then ROUNDS interleaved rounds of 50%, 65% and 80% of it; each figure is the median over the
-# rounds (the p99 column also gives the range).
+# that of the same client: closed loop with as many connections. Each of ROUNDS rounds measures
+# the maximum, then runs 50%, 65% and 80% of that round's own maximum, seconds later: the speed
+# of a shared machine drifts, and 80% of a maximum measured minutes earlier can be more than the
+# machine then has. Each figure is the median over the rounds (the p99 column also gives the
+# range); the maximum reported is the median of the rounds' maxima.
 OL_CONNS=$((CONNS * 2))
 OL_RUN=0
 fl_post() { # json-path extra-args... (each run on the next SKU ol-K)
@@ -170,25 +173,30 @@ fl_post() { # json-path extra-args... (each run on the next SKU ol-K)
     -H "Content-Type: application/json" --post '{"sku":"ol-'"$OL_RUN"'","user_id":"ol-{seq}"}' \
     -t 1 -d "${DURATION}s" -q --json "$json" "$@" >/dev/null 2>&1 || true
 }
-for round in $(seq "$ROUNDS"); do fl_post "$WORK/ol-max-$round.json" -c "$CONNS"; done
-MAX=$(python3 -c '
-import json, statistics, sys
-v = []
-for path in sys.argv[1:]:
-    try:
-        v.append(int(json.load(open(path))["requests_per_sec"]))
-    except Exception:
-        pass
-print(int(statistics.median(v)) if v else 0)' "$WORK"/ol-max-*.json)
+rps_of() { # json-path: its requests/s as an integer, 0 if the run failed
+  python3 -c 'import json, sys
+try:
+    print(int(json.load(open(sys.argv[1]))["requests_per_sec"]))
+except Exception:
+    print(0)' "$1"
+}
 OPEN_LINES=()
-if [ "$MAX" -gt 0 ]; then
-  for round in $(seq "$ROUNDS"); do
-    for pct in 50 65 80; do
-      RATE=$((MAX * pct / 100))
-      echo "open loop, round $round/$ROUNDS, at $pct% of $MAX/s: $RATE/s" >&2
-      fl_post "$WORK/ol-$pct-$round.json" -c "$OL_CONNS" -R "$RATE"
-    done
+MAXES=()
+for round in $(seq "$ROUNDS"); do
+  fl_post "$WORK/ol-max-$round.json" -c "$CONNS"
+  RMAX=$(rps_of "$WORK/ol-max-$round.json")
+  MAXES+=("$RMAX")
+  [ "$RMAX" -gt 0 ] || continue
+  for pct in 50 65 80; do
+    RATE=$((RMAX * pct / 100))
+    echo "open loop, round $round/$ROUNDS, at $pct% of this round's $RMAX/s: $RATE/s" >&2
+    fl_post "$WORK/ol-$pct-$round.json" -c "$OL_CONNS" -R "$RATE"
   done
+done
+MAX=$(python3 -c 'import statistics, sys
+v = [int(x) for x in sys.argv[1:] if int(x) > 0]
+print(int(statistics.median(v)) if v else 0)' "${MAXES[@]}")
+if [ "$MAX" -gt 0 ]; then
   for pct in 50 65 80; do
     OPEN_LINES+=("$(python3 -c '
 import json, statistics, sys
@@ -213,7 +221,7 @@ print("| %s%% | %.0f | %.0f | %d of %d | %.2f | %.2f | %.2f (%.2f-%.2f) | %.2f |
   done
 fi
 INVARIANTS+=("after the open-loop runs: $(check_invariant)")
-OPEN="closed-loop maximum of flashsale-load --post (-c $CONNS -t 1, median of $ROUNDS runs): $MAX/s; open loop with -c $OL_CONNS -t 1, $ROUNDS interleaved rounds, medians:"
+OPEN="closed-loop maximum of flashsale-load --post (-c $CONNS -t 1, median of $ROUNDS rounds: ${MAXES[*]}): $MAX/s; each round's open-loop runs (-c $OL_CONNS -t 1) at shares of that round's maximum, medians over the rounds:"
 OPEN+=$'\n\n| share of max | offered /s | achieved /s | rate held | p50 ms | p90 ms | p99 ms (range) | max ms | non-2xx (all rounds) |'
 OPEN+=$'\n| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |'
 for l in "${OPEN_LINES[@]}"; do OPEN+=$'\n'"$l"; done
