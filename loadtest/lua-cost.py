@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """lua-cost.py: what one reservation costs Redis, in instructions (repeatable on a noisy machine).
 
-    loadtest/lua-cost.py [-n BATCH] [-b BATCHES] [--limits off|on|both] [LIBRARY.lua ...]
+    loadtest/lua-cost.py [-n BATCH] [-b BATCHES] [--limits off|on|both] [--full] [LIBRARY.lua ...]
 
 Runs a redis-server on a free 127.0.0.1 port under valgrind --tool=callgrind, loads each library
 (default lua/flashsale.lua; several: an A/B, each in its own run), creates a launch with a SKU of
 a billion units (and, for --limits on, generous rate limits that refuse nothing), warms the
 shopper and TAT hashes with 50 batches, then counts the instructions Redis executes for BATCHES
 fs_reserve calls of BATCH requests each (5,000 shoppers, random reservation ids; everything from
-reading the command off the socket to writing the reply) and prints them per reservation.
+reading the command off the socket to writing the reply) and prints them per reservation. The
+calls are what the server sends for one-unit requests without idempotency keys: fs_reserve_plain
+(three arguments per request) where the library has it, else (or with --full) fs_reserve.
 Timings on a shared 2-core machine vary by 10-20% between runs; these counts vary by under 1%.
 Needs valgrind and redis-server; stops only the server it started.
 """
@@ -35,9 +37,10 @@ def api_suffix(text):
     return "_v" + m.group(1)
 
 
-def measure(path, limits, n, batches):
+def measure(path, limits, n, batches, full):
     text = open(path).read()
     v = api_suffix(text)
+    plain = not full and "register('fs_reserve_plain'" in text
     work = tempfile.mkdtemp(prefix="fs-lua-cost.")
     port = free_port()
     out = os.path.join(work, "callgrind.out")
@@ -72,9 +75,9 @@ def measure(path, limits, n, batches):
         def command():
             a = [str(n)]
             for _ in range(n):
-                a += ["r%016x" % rnd.getrandbits(64), "u%d" % rnd.randrange(5000), "1", "0",
-                      "127.0.0.1"]
-            return ["FCALL", "fs_reserve" + v, "6"] + keys + a
+                rid, user = "r%016x" % rnd.getrandbits(64), "u%d" % rnd.randrange(5000)
+                a += [rid, user, "127.0.0.1"] if plain else [rid, user, "1", "0", "127.0.0.1"]
+            return ["FCALL", ("fs_reserve_plain" if plain else "fs_reserve") + v, "6"] + keys + a
 
         for _ in range(50):
             r.call(*command())
@@ -108,6 +111,8 @@ def main():
     ap.add_argument("-n", type=int, default=16, help="requests per fs_reserve call (default 16)")
     ap.add_argument("-b", type=int, default=100, help="calls measured (default 100)")
     ap.add_argument("--limits", choices=("off", "on", "both"), default="both")
+    ap.add_argument("--full", action="store_true",
+                    help="call fs_reserve (five arguments per request) even where fs_reserve_plain exists")
     ap.add_argument("library", nargs="*", default=[os.path.join(REPO, "lua", "flashsale.lua")])
     a = ap.parse_args()
     for tool in ("valgrind", "callgrind_control", "redis-server"):
@@ -119,8 +124,8 @@ def main():
     print("Redis instructions per reservation, fs_reserve in calls of %d (%d calls):" % (a.n, a.b))
     for path in a.library:
         for m in modes:
-            print("  %-40s limits %-3s %8.0f" % (os.path.relpath(path), m, measure(path, m, a.n, a.b)),
-                  flush=True)
+            print("  %-40s limits %-3s %8.0f" % (os.path.relpath(path), m,
+                                                  measure(path, m, a.n, a.b, a.full)), flush=True)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@
 #   sold-out  reservations on the sold-out SKU
 #   in-stock  reservations on a SKU of a billion units by 50,000 different shoppers per wrk thread
 #   in-stock-rl  the same on a launch with rate limits on (generous: nothing refused)
-#   fcall-1   redis-benchmark calling fs_reserve directly, one request per call, unpipelined
+#   fcall-1   redis-benchmark calling fs_reserve_plain directly, one request per call, unpipelined
 #   fcall-16  the same, pipelined 16 deep
 # then ROUNDS rounds of the open loop (flashsale-load --post: the closed-loop maximum, then
 # in-stock reservations at 50/65/80% of it), the RSS of the server with 10,000 idle keep-alive
@@ -118,13 +118,15 @@ with open(path, "a") as f:
 ' "$1" "$WORK/results.tsv" "$WORK/$1.last"
 }
 
-fcall_run() { # name pipeline sku
+# The library's API version, as the server calls it (FS_FN in src/stock/stock.h).
+API=$(sed -n 's/^#!lua name=flashsale_v\([0-9][0-9]*\)$/\1/p' "$REPO/lua/flashsale.lua")
+fcall_run() { # name pipeline sku (the function the server calls for a batch of plain requests)
   local p="{bench:$3}"
   local out held0 held1
   held0=$(redis-cli -p "$RPORT" HGET "fs:$p:sku" held)
   out=$(redis-benchmark -p "$RPORT" -c "$CONNS" -n $((CONNS * 400)) -P "$2" -r 1000000000 --csv \
-    FCALL fs_reserve_v2 6 "fs:$p:sku" "fs:$p:holds" "fs:$p:users" "fs:$p:held" "fs:$p:rlu" "fs:$p:rla" \
-    1 rid-__rand_int__ shopper-__rand_int__ 1 0 127.0.0.1 2>/dev/null | tail -1)
+    FCALL "fs_reserve_plain_v$API" 6 "fs:$p:sku" "fs:$p:holds" "fs:$p:users" "fs:$p:held" "fs:$p:rlu" \
+    "fs:$p:rla" 1 rid-__rand_int__ shopper-__rand_int__ 127.0.0.1 2>/dev/null | tail -1)
   case "$out" in '"FCALL'*) ;; *) echo "rush-bench.sh: redis-benchmark failed: $out" >&2; return 1 ;; esac
   # Every call must have taken its unit (an error reply would count as a request too).
   held1=$(redis-cli -p "$RPORT" HGET "fs:$p:sku" held)
@@ -271,7 +273,7 @@ out.append("| run | requests/s (median) | rounds: min-max | p50 ms | p99 ms | ro
 out.append("| --- | ---: | ---: | ---: | ---: | ---: |")
 labels = {"healthz": "`GET /healthz`", "sold-out": "reserve, sold-out SKU", "in-stock": "reserve, in-stock SKU",
           "in-stock-rl": "reserve, in-stock SKU, rate limits on (none refused)",
-          "fcall-1": "`redis-benchmark` FCALL fs_reserve, unpipelined", "fcall-16": "`redis-benchmark` FCALL fs_reserve, pipelined 16",
+          "fcall-1": "`redis-benchmark` FCALL fs_reserve_plain, unpipelined", "fcall-16": "`redis-benchmark` FCALL fs_reserve_plain, pipelined 16",
           "healthz-10k-idle": "`GET /healthz` with 10,000 idle connections open"}
 for k in ["healthz", "sold-out", "in-stock", "in-stock-rl", "fcall-1", "fcall-16", "healthz-10k-idle"]:
     if k in med:

@@ -18,10 +18,10 @@
 typedef struct fs_stock fs_stock_t;
 
 /* Names of the functions of lua/flashsale.lua as the server calls them: each carries the
- * library's API version (library flashsale_v2, functions fs_reserve_v2, ...), so that servers of
+ * library's API version (library flashsale_v3, functions fs_reserve_v3, ...), so that servers of
  * two versions can share one Redis during a rolling deploy, each calling its own functions.
  * Raise it together with API in the Lua whenever a function's arguments or reply change. */
-#define FS_LUA_API "2"
+#define FS_LUA_API "3"
 #define FS_FN(name) name "_v" FS_LUA_API
 
 typedef enum {

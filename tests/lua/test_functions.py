@@ -158,9 +158,11 @@ class FS:
     def idem_key(self, launch, sku, user, key):
         return "%s:i:%d:%s:%s" % (self.p(launch, sku), len(user.encode()), user, key)
 
-    def reserve(self, launch, sku, reqs):
+    def reserve(self, launch, sku, reqs, plain=None):
         """reqs: (user, qty) or (user, qty, idempotency_key) or (user, qty, key, rid) or
-        (user, qty, key, rid, client_address)."""
+        (user, qty, key, rid, client_address). A batch where every request is for one unit and
+        has no idempotency key goes to fs_reserve_plain, as the server sends it; plain=False
+        sends it to fs_reserve all the same."""
         p = self.p(launch, sku)
         keys = [p + ":sku", p + ":holds", p + ":users", p + ":held", p + ":rlu", p + ":rla"]
         args = [len(reqs)]
@@ -172,7 +174,15 @@ class FS:
             if key is not None:
                 keys.append(self.idem_key(launch, sku, user, key))
             args += [rid, user, qty, 1 if key is not None else 0, addr]
-        raw = self.r.call("FCALL", "fs_reserve", len(keys), *keys, *args)
+        if plain is None:
+            plain = len(keys) == 6 and all(str(q) == "1" for q in args[3::5])
+        if plain:
+            pargs = [args[0]]
+            for i in range(len(reqs)):
+                pargs += [args[1 + 5 * i], args[2 + 5 * i], args[5 + 5 * i]]
+            raw = self.r.call("FCALL", "fs_reserve_plain", 6, *keys[:6], *pargs)
+        else:
+            raw = self.r.call("FCALL", "fs_reserve", len(keys), *keys, *args)
         return decode_reserve(raw, args)
 
     def rate_limit(self, launch, shopper_milli=-1, shopper_burst=-1, address_milli=-1,
@@ -620,8 +630,8 @@ class TestReserve(Base):
         before = {k: self.r.call("DUMP", k) for k in self.r.call("KEYS", "*")}
         for batch in ([("u9", 1, "k9", "x1"), ("u8", 1, None, "x2"), ("u7", 1, None, "x1")],
                       [("u9", 1, None, "x3"), ("u9", 1, None, "x3")]):
-            with self.assertRaisesRegex(RedisError,
-                                        "^ERR flashsale fs_reserve: duplicate reservation id$"):
+            with self.assertRaisesRegex(
+                    RedisError, "^ERR flashsale fs_reserve(_plain)?: duplicate reservation id$"):
                 fs.reserve("L", "A", batch)
         after = {k: self.r.call("DUMP", k) for k in self.r.call("KEYS", "*")}
         self.assertEqual(before, after, "a batch with a duplicate rid changed something")
@@ -678,6 +688,21 @@ class TestReserve(Base):
         for keys, args, msg in cases:
             with self.assertRaisesRegex(RedisError, "^ERR flashsale fs_reserve: " + msg + "$"):
                 call(keys, args)
+        # fs_reserve_plain: three per request (rid, user, addr), the first six keys only.
+        plain_cases = [
+            (base, [1, "x", "u", 1, 0, ""], "wrong number of arguments"),  # fs_reserve's five
+            (base, [2, "x", "u", ""], "wrong number of arguments"),
+            (base, [0], "wrong number of arguments"),
+            (base + [ik], [1, "x", "u", ""], "wrong number of keys"),
+            (base[:5], [1, "x", "u", ""], "wrong number of keys"),
+            (base, [1, "", "u", ""], "bad reservation id"),
+            (base, [1, "x", "", ""], "empty user"),
+            (base, [2, "x", "u", "", "x", "v", ""], "duplicate reservation id"),
+            (base[:2] + [p + ":held"] + base[3:], [1, "x", "u", ""], "bad key for users"),
+        ]
+        for keys, args, msg in plain_cases:
+            with self.assertRaisesRegex(RedisError, "^ERR flashsale fs_reserve_plain: " + msg + "$"):
+                self.r.call("FCALL", "fs_reserve_plain", len(keys), *keys, *args)
         # A valid request before an invalid one in the same batch: nothing happens at all.
         with self.assertRaisesRegex(RedisError, "qty must be at least 1"):
             call(base + [ik], reqs(("a", "u", 1, 1), ("b", "u", -1, 0)))
@@ -691,7 +716,7 @@ class TestReserve(Base):
         lib = {k: v for k, v in zip(libs[0][0::2], libs[0][1::2])}
         self.assertEqual(lib["library_name"], "flashsale_v" + API)
         names = [dict(zip(f[0::2], f[1::2]))["name"] for f in lib["functions"]]
-        self.assertEqual(len(names), 14, names)
+        self.assertEqual(len(names), 15, names)
         self.assertTrue(all(n.startswith("fs_") and n.endswith("_v" + API) for n in names), names)
         with self.assertRaisesRegex(RedisError, "Function not found"):
             self.r.raw.call("FCALL", "fs_sku_list", 1, "fs:launches")
@@ -809,6 +834,39 @@ class TestRateLimits(Base):
         self.assertEqual(figs[0][4:], [2, 2, 1, 1])
         self.assertEqual(figs[5][4:], [0, 0, 0, 0], "no address: not limited by address")
         self.assertEqual(sorted(fs.hash("fs:{L:A}:rla")), ["10.0.0.1", "10.0.0.2"])
+
+    def test_plain_and_full_decide_alike(self):
+        """fs_reserve_plain (rid, user, addr per request) decides a batch exactly as fs_reserve
+        does with qty 1 and no idempotency key: same codes, figures, counters and state."""
+        self.open_launch("L", [("A", 6, 2, 1), ("B", 6, 2, 1)])
+        fs = self.fs
+        fs.rate_limit("L", 2000, 3, 1000, 4)  # shopper 2/s burst 3; address 1/s burst 4
+
+        def req(user, addr):
+            return (user, 1, None, None, addr)
+
+        batches = [
+            ([req("u", "10.0.0.1")] * 4 + [req("v", "10.0.0.2"), req("w", "")],
+             ["ok", "ok", "limit_exceeded", "rate_limited", "ok", "ok"]),
+            ([req("x", "10.0.0.2"), req("y", "10.0.0.2"), req("z", "10.0.0.3"), req("v", "10.0.0.3")],
+             ["ok", "ok", "sold_out", "sold_out"]),
+        ]
+        for k, (batch, want) in enumerate(batches):
+            a = fs.reserve("L", "A", batch, plain=False)
+            b = fs.reserve("L", "B", batch, plain=True)
+            self.assertEqual([o[0] for o in a], want)
+            self.assertEqual([o[0] for o in b], want)
+            if k == 0:  # later TATs are relative to each call's own clock
+                self.assertEqual([o[6] for o in a], [o[6] for o in b])
+        self.assertEqual(fs.counters("L", "A"), fs.counters("L", "B"))
+        for suffix in ("users", "rlu", "rla", "held"):
+            ka, kb = fs.hash("fs:{L:A}:" + suffix), fs.hash("fs:{L:B}:" + suffix)
+            self.assertEqual(len(ka), len(kb), suffix)
+            if suffix == "users":
+                self.assertEqual(ka, kb)
+            elif suffix != "held":
+                self.assertEqual(sorted(ka), sorted(kb), suffix)
+        self.check_invariant()
 
     def test_refusals_are_not_stored_and_replays_not_counted(self):
         self.open_launch("L", [("A", 1000, 1000, 1)])
@@ -1170,8 +1228,10 @@ class TestSafety(Base):
             self.assertEqual(fs.hash(p + ":users"), {"u": "1"})
 
         self.r.call("HSET", p + ":sku", "available", "7")  # breaks available+held+sold==total
-        with self.assertRaisesRegex(RedisError, "^ERR flashsale fs_reserve: corrupt data"):
+        with self.assertRaisesRegex(RedisError, "^ERR flashsale fs_reserve_plain: corrupt data"):
             fs.reserve("L", "A", [("v", 1)])
+        with self.assertRaisesRegex(RedisError, "^ERR flashsale fs_reserve: corrupt data"):
+            fs.reserve("L", "A", [("v", 1)], plain=False)
         with self.assertRaisesRegex(RedisError, "^ERR flashsale fs_cancel: corrupt data"):
             fs.cancel("L", "A", rid, "u")
         with self.assertRaisesRegex(RedisError, "^ERR flashsale fs_confirm: corrupt data"):
