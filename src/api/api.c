@@ -48,10 +48,33 @@ static const fs_route_t fs__routes[FS_ROUTE__COUNT] = {
 
 /* Metric label per route (and one for requests that matched none). */
 static const char *const fs__route_names[FS_ROUTE__COUNT + 1] = {
-    "healthz", "readyz", "metrics", "admin_put_launch", "admin_get_launch", "admin_open",
-    "admin_pause", "admin_close", "admin_restock", "get_launch", "reserve", "get_reservation",
-    "confirm", "cancel", "admin_list", "admin_whoami", "admin_pause_all", "admin_stats",
-    "admin_audit", "admin_orders", "dashboard", "dashboard_js", "dashboard_css", "admin_rate_limit", "dashboard_redirect", "none"};
+    [FS_ROUTE_HEALTHZ] = "healthz",
+    [FS_ROUTE_READYZ] = "readyz",
+    [FS_ROUTE_METRICS] = "metrics",
+    [FS_ROUTE_ADMIN_PUT_LAUNCH] = "admin_put_launch",
+    [FS_ROUTE_ADMIN_GET_LAUNCH] = "admin_get_launch",
+    [FS_ROUTE_ADMIN_OPEN] = "admin_open",
+    [FS_ROUTE_ADMIN_PAUSE] = "admin_pause",
+    [FS_ROUTE_ADMIN_CLOSE] = "admin_close",
+    [FS_ROUTE_ADMIN_RESTOCK] = "admin_restock",
+    [FS_ROUTE_GET_LAUNCH] = "get_launch",
+    [FS_ROUTE_RESERVE] = "reserve",
+    [FS_ROUTE_GET_RESERVATION] = "get_reservation",
+    [FS_ROUTE_CONFIRM] = "confirm",
+    [FS_ROUTE_CANCEL] = "cancel",
+    [FS_ROUTE_ADMIN_LIST] = "admin_list",
+    [FS_ROUTE_ADMIN_WHOAMI] = "admin_whoami",
+    [FS_ROUTE_ADMIN_PAUSE_ALL] = "admin_pause_all",
+    [FS_ROUTE_ADMIN_STATS] = "admin_stats",
+    [FS_ROUTE_ADMIN_AUDIT] = "admin_audit",
+    [FS_ROUTE_ADMIN_ORDERS] = "admin_orders",
+    [FS_ROUTE_DASHBOARD] = "dashboard",
+    [FS_ROUTE_DASHBOARD_JS] = "dashboard_js",
+    [FS_ROUTE_DASHBOARD_CSS] = "dashboard_css",
+    [FS_ROUTE_ADMIN_RATE_LIMIT] = "admin_rate_limit",
+    [FS_ROUTE_DASHBOARD_REDIRECT] = "dashboard_redirect",
+    [FS_ROUTE_NONE] = "none",
+};
 
 static fs__auth_t fs__route_auth(int route)
 {
