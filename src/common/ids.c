@@ -24,6 +24,9 @@ int fs_user_valid(const char *s, size_t n)
 {
     if (n == 0 || n > FS_ID_MAX) return 0;
     for (size_t i = 0; i < n;) {
+        /* Printable ASCII, most user ids whole, in a tight loop (every reservation checks one). */
+        while (i < n && (unsigned char)s[i] >= 0x20 && (unsigned char)s[i] < 0x7f) i++;
+        if (i == n) break;
         unsigned char c = (unsigned char)s[i];
         if (c < 0x20 || c == 0x7f) return 0;
         size_t extra;

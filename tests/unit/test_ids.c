@@ -35,6 +35,12 @@ static void test_user_valid(void **state)
     assert_false(fs_user_valid("\xc2\x85", 2));      /* C1 control NEL */
     assert_false(fs_user_valid("\xe5\xbc", 2));      /* truncated sequence */
     assert_false(fs_user_valid("\xff", 1));
+    /* ASCII runs around other characters (the ASCII fast path hands over mid-string) */
+    assert_true(fs_user_valid("ab\xe5\xbc\xa0" "cd", 7));
+    assert_false(fs_user_valid("abc\x01", 4));
+    assert_false(fs_user_valid("abc\x7f" "d", 5));
+    assert_false(fs_user_valid("ab\xc2", 3));
+    assert_false(fs_user_valid("ab\xc2\x85" "cd", 6));
     assert_false(fs_user_valid("\xc0\xaf", 2));      /* overlong */
 }
 
