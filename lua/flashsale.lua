@@ -485,9 +485,10 @@ local function rl_store(l, now)
 end
 
 -- The distinct client addresses of a batch (request i's is args[S*i + 1], S the fields per
--- request; '' = none, the limit does not apply): returns list, their count and each request's slot (false: none). Most batches come
--- from few addresses, often one after another (a storefront's own): a request with the address
--- of the one before takes its slot without a table lookup.
+-- request; '' = none, the limit does not apply): returns their list, its length and each
+-- request's slot (false: none). Most batches come from few addresses, often one after another (a
+-- storefront's own): a request with the address of the one before takes its slot without a
+-- table lookup.
 local function address_slots(args, n, S)
     local pos, list, slot = {}, presized(args, n), presized(args, n)
     local nl, last, lastj = 0, nil, false
@@ -519,10 +520,6 @@ end
 --         idempotency key fs:{L:S}:i:...
 --   ARGV: n (1..1000), then per request rid_i (fresh, unique; without '|' where has_idem_i is
 --         1), user_i, qty_i (>= 1), has_idem_i (0/1), addr_i
--- fs_reserve_plain: the same for a batch where every request is for one unit and has no
---   idempotency key (the rush's usual batch): KEYS the first six above; ARGV n, then per request
---   rid_i, user_i, addr_i. Same reply. Each argument of an FCALL costs Redis about 900
---   instructions, so the two constant ones cost 5% of a reservation (lua-cost.py).
 --   Returns {codes, created_ms, expires_ms, figures, available, replay...} (docs/redis.md), one
 --     small reply per batch instead of six elements per request (encoding those was a large part
 --     of the cost):
@@ -541,6 +538,10 @@ end
 --     and qty to users[user]; checks run per request against the running values, and everything
 --     is written once at the end of the batch (one HSET/ZADD per key, whatever n is), so no
 --     counter goes negative and held == sum(holds).
+-- fs_reserve_plain: the same for a batch where every request is for one unit and has no
+--   idempotency key (the rush's usual batch): KEYS the first six above; ARGV n, then per request
+--   rid_i, user_i, addr_i; the same checks and reply. Each argument of an FCALL costs Redis about
+--   900 instructions: the two constant ones were 3 to 4% of a reservation (lua-cost.py).
 ---------------------------------------------------------------------------------------------------
 local CODE_LETTER = { ok = 'o', sold_out = 's', limit_exceeded = 'l', launch_not_open = 'n',
     not_found = 'f', rate_limited = 'r' }
@@ -612,11 +613,12 @@ local function reserve(keys, args, S)
     local prefix = reserve_prefix(keys)
 
     -- Parse and check the whole batch before anything is read or written. Request i's fields
-    -- stay where they are: rid args[S*i + R], user args[S*i + R + 1], addr args[S*i + 1], and
-    -- with S = 5 qty args[5i - 1] and has_idem args[5i]. Only what differs from the usual case is
-    -- noted (qty other than 1, an idempotency key): on the rush path, storing every field in
-    -- tables cost more than all the checks. Each distinct shopper gets a slot (users[1..nu] in order of first appearance;
-    -- uslot[i] is request i's): counts and TATs are then kept in arrays by slot.
+    -- stay where they are: rid args[S*i + R] (R = 2 - S), user args[S*i + R + 1], addr
+    -- args[S*i + 1], and with S = 5 qty args[5i - 1] and has_idem args[5i]. Only what differs
+    -- from the usual case is noted (qty other than 1, an idempotency key): on the rush path,
+    -- storing every field in tables cost more than all the checks. Each distinct shopper gets a
+    -- slot (users[1..nu] in order of first appearance; uslot[i] is request i's): counts and TATs
+    -- are then kept in arrays by slot.
     local qty_of, ikey, nidem = {}, {}, 0
     local k, seen, iprefix = 7, {}, nil
     local upos, users, uslot, nu = {}, presized(args, n), presized(args, n), 0
@@ -1587,7 +1589,8 @@ end
 -- Every function is registered as <name>_v<API>, in library flashsale_v<API>: servers of two
 -- versions can then share one Redis during a rolling deploy, each calling its own functions
 -- (data layouts must stay compatible between neighbouring versions). Raise API, here, in the
--- library name above and FS_LUA_API in src/stock/stock.h, whenever arguments or replies change.
+-- library name above and FS_LUA_API in src/stock/stock.h, whenever arguments or replies change
+-- or a function is added (a server of the previous version reloads its library with REPLACE).
 -- Errors keep the plain name: "ERR flashsale fs_reserve: ...".
 local API = '3'
 

@@ -354,7 +354,8 @@ static void fs__send_batch(fs_stock_t *st, fs__queue_t *q, fs_reserve_item_t *it
      * requests without idempotency keys, the rush's usual one, goes to fs_reserve_plain with 3
      * per item (rid, user, addr): every argument costs Redis about 900 instructions. */
     int plain = 1;
-    for (fs_reserve_item_t *it = items; it && plain; it = it->next) plain = it->qty == 1 && !it->idem;
+    for (fs_reserve_item_t *it = items; it && plain; it = it->next)
+        plain = it->qty == 1 && !it->idem;
     size_t maxargs = 3 + 6 + n + 1 + n * 5;
     const char **argv = fs_xmalloc(maxargs * sizeof *argv);
     size_t *lens = fs_xmalloc(maxargs * sizeof *lens);
