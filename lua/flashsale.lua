@@ -234,6 +234,15 @@ local SKU_STRINGS = { state = true, launch = true, sku = true }
 local SKU_OPTIONAL = { rl_shopper_milli = true, rl_shopper_burst = true, rl_address_milli = true,
     rl_address_burst = true }
 
+-- A field of every SKU hash that nothing reads: its value is longer than Redis's default
+-- hash-max-listpack-value (64 bytes), which keeps the hash in hashtable encoding. In the listpack
+-- encoding Redis gives small hashes, every field read or written scans the list: the 13 fields
+-- fs_reserve reads and the 2 it writes cost about 20,000 instructions per batch, 3% of a rush
+-- reservation (lua-cost.py). Written whenever a launch is put or changes state, so SKUs created
+-- before it existed get it too.
+local SKU_ENCODING = { '_encoding',
+    'kept longer than hash-max-listpack-value: fields found by hash, not by scanning' }
+
 -- The checks of every SKU read: a known state (if read) and the counter invariant.
 local function check_sku(s, key)
     if s.state and not STATES[s.state] then
@@ -1263,7 +1272,8 @@ local function fs_launch_put(keys, args)
     end
 
     local copies = { 'state', l.state, 'hold_ms', fmt_int(hold_seconds * 1000), 'starts_at_ms',
-        fmt_int(starts_at_ms), 'ends_at_ms', fmt_int(ends_at_ms), unpack(rl_copies(l)) }
+        fmt_int(starts_at_ms), 'ends_at_ms', fmt_int(ends_at_ms), SKU_ENCODING[1], SKU_ENCODING[2],
+        unpack(rl_copies(l)) }
     for i = 1, n do
         local g = given[i]
         if g.exists then
@@ -1326,7 +1336,7 @@ local function fs_launch_state(keys, args)
     l.state = action.to
     redis.call('HSET', keys[1], 'state', l.state, 'updated_ms', fmt_int(now))
     for i = 1, #skus do
-        redis.call('HSET', sku_key(launch, skus[i]), 'state', l.state)
+        redis.call('HSET', sku_key(launch, skus[i]), 'state', l.state, unpack(SKU_ENCODING))
         redis.call('PUBLISH', STOCK_CHANNEL, launch .. ':' .. skus[i])
     end
     return launch_view(launch, l, skus, 0, now)

@@ -342,6 +342,8 @@ class TestLaunches(Base):
         self.assertEqual(self.r.call("SMEMBERS", "fs:launches"), ["L1"])
         self.assertEqual(self.r.call("LRANGE", "fs:launch:{L1}:skus", 0, -1), ["red", "blue"])
         h = self.fs.hash("fs:{L1:red}:sku")
+        # the filler of test_sku_hashes_stay_in_hashtable_encoding
+        self.assertGreater(len(h.pop("_encoding")), 64)
         self.assertEqual(h, dict(launch="L1", sku="red", stock="10", total="10", available="10",
                                  held="0", sold="0", per_user_limit="2", price_cents="99900",
                                  rl_shopper_milli="0", rl_shopper_burst="0", rl_address_milli="0",
@@ -445,6 +447,25 @@ class TestLaunches(Base):
         self.assertEqual(parse_view(fs.state("M", "close"))["state"], "closed")
         with self.assertRaisesRegex(RedisError, r"^ERR flashsale fs_launch_state: unknown action"):
             fs.state("M", "reopen")
+
+    def test_sku_hashes_stay_in_hashtable_encoding(self):
+        """Every SKU hash carries a field longer than hash-max-listpack-value, so Redis keeps it
+        in hashtable encoding (fields found by hash, not by scanning a list); a SKU hash without
+        it (as an older version left it) gets it back when its launch changes state."""
+        fs = self.fs
+        fs.put("L", [("A", 3, 1, 1)])
+        key = "fs:{L:A}:sku"
+        self.assertEqual(self.r.call("OBJECT", "ENCODING", key), "hashtable")
+        self.assertGreater(len(fs.hash(key)["_encoding"]), 64)
+        # an older SKU hash: the same fields without it, as Redis loads a small hash (listpack)
+        self.r.call("HDEL", key, "_encoding")
+        dump = self.r.call("DUMP", key)
+        self.r.call("RESTORE", key, 0, dump, "REPLACE")
+        self.assertEqual(self.r.call("OBJECT", "ENCODING", key), "listpack")
+        fs.state("L", "open")
+        self.assertEqual(self.r.call("OBJECT", "ENCODING", key), "hashtable")
+        self.assertEqual([o[0] for o in fs.reserve("L", "A", [("u", 1)])], ["ok"])
+        self.check_invariant()
 
     def test_effective_state(self):
         fs = self.fs
