@@ -74,24 +74,29 @@ local function presized(src, m)
     return { unpack(src, 1, m) }
 end
 
--- Returns f(text) -> convert(text), remembering up to max results (then it starts over). On the
--- rush path the same texts come back again and again (counts, stored times), and tonumber costs
--- ~1,800 instructions here. convert must be a pure function of the text (it may raise; nothing is
--- remembered then). The memo lives in this library's Lua state, between calls.
+-- Returns a memo m of convert: m.get(text) -> convert(text), remembering up to max results (then
+-- it starts over). On the rush path the same texts come back again and again (counts, stored
+-- times), and tonumber costs ~1,800 instructions here. convert must be a pure function of the
+-- text (it may raise; nothing is remembered then). The memo lives in this library's Lua state,
+-- between calls. A loop may look texts up in m.known itself and call m.get only on a miss (a
+-- Lua call per lookup costs more than the lookup): a table it took before get started over is
+-- still right, only emptier.
 local function text_memo(max, convert)
-    local known, count = {}, 0
-    return function(x)
-        local y = known[x]
+    local m = { known = {} }
+    local count = 0
+    function m.get(x)
+        local y = m.known[x]
         if y == nil then
             y = convert(x)
             if count >= max then
-                known, count = {}, 0
+                m.known, count = {}, 0
             end
-            known[x] = y
+            m.known[x] = y
             count = count + 1
         end
         return y
     end
+    return m
 end
 
 -- Strict decimal integer (no sign tricks, no hex, no exponent, fits a double exactly).
@@ -454,9 +459,14 @@ local function rl_load(key, list, nl, milli, burst)
     local tat, old = presized(list, nl), presized(list, nl)
     if nl > 0 then
         local v = redis.call('HMGET', key, unpack(list, 1, nl))
+        local known = tat_num.known
         for j = 1, nl do
             local x = v[j]
-            x = x and tat_num(x) or 0
+            if x then
+                x = known[x] or tat_num.get(x)
+            else
+                x = 0
+            end
             tat[j], old[j] = x, x
         end
     end
@@ -721,10 +731,11 @@ local function reserve(keys, args, S)
     local used, used0 = presized(users, nu), presized(users, nu)
     if open then
         local v = redis.call('HMGET', keys[3], unpack(users, 1, nu))
+        local known = user_count.known
         for j = 1, nu do
             local x = v[j]
             if x then
-                x = user_count(x)
+                x = known[x] or user_count.get(x)
             else
                 x = 0
             end
