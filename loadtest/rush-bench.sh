@@ -32,6 +32,15 @@ while getopts "c:t:d:r:b:o:h" opt; do
     *) exit 2 ;;
   esac
 done
+# Each round reserves on 6 SKUs of its own, and a launch holds at most 100.
+case $ROUNDS in
+  ''|*[!0-9]*) echo "rush-bench.sh: -r must be a number of rounds, 1 to 16" >&2; exit 2 ;;
+esac
+if [ "$ROUNDS" -lt 1 ] || [ "$ROUNDS" -gt 16 ]; then
+  echo "rush-bench.sh: -r must be 1 to 16 (each round reserves on 6 SKUs of its own, and a launch" \
+    "holds at most 100)" >&2
+  exit 2
+fi
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(dirname "$HERE")
