@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """lua-cost.py: what one reservation costs Redis, in instructions (repeatable on a noisy machine).
 
-    loadtest/lua-cost.py [-n BATCH] [-b BATCHES] [--limits off|on|both] [--full] [LIBRARY.lua ...]
+    loadtest/lua-cost.py [-n BATCH] [-b BATCHES] [--limits off|on|both] [--call group|plain|full]
+                         [LIBRARY.lua ...]
 
 Runs a redis-server on a free 127.0.0.1 port under valgrind --tool=callgrind, loads each library
 (default lua/flashsale.lua; several: an A/B, each in its own run), creates a launch with a SKU of
@@ -9,8 +10,10 @@ a billion units (and, for --limits on, generous rate limits that refuse nothing)
 shopper and TAT hashes with 50 batches, then counts the instructions Redis executes for BATCHES
 fs_reserve calls of BATCH requests each (5,000 shoppers, random reservation ids; everything from
 reading the command off the socket to writing the reply) and prints them per reservation. The
-calls are what the server sends for one-unit requests without idempotency keys: fs_reserve_plain
-(three arguments per request) where the library has it, else (or with --full) fs_reserve.
+calls are what the server sends for one-unit requests without idempotency keys (--call group,
+the default): fs_reserve_group (a group id, then two arguments per request) where the library
+has it, else fs_reserve_plain (three per request) where it has that, else fs_reserve (five);
+--call plain or full asks for one of the latter where the library has it.
 Timings on a shared 2-core machine vary by 10-20% between runs; these counts vary by under 1%.
 Needs valgrind and redis-server; stops only the server it started.
 """
@@ -37,10 +40,12 @@ def api_suffix(text):
     return "_v" + m.group(1)
 
 
-def measure(path, limits, n, batches, full):
+def measure(path, limits, n, batches, call):
     text = open(path).read()
     v = api_suffix(text)
-    plain = not full and "register('fs_reserve_plain'" in text
+    order = ["group", "plain", "full"]
+    call = next(c for c in order[order.index(call):]
+                if c == "full" or "register('fs_reserve_%s'" % c in text)
     work = tempfile.mkdtemp(prefix="fs-lua-cost.")
     port = free_port()
     out = os.path.join(work, "callgrind.out")
@@ -74,10 +79,14 @@ def measure(path, limits, n, batches, full):
 
         def command():
             a = [str(n)]
+            if call == "group":
+                a.append("g%016x" % rnd.getrandbits(64))
             for _ in range(n):
                 rid, user = "r%016x" % rnd.getrandbits(64), "u%d" % rnd.randrange(5000)
-                a += [rid, user, "127.0.0.1"] if plain else [rid, user, "1", "0", "127.0.0.1"]
-            return ["FCALL", ("fs_reserve_plain" if plain else "fs_reserve") + v, "6"] + keys + a
+                a += {"group": [user, "127.0.0.1"], "plain": [rid, user, "127.0.0.1"],
+                      "full": [rid, user, "1", "0", "127.0.0.1"]}[call]
+            fn = {"group": "fs_reserve_group", "plain": "fs_reserve_plain", "full": "fs_reserve"}
+            return ["FCALL", fn[call] + v, "6"] + keys + a
 
         for _ in range(50):
             r.call(*command())
@@ -103,7 +112,7 @@ def measure(path, limits, n, batches, full):
     shutil.rmtree(work, ignore_errors=True)
     if not total:
         sys.exit("lua-cost.py: callgrind wrote no counts")
-    return total / float(n * batches)
+    return total / float(n * batches), call
 
 
 def main():
@@ -111,8 +120,9 @@ def main():
     ap.add_argument("-n", type=int, default=16, help="requests per fs_reserve call (default 16)")
     ap.add_argument("-b", type=int, default=100, help="calls measured (default 100)")
     ap.add_argument("--limits", choices=("off", "on", "both"), default="both")
-    ap.add_argument("--full", action="store_true",
-                    help="call fs_reserve (five arguments per request) even where fs_reserve_plain exists")
+    ap.add_argument("--call", choices=("group", "plain", "full"), default="group",
+                    help="fs_reserve_group (default), fs_reserve_plain or fs_reserve, or the next "
+                         "of these the library has")
     ap.add_argument("library", nargs="*", default=[os.path.join(REPO, "lua", "flashsale.lua")])
     a = ap.parse_args()
     for tool in ("valgrind", "callgrind_control", "redis-server"):
@@ -121,11 +131,12 @@ def main():
     if not 1 <= a.n <= 1000 or a.b < 1:
         sys.exit("lua-cost.py: -n must be 1..1000 and -b at least 1")
     modes = ("off", "on") if a.limits == "both" else (a.limits,)
-    print("Redis instructions per reservation, fs_reserve in calls of %d (%d calls):" % (a.n, a.b))
+    print("Redis instructions per reservation, in calls of %d (%d calls):" % (a.n, a.b))
     for path in a.library:
         for m in modes:
-            print("  %-40s limits %-3s %8.0f" % (os.path.relpath(path), m,
-                                                  measure(path, m, a.n, a.b, a.full)), flush=True)
+            cost, call = measure(path, m, a.n, a.b, a.call)
+            print("  %-40s %-5s limits %-3s %8.0f" % (os.path.relpath(path), call, m, cost),
+                  flush=True)
 
 
 if __name__ == "__main__":

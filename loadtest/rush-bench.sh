@@ -11,7 +11,8 @@
 #   sold-out  reservations on the sold-out SKU
 #   in-stock  reservations on a SKU of a billion units by 50,000 different shoppers per wrk thread
 #   in-stock-rl  the same on a launch with rate limits on (generous: nothing refused)
-#   fcall-1   redis-benchmark calling fs_reserve_plain directly, one request per call, unpipelined
+#   fcall-1   redis-benchmark calling fs_reserve_group (fs_reserve_plain before API 4) directly,
+#             one request per call, unpipelined
 #   fcall-16  the same, pipelined 16 deep
 # then ROUNDS rounds of the open loop (flashsale-load --post: the closed-loop maximum, then
 # in-stock reservations at 50/65/80% of it), the RSS of the server with 10,000 idle keep-alive
@@ -129,13 +130,19 @@ with open(path, "a") as f:
 
 # The library's API version, as the server calls it (FS_FN in src/stock/stock.h).
 API=$(sed -n 's/^#!lua name=flashsale_v\([0-9][0-9]*\)$/\1/p' "$REPO/lua/flashsale.lua")
-fcall_run() { # name pipeline sku (the function the server calls for a batch of plain requests)
+# The function the server calls for a batch of plain requests (grouped_holds on, the default):
+# fs_reserve_group where the library has it, else fs_reserve_plain. Ids are two random numbers
+# (one would repeat within a run: 20,000 draws of 10^9 meet about once in five runs).
+FCALL_FN=fs_reserve_plain
+grep -q "^register('fs_reserve_group'" "$REPO/lua/flashsale.lua" && FCALL_FN=fs_reserve_group
+fcall_run() { # name pipeline sku
   local p="{bench:$3}"
-  local out held0 held1
+  local out held0 held1 id=(rid-__rand_int__-__rand_int__)
+  [ "$FCALL_FN" = fs_reserve_group ] && id=(g__rand_int__-__rand_int__)
   held0=$(redis-cli -p "$RPORT" HGET "fs:$p:sku" held)
   out=$(redis-benchmark -p "$RPORT" -c "$CONNS" -n $((CONNS * 400)) -P "$2" -r 1000000000 --csv \
-    FCALL "fs_reserve_plain_v$API" 6 "fs:$p:sku" "fs:$p:holds" "fs:$p:users" "fs:$p:held" "fs:$p:rlu" \
-    "fs:$p:rla" 1 rid-__rand_int__ shopper-__rand_int__ 127.0.0.1 2>/dev/null | tail -1)
+    FCALL "${FCALL_FN}_v$API" 6 "fs:$p:sku" "fs:$p:holds" "fs:$p:users" "fs:$p:held" "fs:$p:rlu" \
+    "fs:$p:rla" 1 "${id[@]}" shopper-__rand_int__ 127.0.0.1 2>/dev/null | tail -1)
   case "$out" in '"FCALL'*) ;; *) echo "rush-bench.sh: redis-benchmark failed: $out" >&2; return 1 ;; esac
   # Every call must have taken its unit (an error reply would count as a request too).
   held1=$(redis-cli -p "$RPORT" HGET "fs:$p:sku" held)
@@ -269,9 +276,9 @@ touch "$WORK/idle.done"
 wait "$IDLE_PID" 2>/dev/null || true
 INVARIANTS+=("end: $(check_invariant)")
 
-REPORT=$(python3 - "$WORK/results.tsv" "$RSS0" "$RSS1" "$OPEN" "$CONNS" "$WRK_THREADS" "$DURATION" "$ROUNDS" "$(nproc)" <<'PY'
+REPORT=$(python3 - "$WORK/results.tsv" "$RSS0" "$RSS1" "$OPEN" "$CONNS" "$WRK_THREADS" "$DURATION" "$ROUNDS" "$(nproc)" "$FCALL_FN" <<'PY'
 import statistics, sys
-path, rss0, rss1, open_line, conns, wt, dur, rounds, cores = sys.argv[1:10]
+path, rss0, rss1, open_line, conns, wt, dur, rounds, cores, fn = sys.argv[1:11]
 rows = {}
 for line in open(path):
     name, rps, p50, p99, total, non2xx = line.rstrip("\n").split("\t")
@@ -282,7 +289,7 @@ out.append("| run | requests/s (median) | rounds: min-max | p50 ms | p99 ms | ro
 out.append("| --- | ---: | ---: | ---: | ---: | ---: |")
 labels = {"healthz": "`GET /healthz`", "sold-out": "reserve, sold-out SKU", "in-stock": "reserve, in-stock SKU",
           "in-stock-rl": "reserve, in-stock SKU, rate limits on (none refused)",
-          "fcall-1": "`redis-benchmark` FCALL fs_reserve_plain, unpipelined", "fcall-16": "`redis-benchmark` FCALL fs_reserve_plain, pipelined 16",
+          "fcall-1": "`redis-benchmark` FCALL %s, unpipelined" % fn, "fcall-16": "`redis-benchmark` FCALL %s, pipelined 16" % fn,
           "healthz-10k-idle": "`GET /healthz` with 10,000 idle connections open"}
 for k in ["healthz", "sold-out", "in-stock", "in-stock-rl", "fcall-1", "fcall-16", "healthz-10k-idle"]:
     if k in med:

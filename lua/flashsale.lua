@@ -1,4 +1,4 @@
-#!lua name=flashsale_v3
+#!lua name=flashsale_v4
 --[[
 flashsale: every rule about stock, as one Redis 7.0 Functions library.
 
@@ -10,8 +10,12 @@ below with FCALL. docs/redis.md is the contract: key layout, arguments and reply
   fs:launch:{L}:skus           list    SKU ids in the order they were added
   fs:{L:S}:sku                 hash    launch sku stock total available held sold per_user_limit
                                        price_cents + copies of state hold_ms starts_at_ms ends_at_ms
-  fs:{L:S}:holds               zset    reservation id -> expires_ms, one member per held reservation
+  fs:{L:S}:holds               zset    reservation id or group id -> expires_ms, one member per
+                                       held reservation or group of held reservations
   fs:{L:S}:held                hash    reservation id -> "qty|created_ms|expires_ms|user", each held one
+                                       made by fs_reserve(_plain); group id G -> "#created_ms|expires_ms"
+                                       then "\n<i> <user>" per held one-unit reservation G.<i> that
+                                       fs_reserve_group made (see "Held reservations")
   fs:{L:S}:users               hash    user -> units held + sold by that user
   fs:{L:S}:r:<rid>             hash    one reservation once it ended (confirmed, cancelled, expired)
   fs:{L:S}:i:<n>:<user>:<key>  string  idempotency record  code|rid|qty|expires_ms|created_ms
@@ -20,7 +24,7 @@ below with FCALL. docs/redis.md is the contract: key layout, arguments and reply
 
 Invariant kept by every function, for every SKU:
   available + held + sold == total, none negative;
-  held == sum of qty over the members of holds; sold == sum of qty over the entries of orders;
+  held == sum of qty over the held reservations (single or in a group) of held and holds; sold == sum of qty over the entries of orders;
   users[u] == qty of u's held and confirmed reservations.
 
 Conventions:
@@ -351,6 +355,20 @@ local R_FIELDS = { 'user', 'qty', 'status', 'created_ms', 'expires_ms', 'order_i
     'payment_ref', 'price_cents', 'stream_id' }
 local R_STATUS = { held = true, confirmed = true, cancelled = true, expired = true }
 
+---------------------------------------------------------------------------------------------------
+-- Held reservations. Two layouts live side by side in a SKU's held hash and holds set:
+--   single: field and member = the reservation id; value "qty|created_ms|expires_ms|user"
+--     (fs_reserve and fs_reserve_plain write these);
+--   grouped: field and member = a group id G (no '.'), one per fs_reserve_group call; value
+--     "#created_ms|expires_ms" then "\n<i> <user>" for each one-unit hold G.<i> (i the request's
+--     place in the call, decimal) still held. User ids have no control characters, so "\n<i> "
+--     finds an entry. A hold that ends leaves the value; the last one takes the group out of held
+--     and holds. One field and one member per call instead of per hold: on a SKU with 100,000
+--     holds (seconds of a rush), the per-hold ZADD and HSET were a third of Redis's time per
+--     reservation (cache misses), and a grouped call sends one argument less per request.
+-- A reservation id with a '.' is grouped; older ids (base64url) never have one.
+---------------------------------------------------------------------------------------------------
+
 -- "qty|created_ms|expires_ms|user" -> reservation (the user comes last: it may contain '|').
 local function unpack_held(v, what)
     local qty, created, expires, user = string.match(v, '^(%d+)|(%d+)|(%d+)|(.+)$')
@@ -361,12 +379,66 @@ local function unpack_held(v, what)
         expires_ms = tonumber(expires) }
 end
 
--- Reads one reservation: a held one from the SKU's held hash, an ended one from its own hash.
--- Returns nil when neither exists.
+-- "\n<i> " for i = 1..MAX_BATCH: the text before each entry of a group.
+local GROUP_TAG = {}
+for i = 1, MAX_BATCH do
+    GROUP_TAG[i] = '\n' .. i .. ' '
+end
+
+-- The hold G.<i> in group value v, or nil: {user, qty = 1, status = 'held', created_ms,
+-- expires_ms} plus what drop_hold needs (the group and where the entry sits in v).
+local function group_entry(v, g, i)
+    local created, expires = string.match(v, '^#(%d+)|(%d+)')
+    if not created then
+        fail('corrupt data: held group')
+    end
+    local tag = GROUP_TAG[tonumber(i)]
+    local a = tag and string.find(v, tag, 1, true)
+    if not a then
+        return nil
+    end
+    local e = (string.find(v, '\n', a + 1, true) or #v + 1) - 1
+    return { user = string.sub(v, a + #tag, e), qty = 1, status = 'held',
+        created_ms = tonumber(created), expires_ms = tonumber(expires), group = g, gval = v,
+        from = a, to = e }
+end
+
+-- The member of holds (and field of held) that holds reservation rid, read by read_reservation.
+local function hold_member(rid, r)
+    return r.group or rid
+end
+
+-- Takes held reservation r (id rid, as read_reservation read it) out of held and holds.
+local function drop_hold(hkey, heldkey, rid, r)
+    if not r.group then
+        redis.call('ZREM', hkey, rid)
+        redis.call('HDEL', heldkey, rid)
+        return
+    end
+    local v = string.sub(r.gval, 1, r.from - 1) .. string.sub(r.gval, r.to + 1)
+    if string.find(v, '\n', 1, true) then
+        redis.call('HSET', heldkey, r.group, v)
+    else
+        redis.call('ZREM', hkey, r.group)
+        redis.call('HDEL', heldkey, r.group)
+    end
+end
+
+-- Reads one reservation: a held one from the SKU's held hash (single or in its group), an ended
+-- one from its own hash. Returns nil when neither exists.
 local function read_reservation(heldkey, rkey, rid)
-    local h = redis.call('HGET', heldkey, rid)
-    if h then
-        return unpack_held(h, 'held reservation')
+    local g, i = string.match(rid, '^([^.]+)%.([1-9]%d?%d?%d?)$')
+    if g then
+        local v = redis.call('HGET', heldkey, g)
+        local r = v and group_entry(v, g, i)
+        if r then
+            return r
+        end
+    elseif not string.find(rid, '.', 1, true) then
+        local h = redis.call('HGET', heldkey, rid)
+        if h and string.byte(h, 1) ~= 35 then -- not '#', a group's
+            return unpack_held(h, 'held reservation')
+        end
     end
     local v = redis.call('HMGET', rkey, unpack(R_FIELDS))
     if not v[1] then
@@ -398,9 +470,8 @@ local function read_reservation(heldkey, rkey, rid)
     return r
 end
 
--- Writes an ended reservation to its own hash, kept ENDED_TTL_S, and drops it from held.
-local function write_ended(heldkey, rkey, rid, r, status, extra)
-    redis.call('HDEL', heldkey, rid)
+-- Writes an ended reservation to its own hash, kept ENDED_TTL_S (drop_hold takes it out of held).
+local function write_ended(rkey, r, status, extra)
     redis.call('HSET', rkey, 'user', r.user, 'qty', fmt_int(r.qty), 'status', status,
         'created_ms', fmt_int(r.created_ms), 'expires_ms', fmt_int(r.expires_ms), unpack(extra or {}))
     redis.call('EXPIRE', rkey, ENDED_TTL_S)
@@ -413,14 +484,14 @@ local function end_hold(skey, hkey, ukey, heldkey, rkey, rid, r, status)
     if not s then
         fail('corrupt data: reservation of a missing SKU')
     end
-    if not redis.call('ZSCORE', hkey, rid) then
+    if not redis.call('ZSCORE', hkey, hold_member(rid, r)) then
         fail('corrupt data: held reservation missing from holds')
     end
     local used = tonumber(redis.call('HGET', ukey, r.user) or '0')
     if s.held < r.qty or not used or used < r.qty then
         fail('corrupt data: counters below a held reservation')
     end
-    redis.call('ZREM', hkey, rid)
+    drop_hold(hkey, heldkey, rid, r)
     redis.call('HSET', skey, 'held', fmt_int(s.held - r.qty), 'available',
         fmt_int(s.available + r.qty))
     if used == r.qty then
@@ -428,7 +499,7 @@ local function end_hold(skey, hkey, ukey, heldkey, rkey, rid, r, status)
     else
         redis.call('HSET', ukey, r.user, fmt_int(used - r.qty))
     end
-    write_ended(heldkey, rkey, rid, r, status)
+    write_ended(rkey, r, status)
     announce(sku_prefix(skey))
 end
 
@@ -503,16 +574,16 @@ local function rl_store(l, now)
     end
 end
 
--- The distinct client addresses of a batch (request i's is args[S*i + 1], S the fields per
+-- The distinct client addresses of a batch (request i's is args[S*i + A], S the fields per
 -- request; '' = none, the limit does not apply): returns their list, its length and each
 -- request's slot (false: none). Most batches come from few addresses, often one after another (a
 -- storefront's own): a request with the address of the one before takes its slot without a
 -- table lookup.
-local function address_slots(args, n, S)
+local function address_slots(args, n, S, A)
     local pos, list, slot = {}, presized(args, n), presized(args, n)
     local nl, last, lastj = 0, nil, false
     for i = 1, n do
-        local a = args[S * i + 1]
+        local a = args[S * i + A]
         if a ~= last then
             last = a
             if a == '' then
@@ -554,13 +625,18 @@ end
 --     replay: for each p in order, {code, rid, qty, expires_ms, created_ms}, the stored first
 --       answer for its idempotency key.
 --   Invariant: each ok moves qty from available to held, adds one member to holds and to held
---     and qty to users[user]; checks run per request against the running values, and everything
+--     (fs_reserve_group: an entry in the call's group) and qty to users[user]; checks run per request against the running values, and everything
 --     is written once at the end of the batch (one HSET/ZADD per key, whatever n is), so no
 --     counter goes negative and held == sum(holds).
 -- fs_reserve_plain: the same for a batch where every request is for one unit and has no
 --   idempotency key (the rush's usual batch): KEYS the first six above; ARGV n, then per request
 --   rid_i, user_i, addr_i; the same checks and reply. Each argument of an FCALL costs Redis about
 --   900 instructions: the two constant ones were 3 to 4% of a reservation (lua-cost.py).
+-- fs_reserve_group: the same batch with grouped holds (see "Held reservations"): ARGV n, group
+--   (a fresh id without '.' or control characters), then per request user_i (without control
+--   characters), addr_i. Request i's reservation id is group.i; the call's holds are one member
+--   of holds and one field of held, written with HSETNX first: a group id that is already held
+--   is an error and changes nothing.
 ---------------------------------------------------------------------------------------------------
 local CODE_LETTER = { ok = 'o', sold_out = 's', limit_exceeded = 'l', launch_not_open = 'n',
     not_found = 'f', rate_limited = 'r' }
@@ -620,11 +696,18 @@ local function count_text(c)
     return s
 end
 
--- fs_reserve (S = 5 fields per request) and fs_reserve_plain (S = 3: rid, user, addr).
+-- fs_reserve (S = 5 fields per request), fs_reserve_plain (S = 3: rid, user, addr) and
+-- fs_reserve_group (S = 2: user, addr, after the group id).
 local function reserve(keys, args, S)
     local n = parse_int(args[1], 'n')
-    if n < 1 or n > MAX_BATCH or #args ~= 1 + S * n then
+    local grouped = S == 2
+    local G = grouped and 1 or 0 -- arguments before the requests', after n
+    if n < 1 or n > MAX_BATCH or #args ~= 1 + G + S * n then
         fail('wrong number of arguments')
+    end
+    local group = grouped and args[2]
+    if grouped and (group == '' or string.find(group, '[%.%c]')) then
+        fail('bad group id')
     end
     if #keys < 6 then
         fail('wrong number of keys')
@@ -632,8 +715,9 @@ local function reserve(keys, args, S)
     local prefix = reserve_prefix(keys)
 
     -- Parse and check the whole batch before anything is read or written. Request i's fields
-    -- stay where they are: rid args[S*i + R] (R = 2 - S), user args[S*i + R + 1], addr
-    -- args[S*i + 1], and with S = 5 qty args[5i - 1] and has_idem args[5i]. Only what differs
+    -- stay where they are: rid args[S*i + R] (R = 2 - S; none when grouped), user
+    -- args[S*i + R + 1], addr args[S*i + A] (A = 1, grouped 2), and with S = 5 qty args[5i - 1]
+    -- and has_idem args[5i]. Only what differs
     -- from the usual case is noted (qty other than 1, an idempotency key): on the rush path,
     -- storing every field in tables cost more than all the checks. Each distinct shopper gets a
     -- slot (users[1..nu] in order of first appearance; uslot[i] is request i's): counts and TATs
@@ -641,12 +725,14 @@ local function reserve(keys, args, S)
     local qty_of, ikey, nidem = {}, {}, 0
     local k, seen, iprefix = 7, {}, nil
     local upos, users, uslot, nu = {}, presized(args, n), presized(args, n), 0
-    local R, full = 2 - S, S == 5
+    local R, A, full = 2 - S, 1 + G, S == 5
     for i = 1, n do
         local b = S * i + R
         local r, u, qs, has = args[b], args[b + 1], '1', '0'
         if full then
             qs, has = args[b + 2], args[b + 3]
+        elseif grouped then
+            r = true
         end
         if qs ~= '1' then
             local q = parse_int(qs, 'qty')
@@ -655,18 +741,23 @@ local function reserve(keys, args, S)
             end
             qty_of[i] = q
         end
-        if r == '' then
-            fail('bad reservation id')
+        if not grouped then
+            if r == '' then
+                fail('bad reservation id')
+            end
+            if seen[r] then
+                fail('duplicate reservation id')
+            end
+            seen[r] = true
         end
-        if seen[r] then
-            fail('duplicate reservation id')
-        end
-        seen[r] = true
         if u == '' then
             fail('empty user')
         end
         local j = upos[u]
         if not j then
+            if grouped and string.find(u, '%c') then
+                fail('control character in user')
+            end
             nu = nu + 1
             j = nu
             users[nu] = u
@@ -708,7 +799,7 @@ local function reserve(keys, args, S)
     end
     if s.rl_address_milli > 0 and s.rl_address_burst > 0 then
         local alist, na
-        alist, na, aslot = address_slots(args, n, S)
+        alist, na, aslot = address_slots(args, n, S, A)
         l2 = rl_load(keys[6], alist, na, s.rl_address_milli, s.rl_address_burst)
     end
     local limited = l1 or l2
@@ -763,10 +854,13 @@ local function reserve(keys, args, S)
     local limit = s.per_user_limit
     local expires = now + s.hold_ms
     local now_s, expires_s = fmt_int(now), fmt_int(expires)
-    -- zadd and hset_held get 2 entries per ok (nz: entries so far); the users HSET reuses
-    -- hset_held afterwards
+    -- zadd and hset_held get 2 entries per ok (nz: entries so far; grouped, hset_held gets the
+    -- group's value in pieces and zadd nothing); the users HSET reuses hset_held afterwards
     local zadd, hset_held, nz = presized(args, 2 * n), presized(args, 2 * n), 0
-    local times = '|' .. now_s .. '|' .. expires_s .. '|' -- the middle of every held record
+    if grouped then
+        hset_held[1] = '#' .. now_s .. '|' .. expires_s
+    end
+    local times = not grouped and '|' .. now_s .. '|' .. expires_s .. '|' -- the middle of a held record
     local written = {} -- idempotency key -> the answer stored by an earlier request of this batch
     local codes, out = presized(args, n), { '', now, expires, figs, 0 }
     for i = 1, n do
@@ -834,10 +928,14 @@ local function reserve(keys, args, S)
                 available = available - q
                 held = held + q
                 used[j] = used[j] + q
-                local r = args[S * i + R]
-                zadd[nz + 1], zadd[nz + 2] = expires_s, r
-                hset_held[nz + 1] = r
-                hset_held[nz + 2] = (q == 1 and '1' or fmt_int(q)) .. times .. users[j]
+                if grouped then
+                    hset_held[nz + 2], hset_held[nz + 3] = GROUP_TAG[i], users[j]
+                else
+                    local r = args[S * i + R]
+                    zadd[nz + 1], zadd[nz + 2] = expires_s, r
+                    hset_held[nz + 1] = r
+                    hset_held[nz + 2] = (q == 1 and '1' or fmt_int(q)) .. times .. users[j]
+                end
                 nz = nz + 2
             end
             codes[i] = c
@@ -860,9 +958,16 @@ local function reserve(keys, args, S)
     end
 
     if nz > 0 then
+        if grouped then
+            if redis.call('HSETNX', keys[4], group, table.concat(hset_held, '', 1, nz + 1)) == 0 then
+                fail('group id already held')
+            end
+            redis.call('ZADD', keys[2], expires_s, group)
+        else
+            redis.call('ZADD', keys[2], unpack(zadd, 1, nz))
+            redis.call('HSET', keys[4], unpack(hset_held, 1, nz))
+        end
         redis.call('HSET', keys[1], 'available', fmt_int(available), 'held', fmt_int(held))
-        redis.call('ZADD', keys[2], unpack(zadd, 1, nz))
-        redis.call('HSET', keys[4], unpack(hset_held, 1, nz))
         -- Each shopper whose count changed, once, with the final count (hset_held is done with:
         -- reused).
         local hset, nh = hset_held, 0
@@ -930,16 +1035,16 @@ local function fs_confirm(keys, args)
     if not s then
         fail('corrupt data: reservation of a missing SKU')
     end
-    if s.held < r.qty or not redis.call('ZSCORE', keys[2], rid) then
+    if s.held < r.qty or not redis.call('ZSCORE', keys[2], hold_member(rid, r)) then
         fail('corrupt data: held reservation not counted in held/holds')
     end
     local qty, price = fmt_int(r.qty), fmt_int(s.price_cents)
-    redis.call('ZREM', keys[2], rid)
+    drop_hold(keys[2], keys[4], rid, r)
     redis.call('HSET', keys[1], 'held', fmt_int(s.held - r.qty), 'sold', fmt_int(s.sold + r.qty))
     local stream_id = redis.call('XADD', keys[6], '*', 'order_id', order_id, 'reservation_id', rid,
         'launch', s.launch, 'sku', s.sku, 'user_id', user, 'qty', qty, 'price_cents', price,
         'payment_ref', payment_ref, 'confirmed_at', rfc3339_ms(now))
-    write_ended(keys[4], keys[5], rid, r, 'confirmed', { 'order_id', order_id, 'confirmed_ms',
+    write_ended(keys[5], r, 'confirmed', { 'order_id', order_id, 'confirmed_ms',
         fmt_int(now), 'payment_ref', payment_ref, 'price_cents', price, 'stream_id', stream_id })
     return { 'confirmed', order_id, r.qty, now, s.price_cents, payment_ref, stream_id }
 end
@@ -1011,7 +1116,9 @@ end
 ---------------------------------------------------------------------------------------------------
 -- fs_expire: the sweeper.
 --   KEYS: fs:{L:S}:sku, fs:{L:S}:holds, fs:{L:S}:users, fs:{L:S}:held   ARGV: max (1..1000)
---   Returns the number of holds expired (integer), at most max, those with expires_ms <= now_ms.
+--   Returns the number of holds expired (integer), those with expires_ms <= now_ms: due members
+--     of holds in order while fewer than max holds are taken, a group with all its holds (so up
+--     to max - 1 + 1000). A return of max or more means more may be due.
 --   Invariant: each expired hold leaves holds in the same call that returns its qty from held to
 --     available and takes it off users[user], so concurrent sweepers return a unit exactly once.
 ---------------------------------------------------------------------------------------------------
@@ -1035,22 +1142,48 @@ local function fs_expire(keys, args)
         fail('corrupt data: holds of a missing SKU')
     end
 
-    -- Read and check every due hold before changing anything.
+    -- Read and check every due hold before changing anything: members (single holds or groups)
+    -- are taken in order while fewer than max holds are; res and rids list the holds.
     local rprefix = prefix .. ':r:'
     local packed = redis.call('HMGET', keys[4], unpack(due))
-    local total, per_user, user_list, res = 0, {}, {}, {}
-    for i = 1, #due do
-        if not packed[i] then
-            fail('corrupt data: member of holds is not a held reservation')
-        end
-        local r = unpack_held(packed[i], 'held reservation')
-        res[i] = r
+    local total, per_user, user_list, res, rids = 0, {}, {}, {}, {}
+    local function take(rid, r)
+        res[#res + 1], rids[#rids + 1] = r, rid
         total = total + r.qty
         if not per_user[r.user] then
             per_user[r.user] = 0
             user_list[#user_list + 1] = r.user
         end
         per_user[r.user] = per_user[r.user] + r.qty
+    end
+    local nm = 0
+    while nm < #due and #res < max do
+        nm = nm + 1
+        local m, v = due[nm], packed[nm]
+        if not v then
+            fail('corrupt data: member of holds is not a held reservation')
+        end
+        if string.byte(v, 1) == 35 then -- '#': a group
+            local created, expires = string.match(v, '^#(%d+)|(%d+)')
+            if not created then
+                fail('corrupt data: held group')
+            end
+            created, expires = tonumber(created), tonumber(expires)
+            local any = false
+            for i, user in string.gmatch(v, '\n(%d+) ([^\n]+)') do
+                take(m .. '.' .. i, { user = user, qty = 1, created_ms = created,
+                    expires_ms = expires })
+                any = true
+            end
+            if not any then
+                fail('corrupt data: empty held group')
+            end
+        else
+            take(m, unpack_held(v, 'held reservation'))
+        end
+    end
+    if nm < #due then
+        due = { unpack(due, 1, nm) }
     end
     if s.held < total then
         fail('corrupt data: held below the sum of holds')
@@ -1080,14 +1213,11 @@ local function fs_expire(keys, args)
         redis.call('HSET', keys[3], unpack(hset))
     end
     redis.call('HDEL', keys[4], unpack(due))
-    for i = 1, #due do
-        local r, rkey = res[i], rprefix .. due[i]
-        redis.call('HSET', rkey, 'user', r.user, 'qty', fmt_int(r.qty), 'status', 'expired',
-            'created_ms', fmt_int(r.created_ms), 'expires_ms', fmt_int(r.expires_ms))
-        redis.call('EXPIRE', rkey, ENDED_TTL_S)
+    for i = 1, #res do
+        write_ended(rprefix .. rids[i], res[i], 'expired')
     end
     announce(prefix)
-    return #due
+    return #res
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -1613,7 +1743,7 @@ end
 -- library name above and FS_LUA_API in src/stock/stock.h, whenever arguments or replies change
 -- or a function is added (a server of the previous version reloads its library with REPLACE).
 -- Errors keep the plain name: "ERR flashsale fs_reserve: ...".
-local API = '3'
+local API = '4'
 
 local function register(name, fn, read_only)
     local spec = { function_name = name .. '_v' .. API, callback = guard(name, fn) }
@@ -1628,6 +1758,9 @@ register('fs_reserve', function(keys, args)
 end)
 register('fs_reserve_plain', function(keys, args)
     return reserve(keys, args, 3)
+end)
+register('fs_reserve_group', function(keys, args)
+    return reserve(keys, args, 2)
 end)
 register('fs_confirm', fs_confirm)
 register('fs_cancel', fs_cancel)

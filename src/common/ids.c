@@ -125,12 +125,13 @@ fail:
     abort();
 }
 
-size_t fs_rid_new(const char *launch, size_t ll, const char *sku, size_t sl, char *out)
+static size_t fs__id_new(uint8_t version, const char *launch, size_t ll, const char *sku, size_t sl,
+                         char *out)
 {
     uint8_t raw[1 + 1 + FS_ID_MAX + 1 + FS_ID_MAX + 16];
     size_t o = 0;
     fs_assert(ll <= FS_ID_MAX && sl <= FS_ID_MAX);
-    raw[o++] = 1;
+    raw[o++] = version;
     raw[o++] = (uint8_t)ll;
     memcpy(raw + o, launch, ll);
     o += ll;
@@ -142,12 +143,37 @@ size_t fs_rid_new(const char *launch, size_t ll, const char *sku, size_t sl, cha
     return fs_b64url_encode(raw, o, out);
 }
 
+size_t fs_rid_new(const char *launch, size_t ll, const char *sku, size_t sl, char *out)
+{
+    return fs__id_new(1, launch, ll, sku, sl, out);
+}
+
+size_t fs_group_new(const char *launch, size_t ll, const char *sku, size_t sl, char *out)
+{
+    return fs__id_new(2, launch, ll, sku, sl, out);
+}
+
 int fs_rid_parse(const char *rid, size_t n, char *launch, char *sku)
 {
     uint8_t raw[1 + 1 + FS_ID_MAX + 1 + FS_ID_MAX + 16];
     if (n > FS_RID_MAX) return FS_EINVAL;
+    /* A grouped id ends in ".<i>": i = 1..FS_GROUP_MAX, decimal, no leading zero. */
+    uint8_t version = 1;
+    const char *dot = memchr(rid, '.', n);
+    if (dot) {
+        const char *d = dot + 1, *end = rid + n;
+        long i = 0;
+        if (d == end || end - d > 4 || *d == '0') return FS_EINVAL;
+        for (; d < end; d++) {
+            if (*d < '0' || *d > '9') return FS_EINVAL;
+            i = i * 10 + (*d - '0');
+        }
+        if (i > FS_GROUP_MAX) return FS_EINVAL;
+        n = (size_t)(dot - rid);
+        version = 2;
+    }
     int len = fs_b64url_decode(rid, n, raw, sizeof raw);
-    if (len < 1 + 1 + 1 + 1 + 1 + 16 || raw[0] != 1) return FS_EINVAL;
+    if (len < 1 + 1 + 1 + 1 + 1 + 16 || raw[0] != version) return FS_EINVAL;
     size_t p = 1, ll = raw[p++];
     if (ll == 0 || ll > FS_ID_MAX || p + ll + 1 > (size_t)len) return FS_EINVAL;
     memcpy(launch, raw + p, ll);

@@ -7,8 +7,11 @@
 #include <stdint.h>
 
 #define FS_ID_MAX 128
-/* base64url of 1 + 1 + 128 + 1 + 128 + 16 bytes, unpadded. */
+/* base64url of 1 + 1 + 128 + 1 + 128 + 16 bytes, unpadded (367 characters), and room for a
+ * grouped id's ".1000". */
 #define FS_RID_MAX 376
+/* Most reservations in one group (fs_reserve_group call). */
+#define FS_GROUP_MAX 1000
 
 /* Launch and SKU ids: [A-Za-z0-9_.~-]{1,128}. Returns 1 if valid. */
 int fs_id_valid(const char *s, size_t n);
@@ -28,8 +31,13 @@ void fs_random_bytes(void *buf, size_t n);
 /* A new reservation id for (launch, sku): base64url(1, len L, L, len S, S, 16 random bytes).
  * out must hold FS_RID_MAX + 1 bytes. Returns the length. */
 size_t fs_rid_new(const char *launch, size_t ll, const char *sku, size_t sl, char *out);
-/* Decodes a reservation id. On success copies launch and sku (NUL-terminated, each FS_ID_MAX + 1
- * bytes) and returns 0; returns FS_EINVAL for anything that is not a well-formed id. */
+/* A new group id for one fs_reserve_group call of (launch, sku): base64url(2, len L, L, len S, S,
+ * 16 random bytes). Its reservations are "<group>.<i>", i = 1..FS_GROUP_MAX in decimal (docs/redis.md,
+ * "Held reservations"). out must hold FS_RID_MAX + 1 bytes. Returns the length. */
+size_t fs_group_new(const char *launch, size_t ll, const char *sku, size_t sl, char *out);
+/* Decodes a reservation id, single or grouped. On success copies launch and sku (NUL-terminated,
+ * each FS_ID_MAX + 1 bytes) and returns 0; returns FS_EINVAL for anything that is not a
+ * well-formed id. */
 int fs_rid_parse(const char *rid, size_t n, char *launch, char *sku);
 
 /* A new order id: "o_" + base64url of 16 random bytes. out must hold 32 bytes. Returns the length. */

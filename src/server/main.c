@@ -67,6 +67,7 @@ static void fs__usage(FILE *f)
             "  [server] queue_max_wait_ms   FLASHSALE_QUEUE_MAX_WAIT_MS    1000\n"
             "  [server] queue_max_len       FLASHSALE_QUEUE_MAX_LEN        10000\n"
             "  [server] admission_per_sku   FLASHSALE_ADMISSION_PER_SKU    0 (no cap)\n"
+            "  [server] grouped_holds       FLASHSALE_GROUPED_HOLDS        1 (0 while v3 servers share Redis)\n"
             "  [server] trusted_proxies     FLASHSALE_TRUSTED_PROXIES      (none; IPs/CIDRs, comma-separated)\n"
             "  [server] max_connections     FLASHSALE_MAX_CONNECTIONS      100000\n"
             "  [server] max_connections_per_addr FLASHSALE_MAX_CONNECTIONS_PER_ADDR 1000\n"
@@ -166,7 +167,8 @@ static int fs__worker_init(fs__worker_t *w, int index, const char *host, int por
                           .queue_max_wait_ms = fs__cfg.queue_max_wait_ms,
                           .queue_max_len = fs__cfg.queue_max_len,
                           /* each loop takes its share of the server's cap */
-                          .admission_per_sec = (double)fs__cfg.admission_per_sku / fs__cfg.threads};
+                          .admission_per_sec = (double)fs__cfg.admission_per_sku / fs__cfg.threads,
+                          .grouped_holds = fs__cfg.grouped_holds};
     w->stock = fs_stock_new(&w->loop, w->redis, &so);
     w->api = fs_api_new(&fs__shared, &w->metrics, w->stock);
     w->api->stats = fs_stats_new(&w->loop, w->redis); /* publishes to Redis every second */

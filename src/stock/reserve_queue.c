@@ -351,12 +351,31 @@ static void fs__send_batch(fs_stock_t *st, fs__queue_t *q, fs_reserve_item_t *it
     const char *launch = q->launch, *sku = q->sku;
     /* KEYS: sku, holds, users, held, rlu, rla, then the idempotency key of each item that has
      * one; ARGV: n, then 5 per item (rid, user, qty, has_idem, addr). A batch of one-unit
-     * requests without idempotency keys, the rush's usual one, goes to fs_reserve_plain with 3
-     * per item (rid, user, addr): every argument costs Redis about 900 instructions. */
+     * requests without idempotency keys, the rush's usual one, goes to fs_reserve_group with a
+     * group id and 2 per item (user, addr), or with grouped holds off to fs_reserve_plain with 3
+     * per item (rid, user, addr): every argument costs Redis about 900 instructions, and a group
+     * is one hold record for the whole call (docs/redis.md, "Held reservations"). Reservation
+     * ids are made here, not when a request is queued: one that never reaches Redis needs none. */
     int plain = 1;
     for (fs_reserve_item_t *it = items; it && plain; it = it->next)
         plain = it->qty == 1 && !it->idem;
-    size_t maxargs = 3 + 6 + n + 1 + n * 5;
+    int grouped = plain && st->grouped_holds;
+    char group[FS_RID_MAX + 1];
+    size_t group_len = 0;
+    if (grouped) {
+        group_len = fs_group_new(launch, strlen(launch), sku, strlen(sku), group);
+        size_t i = 1;
+        for (fs_reserve_item_t *it = items; it; it = it->next, i++) {
+            memcpy(it->rid, group, group_len);
+            it->rid[group_len] = '.';
+            it->rid_len = group_len + 1 + fs_fmt_i64(it->rid + group_len + 1, (int64_t)i);
+            it->rid[it->rid_len] = 0;
+        }
+    } else {
+        for (fs_reserve_item_t *it = items; it; it = it->next)
+            it->rid_len = fs_rid_new(launch, strlen(launch), sku, strlen(sku), it->rid);
+    }
+    size_t maxargs = 3 + 6 + n + 2 + n * 5;
     const char **argv = fs_xmalloc(maxargs * sizeof *argv);
     size_t *lens = fs_xmalloc(maxargs * sizeof *lens);
     fs_buf_t keys;
@@ -380,16 +399,19 @@ static void fs__send_batch(fs_stock_t *st, fs__queue_t *q, fs_reserve_item_t *it
     char numkeys[FS_I64_MAX_LEN], nstr[FS_I64_MAX_LEN], qty[FS__BATCH_MAX][FS_I64_MAX_LEN];
     size_t a = 0;
     argv[a] = "FCALL", lens[a++] = 5;
-    if (plain)
+    if (grouped)
+        argv[a] = FS_FN("fs_reserve_group"), lens[a++] = sizeof FS_FN("fs_reserve_group") - 1;
+    else if (plain)
         argv[a] = FS_FN("fs_reserve_plain"), lens[a++] = sizeof FS_FN("fs_reserve_plain") - 1;
     else
         argv[a] = FS_FN("fs_reserve"), lens[a++] = sizeof FS_FN("fs_reserve") - 1;
     lens[a] = fs_fmt_i64(numkeys, (int64_t)nkeys), argv[a++] = numkeys;
     for (size_t k = 0; k < nkeys; k++) argv[a] = keys.data + offs[k], lens[a++] = klens[k];
     lens[a] = fs_fmt_i64(nstr, (int64_t)n), argv[a++] = nstr;
+    if (grouped) argv[a] = group, lens[a++] = group_len;
     size_t i = 0;
     for (fs_reserve_item_t *it = items; it; it = it->next, i++) {
-        argv[a] = it->rid, lens[a++] = it->rid_len;
+        if (!grouped) argv[a] = it->rid, lens[a++] = it->rid_len;
         argv[a] = it->user, lens[a++] = it->user_len;
         if (!plain) {
             lens[a] = fs_fmt_i64(qty[i], it->qty), argv[a++] = qty[i];
@@ -506,7 +528,6 @@ void fs_stock_reserve(fs_stock_t *st, fs_reserve_item_t *it)
         fs__finish(st, it, FS_RES_OVERLOADED);
         return;
     }
-    it->rid_len = fs_rid_new(it->launch, strlen(it->launch), it->sku, strlen(it->sku), it->rid);
     it->queued_ns = fs_mono_ns();
     if (q->tail) q->tail->next = it;
     else q->head = it;

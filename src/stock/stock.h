@@ -18,10 +18,10 @@
 typedef struct fs_stock fs_stock_t;
 
 /* Names of the functions of lua/flashsale.lua as the server calls them: each carries the
- * library's API version (library flashsale_v3, functions fs_reserve_v3, ...), so that servers of
+ * library's API version (library flashsale_v4, functions fs_reserve_v4, ...), so that servers of
  * two versions can share one Redis during a rolling deploy, each calling its own functions.
  * Raise it together with API in the Lua whenever a function's arguments or reply change. */
-#define FS_LUA_API "3"
+#define FS_LUA_API "4"
 #define FS_FN(name) name "_v" FS_LUA_API
 
 typedef enum {
@@ -84,6 +84,8 @@ typedef struct {
     int queue_max_len;      /* most requests waiting in one SKU's queue */
     double admission_per_sec; /* reservation requests per second let through per SKU on this
                                  loop (0: no cap); the excess is FS_RES_OVERLOADED */
+    int grouped_holds; /* one-unit batches without idempotency keys go to fs_reserve_group (one
+                          hold record per call) rather than fs_reserve_plain (one per hold) */
 } fs_stock_opts_t;
 
 fs_stock_t *fs_stock_new(uv_loop_t *loop, fs_redis_t *redis, const fs_stock_opts_t *o);

@@ -21,6 +21,7 @@ struct fs_stock {
     uint64_t soldout_recheck_ns;
     uint64_t max_wait_ns;                  /* queue bounds (reserve_queue.c) */
     double admission_per_sec;              /* per SKU on this loop; 0 = no cap (soldout.c) */
+    int grouped_holds;                     /* fs_reserve_group for plain batches */
     size_t max_queued;
     struct fs_redis_sub *sub;              /* fs:stock messages drop marks */
     /* sweeper */

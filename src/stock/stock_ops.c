@@ -302,6 +302,7 @@ fs_stock_t *fs_stock_new(uv_loop_t *loop, fs_redis_t *redis, const fs_stock_opts
     st->max_wait_ns = (uint64_t)o->queue_max_wait_ms * 1000000u;
     st->max_queued = (size_t)o->queue_max_len;
     st->admission_per_sec = o->admission_per_sec;
+    st->grouped_holds = o->grouped_holds;
     st->sub = fs_redis_sub_new(loop, o->redis_host, o->redis_port, "fs:stock",
                                fs__soldout_on_message, st);
     fs__stock_queues_init(st);

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Two servers on one Redis: no oversell, the counter invariant, reservations usable on either
-server, expiry swept by both yet returned exactly once."""
+server, expiry swept by both yet returned exactly once. The second server has grouped holds off
+(as during an upgrade from version 3, docs/operators.md), so both hold layouts are made, and each
+server ends holds of the other's layout."""
 
 import os
 import random
@@ -46,7 +48,7 @@ class TwoServersTest(fsserver.ServerTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.srv2 = cls.another_server()
+        cls.srv2 = cls.another_server(env={"FLASHSALE_GROUPED_HOLDS": "0"})
         cls.servers = [cls.srv, cls.srv2]
 
     def test_no_oversell_across_servers(self):
@@ -61,6 +63,9 @@ class TwoServersTest(fsserver.ServerTestCase):
         d = self.check_invariants(lid, ["hot"])["hot"]
         self.assertEqual((d["available"], d["held"], d["sold"]), (0, stock, 0))
         self.assertEqual(len({r.body["reservation_id"] for _, r in won}), stock)
+        # Server 1's holds are grouped ("<group>.<i>"), server 2's single.
+        layouts = {("." in r.body["reservation_id"], i % 2) for i, r in won}
+        self.assertEqual(layouts, {(True, 0), (False, 1)})
 
         # Confirm or cancel each hold on the *other* server than the one that made it.
         random.seed(7)

@@ -2,16 +2,21 @@
 
 check_invariants(redis_client, launch, skus) verifies, for every SKU of the launch:
   available + held + sold == total, none negative;
-  held == sum of qty over the members of fs:{L:S}:holds, each with its record in fs:{L:S}:held;
+  held == sum of qty over the held reservations: the members of fs:{L:S}:holds, each with its
+  record in fs:{L:S}:held (one reservation, or a group of one-unit reservations);
   sold == sum of qty over the entries of fs:{L:S}:orders, order and reservation ids unique,
   every entry with exactly the documented fields;
   fs:{L:S}:users[user] == that user's held + sold units, never above per_user_limit.
 It returns {sku: {"total", "available", "held", "sold", "orders": [entry dicts],
 "holds": {rid: expires_ms}, "users": {user: units}}} for further assertions.
 """
+import re
 
 ORDER_FIELDS = {"order_id", "reservation_id", "launch", "sku", "user_id", "qty", "price_cents",
                 "payment_ref", "confirmed_at"}
+
+
+GROUP_RE = re.compile(r"^#(\d+)\|(\d+)((?:\n[1-9]\d* [^\x00-\x1f\x7f]+)*)$")
 
 
 class InvariantError(AssertionError):
@@ -58,37 +63,53 @@ def check_sku(r, launch, sku):
     if avail + held + sold != total:
         fail("available %d + held %d + sold %d != total %d" % (avail, held, sold, total))
 
-    holds = {_s(k): int(float(_s(v))) for k, v in
-             _pairs(r.call("ZRANGE", sku_key(launch, sku, "holds"), "0", "-1", "WITHSCORES")).items()}
-    # A held reservation lives in the SKU's `held` hash (rid -> "qty|created_ms|expires_ms|user");
-    # older layouts kept it in its own hash fs:{L:S}:r:<rid> with status `held`. Accept both.
+    members = {_s(k): int(float(_s(v))) for k, v in
+               _pairs(r.call("ZRANGE", sku_key(launch, sku, "holds"), "0", "-1", "WITHSCORES")).items()}
+    # A held reservation lives in the SKU's `held` hash: rid -> "qty|created_ms|expires_ms|user",
+    # or, grouped, group -> "#created_ms|expires_ms" + "\n<i> <user>" per held one-unit
+    # reservation group.<i>; holds has one member per field. Older layouts kept a hold in its own
+    # hash fs:{L:S}:r:<rid> with status `held`. Accept all three.
     held_hash = {_s(k): _s(v) for k, v in _pairs(r.call("HGETALL", sku_key(launch, sku, "held"))).items()}
-    for rid in held_hash:
-        if rid not in holds:
-            fail("reservation %s is in held but not in holds" % rid)
+    for m in held_hash:
+        if m not in members:
+            fail("reservation or group %s is in held but not in holds" % m)
     per_user = {}
     held_sum = 0
-    for rid, score in holds.items():
-        if rid in held_hash:
-            parts = held_hash[rid].split("|", 3)
+    holds = {}  # every held reservation id -> expires_ms
+    for m, score in members.items():
+        v = held_hash.get(m)
+        if v is not None and v.startswith("#"):
+            g = GROUP_RE.match(v)
+            if not g or "." in m:
+                fail("bad held group %s = %r" % (m, v))
+            if int(g[2]) != score:
+                fail("group %s expires at %s in held but %d in holds" % (m, g[2], score))
+            entries = [e.split(" ", 1) for e in g[3].split("\n")[1:]]
+            if not entries or len({i for i, _ in entries}) != len(entries):
+                fail("held group %s has no or repeated entries: %r" % (m, v))
+            recs = [(m + "." + i, 1, user) for i, user in entries]
+        elif v is not None:
+            parts = v.split("|", 3)
             if len(parts) != 4 or not all(p.isdigit() for p in parts[:3]) or not parts[3]:
-                fail("bad held entry %s = %r" % (rid, held_hash[rid]))
-            q, user, expires = int(parts[0]), parts[3], int(parts[2])
-            if expires != score:
-                fail("hold %s expires at %d in held but %d in holds" % (rid, expires, score))
+                fail("bad held entry %s = %r" % (m, v))
+            if int(parts[2]) != score:
+                fail("hold %s expires at %s in held but %d in holds" % (m, parts[2], score))
+            recs = [(m, int(parts[0]), parts[3])]
         else:
-            rh = {_s(k): _s(v) for k, v in _pairs(r.call("HGETALL", sku_key(launch, sku, "r:" + rid))).items()}
+            rh = {_s(k): _s(v) for k, v in _pairs(r.call("HGETALL", sku_key(launch, sku, "r:" + m))).items()}
             if not rh:
-                fail("hold %s has no reservation record" % rid)
+                fail("hold %s has no reservation record" % m)
             if rh.get("status") != "held":
-                fail("member %s of holds has status %r" % (rid, rh.get("status")))
-            q, user = int(rh["qty"]), rh["user"]
-        if q < 1:
-            fail("hold %s has qty %d" % (rid, q))
-        held_sum += q
-        per_user[user] = per_user.get(user, 0) + q
+                fail("member %s of holds has status %r" % (m, rh.get("status")))
+            recs = [(m, int(rh["qty"]), rh["user"])]
+        for rid, q, user in recs:
+            if q < 1:
+                fail("hold %s has qty %d" % (rid, q))
+            holds[rid] = score
+            held_sum += q
+            per_user[user] = per_user.get(user, 0) + q
     if held_sum != held:
-        fail("held %d but holds zset sums to %d (%d members)" % (held, held_sum, len(holds)))
+        fail("held %d but holds sum to %d (%d reservations)" % (held, held_sum, len(holds)))
 
     orders = read_orders(r, launch, sku)
     sold_sum = 0

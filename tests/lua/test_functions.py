@@ -95,6 +95,7 @@ def decode_reserve(raw, args):
 
 
 HELD_RE = re.compile(r"^(\d+)\|(\d+)\|(\d+)\|(.+)$", re.S)
+GROUP_RE = re.compile(r"^#(\d+)\|(\d+)((?:\n[1-9]\d* [^\x00-\x1f\x7f]+)*)$")
 
 
 def held_value(qty, created_ms, expires_ms, user):
@@ -158,25 +159,35 @@ class FS:
     def idem_key(self, launch, sku, user, key):
         return "%s:i:%d:%s:%s" % (self.p(launch, sku), len(user.encode()), user, key)
 
-    def reserve(self, launch, sku, reqs, plain=None):
+    def reserve(self, launch, sku, reqs, plain=None, group=None):
         """reqs: (user, qty) or (user, qty, idempotency_key) or (user, qty, key, rid) or
         (user, qty, key, rid, client_address). A batch where every request is for one unit and
-        has no idempotency key goes to fs_reserve_plain, as the server sends it; plain=False
-        sends it to fs_reserve all the same."""
+        has no idempotency key goes to fs_reserve_plain, as a server with grouped holds off sends
+        it; plain=False sends it to fs_reserve all the same. group (an id) sends such a batch to
+        fs_reserve_group instead; its rids are then group.1, group.2, ..."""
         p = self.p(launch, sku)
         keys = [p + ":sku", p + ":holds", p + ":users", p + ":held", p + ":rlu", p + ":rla"]
         args = [len(reqs)]
-        for q in reqs:
+        for i, q in enumerate(reqs):
             user, qty = q[0], q[1]
             key = q[2] if len(q) > 2 else None
             rid = q[3] if len(q) > 3 and q[3] else new_rid()
+            if group is not None:
+                rid = "%s.%d" % (group, i + 1)
             addr = q[4] if len(q) > 4 else ""
             if key is not None:
                 keys.append(self.idem_key(launch, sku, user, key))
             args += [rid, user, qty, 1 if key is not None else 0, addr]
         if plain is None:
             plain = len(keys) == 6 and all(str(q) == "1" for q in args[3::5])
-        if plain:
+        if group is not None:
+            assert len(keys) == 6, "a group is for requests without idempotency keys"
+            gargs = [args[0], group]
+            for i in range(len(reqs)):
+                assert str(args[3 + 5 * i]) == "1", "a group is for one-unit requests only"
+                gargs += [args[2 + 5 * i], args[5 + 5 * i]]
+            raw = self.r.call("FCALL", "fs_reserve_group", 6, *keys, *gargs)
+        elif plain:
             pargs = [args[0]]
             for i in range(len(reqs)):
                 pargs += [args[1 + 5 * i], args[2 + 5 * i], args[5 + 5 * i]]
@@ -272,19 +283,34 @@ class Base(unittest.TestCase):
             per_user = {}
             holds = r.call("ZRANGE", p + ":holds", 0, -1, "WITHSCORES")
             scores = dict(zip(holds[0::2], (int(x) for x in holds[1::2])))
-            held_recs = fs.hash(p + ":held")
-            # The held hash and holds name exactly the same reservations.
-            self.assertEqual(set(held_recs), set(scores), what + ": held hash ids != holds members")
-            self.assertEqual(r.call("TTL", p + ":held") if held_recs else -1, -1,
+            fields = fs.hash(p + ":held")
+            # The held hash and holds name exactly the same reservations and groups.
+            self.assertEqual(set(fields), set(scores), what + ": held hash ids != holds members")
+            self.assertEqual(r.call("TTL", p + ":held") if fields else -1, -1,
                              what + ": held hash has a TTL")
+            held_recs = {}  # rid -> (member, qty, created, expires, user)
+            for member, rec in fields.items():
+                if rec.startswith("#"):
+                    m = GROUP_RE.match(rec)
+                    self.assertIsNotNone(m, "%s: held group %r" % (what, rec))
+                    self.assertNotIn(".", member, what + ": group id with a '.'")
+                    entries = m[3].split("\n")[1:]
+                    self.assertTrue(entries, what + ": empty group " + member)
+                    for e in entries:
+                        i, user = e.split(" ", 1)
+                        self.assertTrue(1 <= int(i) <= 1000 and str(int(i)) == i, what + ": " + e)
+                        held_recs[member + "." + i] = (member, 1, int(m[1]), int(m[2]), user)
+                    self.assertEqual(len(entries), len({e.split(" ")[0] for e in entries}),
+                                     what + ": an entry twice in " + member)
+                else:
+                    m = HELD_RE.match(rec)
+                    self.assertIsNotNone(m, "%s: held record %r" % (what, rec))
+                    held_recs[member] = (member, int(m[1]), int(m[2]), int(m[3]), m[4])
             held_sum = 0
-            for rid, rec in held_recs.items():
-                m = HELD_RE.match(rec)
-                self.assertIsNotNone(m, "%s: held record %r" % (what, rec))
-                qty, created, expires, user = int(m[1]), int(m[2]), int(m[3]), m[4]
+            for rid, (member, qty, created, expires, user) in held_recs.items():
                 self.assertGreaterEqual(qty, 1, what + ": held qty")
                 self.assertLessEqual(created, expires, what + ": held created > expires")
-                self.assertEqual(expires, scores[rid], what + ": hold score != held expires_ms")
+                self.assertEqual(expires, scores[member], what + ": hold score != held expires_ms")
                 self.assertEqual(r.call("EXISTS", p + ":r:" + rid), 0,
                                  what + ": held reservation also has an r: hash")
                 held_sum += qty
@@ -297,7 +323,7 @@ class Base(unittest.TestCase):
                 h = fs.hash(key)
                 self.assertIn(h.get("status"), ("confirmed", "cancelled", "expired"),
                               "%s: r: hash %s status" % (what, rid))
-                self.assertNotIn(rid, scores, what + ": ended reservation still in holds")
+                self.assertNotIn(rid, held_recs, what + ": ended reservation still held")
                 for f in ("user", "qty", "created_ms", "expires_ms"):
                     self.assertIn(f, h, "%s: r: hash %s without %s" % (what, rid, f))
                 self.assertGreater(r.call("TTL", key), 0, what + ": ended reservation without TTL")
@@ -737,7 +763,7 @@ class TestReserve(Base):
         lib = {k: v for k, v in zip(libs[0][0::2], libs[0][1::2])}
         self.assertEqual(lib["library_name"], "flashsale_v" + API)
         names = [dict(zip(f[0::2], f[1::2]))["name"] for f in lib["functions"]]
-        self.assertEqual(len(names), 15, names)
+        self.assertEqual(len(names), 16, names)
         self.assertTrue(all(n.startswith("fs_") and n.endswith("_v" + API) for n in names), names)
         with self.assertRaisesRegex(RedisError, "Function not found"):
             self.r.raw.call("FCALL", "fs_sku_list", 1, "fs:launches")
@@ -1073,6 +1099,143 @@ class TestConfirmCancel(Base):
         self.assertEqual(fs.expire("L", "nosku"), 0)
 
 
+class TestGroupedHolds(Base):
+    """fs_reserve_group: one member of holds and one field of held per call (docs/redis.md,
+    "Held reservations"); every function that reads a hold reads both layouts."""
+
+    def group_value(self, launch, sku, group):
+        return self.r.call("HGET", "fs:{%s:%s}:held" % (launch, sku), group)
+
+    def test_batch_makes_one_group(self):
+        self.open_launch("L", [("A", 3, 1, 1)])
+        fs = self.fs
+        g = new_rid()
+        out = fs.reserve("L", "A", [("u1", 1), ("u1", 1), ("u|2", 1), ("u3", 1), ("u4", 1)], group=g)
+        self.assertEqual([o[0] for o in out],
+                         ["ok", "limit_exceeded", "ok", "ok", "sold_out"])
+        self.assertEqual([o[1] for o in out[:4:2]] + [out[3][1]], [g + ".1", g + ".3", g + ".4"])
+        created, expires = out[0][4], out[0][3]
+        self.assertEqual(fs.hash("fs:{L:A}:held"),
+                         {g: "#%d|%d\n1 u1\n3 u|2\n4 u3" % (created, expires)})
+        self.assertEqual(self.r.call("ZRANGE", "fs:{L:A}:holds", 0, -1, "WITHSCORES"),
+                         [g, str(expires)])
+        self.assertEqual(fs.counters("L", "A"), [3, 0, 3, 0])
+        self.assertEqual(fs.hash("fs:{L:A}:users"), {"u1": "1", "u|2": "1", "u3": "1"})
+        self.check_invariant()
+
+    def test_decides_as_plain_does(self):
+        """The same batches through fs_reserve_plain and fs_reserve_group, on twin SKUs with both
+        rate limits on: the same codes, figures, counters, users and TATs."""
+        self.open_launch("L", [("A", 6, 2, 1), ("B", 6, 2, 1)])
+        fs = self.fs
+        fs.rate_limit("L", 2000, 3, 1000, 4)
+
+        def req(user, addr):
+            return (user, 1, None, None, addr)
+
+        batches = [
+            [req("u", "10.0.0.1")] * 4 + [req("v", "10.0.0.2"), req("w", "")],
+            [req("x", "10.0.0.2"), req("y", "10.0.0.2"), req("z", "10.0.0.3"), req("v", "10.0.0.3")],
+        ]
+        for k, batch in enumerate(batches):
+            a = fs.reserve("L", "A", batch, plain=True)
+            b = fs.reserve("L", "B", batch, group=new_rid())
+            self.assertEqual([o[0] for o in a], [o[0] for o in b])
+            if k == 0:
+                self.assertEqual([o[6] for o in a], [o[6] for o in b])
+        self.assertEqual(fs.counters("L", "A"), fs.counters("L", "B"))
+        for suffix in ("users", "rlu", "rla"):
+            ka, kb = fs.hash("fs:{L:A}:" + suffix), fs.hash("fs:{L:B}:" + suffix)
+            self.assertEqual(sorted(ka), sorted(kb), suffix)
+            if suffix == "users":
+                self.assertEqual(ka, kb)
+        self.check_invariant()
+
+    def test_confirm_cancel_get_one_of_a_group(self):
+        self.open_launch("L", [("A", 10, 2, 500)])
+        fs = self.fs
+        g = new_rid()
+        out = fs.reserve("L", "A", [("a", 1), ("b", 1), ("c", 1), ("d", 1)], group=g)
+        created, expires = out[0][4], out[0][3]
+        a, b, c, d = (o[1] for o in out)
+        self.assertEqual(fs.get_res("L", "A", b, "b"), ["ok", 1, "held", created, expires, "", 0, ""])
+        self.assertEqual(fs.get_res("L", "A", b, "a")[0], "not_found")
+        for bad in (g + ".5", g + ".0", g + ".02", g + ".1001", g, "x.1", g + ".1.1", "." + g):
+            self.assertEqual(fs.get_res("L", "A", bad, "a")[0], "not_found", bad)
+            self.assertEqual(fs.cancel("L", "A", bad, "a"), ["not_found"], bad)
+            self.assertEqual(fs.confirm("L", "A", bad, "a")[0], "not_found", bad)
+        conf = fs.confirm("L", "A", b, "b", order_id="o-b")
+        self.assertEqual(conf[:3], ["confirmed", "o-b", 1])
+        self.assertEqual(self.group_value("L", "A", g),
+                         "#%d|%d\n1 a\n3 c\n4 d" % (created, expires))
+        self.assertEqual(fs.confirm("L", "A", b, "b", order_id="o-x"), conf)
+        self.assertEqual(fs.get_res("L", "A", b, "b")[2], "confirmed")
+        self.assertEqual(fs.cancel("L", "A", d, "d"), ["cancelled"])
+        self.assertEqual(fs.cancel("L", "A", d, "d"), ["cancelled"])
+        self.assertEqual(self.group_value("L", "A", g), "#%d|%d\n1 a\n3 c" % (created, expires))
+        self.assertEqual(fs.counters("L", "A"), [10, 7, 2, 1])
+        self.assertEqual(fs.hash("fs:{L:A}:users"), {"a": "1", "b": "1", "c": "1"})
+        self.check_invariant()
+        self.assertEqual(fs.cancel("L", "A", a, "a"), ["cancelled"])
+        self.assertEqual(fs.confirm("L", "A", c, "c")[0], "confirmed")
+        # The last hold of a group takes the group out of held and holds.
+        self.assertEqual(self.r.call("EXISTS", "fs:{L:A}:held", "fs:{L:A}:holds"), 0)
+        self.assertEqual(fs.counters("L", "A"), [10, 8, 0, 2])
+        self.assertEqual(fs.hash("fs:{L:A}:r:" + c)["status"], "confirmed")
+        self.check_invariant()
+
+    def test_expiry_of_groups_and_single_holds(self):
+        self.open_launch("L", [("A", 20, 20, 1)], hold_seconds=1)
+        fs = self.fs
+        g1, g2 = new_rid(), new_rid()
+        single = fs.reserve("L", "A", [("s", 1), ("t", 2)], plain=True)
+        time.sleep(0.01)  # each call's holds expire a few ms after the call before's
+        o1 = fs.reserve("L", "A", [("a", 1), ("b", 1), ("c", 1)], group=g1)
+        time.sleep(0.01)
+        o2 = fs.reserve("L", "A", [("d", 1), ("e", 1)], group=g2)
+        self.assertEqual(fs.confirm("L", "A", o1[1][1], "b")[0], "confirmed")
+        self.assertEqual(fs.counters("L", "A"), [20, 13, 6, 1])
+        time.sleep(1.1)
+        self.assertEqual(fs.get_res("L", "A", o1[0][1], "a")[2], "expired")
+        self.assertEqual(fs.cancel("L", "A", o2[0][1], "d"), ["reservation_expired"])
+        self.check_invariant()
+        # Members in order of expiry while fewer than max holds are taken: a group whole.
+        self.assertEqual(fs.expire("L", "A", 1), 1)  # s or t (one hold of 2 units)
+        self.assertEqual(fs.expire("L", "A", 1), 1)  # the other
+        self.assertEqual(fs.expire("L", "A", 1), 2)  # g1's two holds left
+        self.check_invariant()
+        self.assertEqual(fs.expire("L", "A", 1000), 1)  # g2's e
+        self.assertEqual(fs.expire("L", "A", 1000), 0)
+        self.assertEqual(fs.counters("L", "A"), [20, 19, 0, 1])
+        self.assertEqual(self.r.call("EXISTS", "fs:{L:A}:held", "fs:{L:A}:holds"), 0)
+        self.assertEqual(fs.hash("fs:{L:A}:users"), {"b": "1"})
+        for o, u in ((o1[0], "a"), (o1[2], "c"), (o2[0], "d"), (o2[1], "e"), (single[0], "s")):
+            self.assertEqual(fs.hash("fs:{L:A}:r:" + o[1]), dict(
+                user=u, qty=str(o[2]), status="expired", created_ms=str(o[4]),
+                expires_ms=str(o[3])))
+        self.check_invariant()
+
+    def test_bad_calls_change_nothing(self):
+        self.open_launch("L", [("A", 10, 2, 1)])
+        fs, p = self.fs, "fs:{L:A}"
+        keys = [p + ":sku", p + ":holds", p + ":users", p + ":held", p + ":rlu", p + ":rla"]
+        g = new_rid()
+        fs.reserve("L", "A", [("a", 1)], group=g)
+        for args, msg in (([1, "", "u", ""], "bad group id"),
+                          ([1, "a.b", "u", ""], "bad group id"),
+                          ([1, "a\nb", "u", ""], "bad group id"),
+                          ([1, "x", "u\n1", ""], "control character in user"),
+                          ([1, "x", "", ""], "empty user"),
+                          ([2, "x", "u", ""], "wrong number of arguments"),
+                          ([1, "x", "u"], "wrong number of arguments"),
+                          ([1, g, "u", ""], "group id already held")):
+            with self.assertRaisesRegex(RedisError, "^ERR flashsale fs_reserve_group: %s$" % msg):
+                self.r.call("FCALL", "fs_reserve_group", 6, *keys, *args)
+        self.assertEqual(fs.counters("L", "A"), [10, 9, 1, 0])
+        self.assertEqual(fs.hash("fs:{L:A}:users"), {"a": "1"})
+        self.check_invariant()
+
+
 class TestRestockAndStreams(Base):
     def test_restock(self):
         self.open_launch("L", [("A", 2, 5, 1)])
@@ -1169,7 +1332,10 @@ class TestRestockAndStreams(Base):
             sku = rnd.choice("AB")
             reqs = [("u%d" % rnd.randrange(12), rnd.randint(1, 3),
                      rnd.choice([None, "k%d" % rnd.randrange(5)])) for _ in range(rnd.randint(1, 8))]
-            for q, o in zip(reqs, fs.reserve("L", sku, [q if q[2] else q[:2] for q in reqs])):
+            grouped = all(q[1] == 1 and not q[2] for q in reqs) and rnd.random() < 0.7
+            batch = [q if q[2] else q[:2] for q in reqs]
+            out = fs.reserve("L", sku, batch, group=new_rid() if grouped else None)
+            for q, o in zip(reqs, out):
                 if o[0] == "ok" and not o[5]:
                     held.append((sku, o[1], q[0]))
             if held and rnd.random() < 0.5:

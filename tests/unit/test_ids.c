@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/ids.h"
@@ -93,6 +94,40 @@ static void test_rid(void **state)
     assert_int_equal(fs_rid_parse(forged, fn, l, s), FS_EINVAL); /* ':' is not an id character */
 }
 
+/* Grouped ids: "<group>.<i>", the group a version-2 id, i = 1..FS_GROUP_MAX without leading zeros. */
+static void test_grouped_rid(void **state)
+{
+    char g[FS_RID_MAX + 1], rid[FS_RID_MAX + 8], l[FS_ID_MAX + 1], s[FS_ID_MAX + 1];
+    size_t n = fs_group_new("launch-1", 8, "sku.black", 9, g);
+    assert_true(n == strlen(g));
+    assert_int_equal(fs_rid_parse(g, n, l, s), FS_EINVAL); /* a group alone is no reservation */
+    static const struct {
+        const char *tail;
+        int ok;
+    } cases[] = {{".1", 1}, {".27", 1}, {".1000", 1}, {".0", 0}, {".01", 0}, {".1001", 0},
+                 {".10000", 0}, {".", 0}, {".1a", 0}, {".-1", 0}, {"..1", 0}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        size_t m = (size_t)snprintf(rid, sizeof rid, "%s%s", g, cases[k].tail);
+        l[0] = s[0] = 0;
+        assert_int_equal(fs_rid_parse(rid, m, l, s), cases[k].ok ? FS_OK : FS_EINVAL);
+        if (cases[k].ok) {
+            assert_string_equal(l, "launch-1");
+            assert_string_equal(s, "sku.black");
+        }
+    }
+    /* The longest grouped id fits FS_RID_MAX. */
+    char big[FS_ID_MAX];
+    memset(big, 'z', sizeof big);
+    n = fs_group_new(big, sizeof big, big, sizeof big, g);
+    size_t m = (size_t)snprintf(rid, sizeof rid, "%s.1000", g);
+    assert_true(m <= FS_RID_MAX);
+    assert_int_equal(fs_rid_parse(rid, m, l, s), FS_OK);
+    /* A single id with an index, and a group id without one, are not reservations. */
+    n = fs_rid_new("l", 1, "s", 1, g);
+    m = (size_t)snprintf(rid, sizeof rid, "%s.1", g);
+    assert_int_equal(fs_rid_parse(rid, m, l, s), FS_EINVAL);
+}
+
 static void test_order_id(void **state)
 {
     char a[32], b[32];
@@ -119,7 +154,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_id_valid), cmocka_unit_test(test_user_valid),
-        cmocka_unit_test(test_b64url),   cmocka_unit_test(test_rid),
+        cmocka_unit_test(test_b64url),   cmocka_unit_test(test_rid), cmocka_unit_test(test_grouped_rid),
         cmocka_unit_test(test_order_id), cmocka_unit_test(test_secret_set)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
