@@ -220,16 +220,21 @@ class ReserveTest(fsserver.ServerTestCase):
         self.assertError(self.srv.get_res(rid, "ivan"), 404, "not_found")
         self.assertError(self.srv.confirm(rid, "ivan"), 404, "not_found")
         self.assertError(self.srv.cancel(rid, "ivan"), 404, "not_found")
-        # flip characters of a real id: same length, still base64url
+        # A grouped id (docs/redis.md): "<group>.<i>", the group base64url. Flip characters of
+        # the group (same length, still base64url), and try other places in it.
+        group, dot, idx = rid.partition(".")
+        self.assertEqual((dot, idx), (".", "1"), rid)
         forged = []
-        for i in (0, len(rid) // 2, len(rid) - 2):
-            ch = "A" if rid[i] != "A" else "B"
-            forged.append(rid[:i] + ch + rid[i + 1:])
-        raw = base64.urlsafe_b64decode(rid + "=" * (-len(rid) % 4))
+        for i in (0, len(group) // 2, len(group) - 2):
+            ch = "A" if group[i] != "A" else "B"
+            forged.append(group[:i] + ch + group[i + 1:] + ".1")
+        raw = base64.urlsafe_b64decode(group + "=" * (-len(group) % 4))
         tail = bytearray(raw)
         tail[-1] ^= 0x01
-        forged.append(base64.urlsafe_b64encode(bytes(tail)).decode().rstrip("="))
-        forged += ["AAAA", "x", "A" * len(rid), base64.urlsafe_b64encode(os.urandom(48)).decode().rstrip("=")]
+        forged.append(base64.urlsafe_b64encode(bytes(tail)).decode().rstrip("=") + ".1")
+        forged += [group + ".2", group + ".0", group + ".01", group + ".1001", group, group + ".",
+                   group + ".1.1", "AAAA", "x", "A" * len(rid),
+                   base64.urlsafe_b64encode(os.urandom(48)).decode().rstrip("=")]
         for f in forged:
             if f == rid:
                 continue
