@@ -11,8 +11,8 @@ shopper and TAT hashes with 50 batches, then counts the instructions Redis execu
 fs_reserve calls of BATCH requests each (5,000 shoppers, random reservation ids; everything from
 reading the command off the socket to writing the reply) and prints them per reservation. The
 calls are what the server sends for one-unit requests without idempotency keys (--call group,
-the default): fs_reserve_group (a group id, then two arguments per request) where the library
-has it, else fs_reserve_plain (three per request) where it has that, else fs_reserve (five);
+the default): fs_reserve_group (a group id and the one address of the call, then one argument
+per request) where the library has it, else fs_reserve_plain (three per request) where it has that, else fs_reserve (five);
 --call plain or full asks for one of the latter where the library has it.
 Timings on a shared 2-core machine vary by 10-20% between runs; these counts vary by under 1%.
 Needs valgrind and redis-server; stops only the server it started.
@@ -79,11 +79,11 @@ def measure(path, limits, n, batches, call):
 
         def command():
             a = [str(n)]
-            if call == "group":
-                a.append("g%016x" % rnd.getrandbits(64))
+            if call == "group":  # one address for the call, as the server sends it then
+                a += ["g%016x" % rnd.getrandbits(64), "127.0.0.1"]
             for _ in range(n):
                 rid, user = "r%016x" % rnd.getrandbits(64), "u%d" % rnd.randrange(5000)
-                a += {"group": [user, "127.0.0.1"], "plain": [rid, user, "127.0.0.1"],
+                a += {"group": [user], "plain": [rid, user, "127.0.0.1"],
                       "full": [rid, user, "1", "0", "127.0.0.1"]}[call]
             fn = {"group": "fs_reserve_group", "plain": "fs_reserve_plain", "full": "fs_reserve"}
             return ["FCALL", fn[call] + v, "6"] + keys + a

@@ -137,12 +137,13 @@ FCALL_FN=fs_reserve_plain
 grep -q "^register('fs_reserve_group'" "$REPO/lua/flashsale.lua" && FCALL_FN=fs_reserve_group
 fcall_run() { # name pipeline sku
   local p="{bench:$3}"
-  local out held0 held1 id=(rid-__rand_int__-__rand_int__)
-  [ "$FCALL_FN" = fs_reserve_group ] && id=(g__rand_int__-__rand_int__)
+  local out held0 held1 req=(rid-__rand_int__-__rand_int__ shopper-__rand_int__ 127.0.0.1)
+  # fs_reserve_group: the group, the call's one address, the shopper.
+  [ "$FCALL_FN" = fs_reserve_group ] && req=(g__rand_int__-__rand_int__ 127.0.0.1 shopper-__rand_int__)
   held0=$(redis-cli -p "$RPORT" HGET "fs:$p:sku" held)
   out=$(redis-benchmark -p "$RPORT" -c "$CONNS" -n $((CONNS * 400)) -P "$2" -r 1000000000 --csv \
     FCALL "${FCALL_FN}_v$API" 6 "fs:$p:sku" "fs:$p:holds" "fs:$p:users" "fs:$p:held" "fs:$p:rlu" \
-    "fs:$p:rla" 1 "${id[@]}" shopper-__rand_int__ 127.0.0.1 2>/dev/null | tail -1)
+    "fs:$p:rla" 1 "${req[@]}" 2>/dev/null | tail -1)
   case "$out" in '"FCALL'*) ;; *) echo "rush-bench.sh: redis-benchmark failed: $out" >&2; return 1 ;; esac
   # Every call must have taken its unit (an error reply would count as a request too).
   held1=$(redis-cli -p "$RPORT" HGET "fs:$p:sku" held)

@@ -574,6 +574,22 @@ local function rl_store(l, now)
     end
 end
 
+-- What a server needs of limit l to work out each request's RateLimit figures (docs/redis.md):
+-- appends to figs the slots whose TAT before the batch (old) was ahead of now, as pairs (slot,
+-- whole µs ahead, rounded), and returns how many.
+local function rl_figures(figs, l, now)
+    local old, n0 = l.old, #figs
+    local nf = n0
+    for j = 1, l.n do
+        local x = old[j]
+        if x > now then
+            figs[nf + 1], figs[nf + 2] = j, math.floor((x - now) * 1000 + 0.5)
+            nf = nf + 2
+        end
+    end
+    return (nf - n0) / 2
+end
+
 -- The distinct client addresses of a batch (request i's is args[S*i + A], S the fields per
 -- request; '' = none, the limit does not apply): returns their list, its length and each
 -- request's slot (false: none). Most batches come from few addresses, often one after another (a
@@ -617,9 +633,12 @@ end
 --       f not_found, r rate_limited, p replayed; an o request holds its own rid and qty from
 --       created_ms to expires_ms;
 --     figures: {} with rate limits off, else integers milli1 burst1 milli2 burst2 (shopper,
---       address; 0 0: off), then f1 f2 per request: 0 where that limit did not apply, 1 + the
---       whole µs from now to the new TAT where it admitted the request, -1 - the whole µs until
---       it would admit it where it refused;
+--       address; 0 0: off), k1 k2, then k1 pairs (slot, µs) for the shopper limit and k2 for the
+--       address limit: each slot whose TAT before the batch was ahead of now, and by how many
+--       µs (rounded). Slots number the distinct shoppers (addresses, '' left out) of the batch
+--       in order of first appearance, from 1; every other slot's TAT was now or earlier. With
+--       the codes, that is all a server needs to take each request's GCRA steps again and work
+--       out its RateLimit figures (docs/redis.md), so that Redis works out none per request;
 --     available: units left after the batch (servers answer sold_out at once to requests beyond
 --       it; -1: no such SKU);
 --     replay: for each p in order, {code, rid, qty, expires_ms, created_ms}, the stored first
@@ -633,8 +652,9 @@ end
 --   rid_i, user_i, addr_i; the same checks and reply. Each argument of an FCALL costs Redis about
 --   900 instructions: the two constant ones were 3 to 4% of a reservation (lua-cost.py).
 -- fs_reserve_group: the same batch with grouped holds (see "Held reservations"): ARGV n, group
---   (a fresh id without '.' or control characters), then per request user_i (without control
---   characters), addr_i. Request i's reservation id is group.i; the call's holds are one member
+--   (a fresh id without '.' or control characters), then either '*' and per request user_i,
+--   addr_i, or the address of every request (often one: a storefront's own) and per request
+--   user_i; users without a newline. Request i's reservation id is group.i; the call's holds are one member
 --   of holds and one field of held, written with HSETNX first: a group id that is already held
 --   is an error and changes nothing.
 ---------------------------------------------------------------------------------------------------
@@ -696,13 +716,29 @@ local function count_text(c)
     return s
 end
 
--- fs_reserve (S = 5 fields per request), fs_reserve_plain (S = 3: rid, user, addr) and
--- fs_reserve_group (S = 2: user, addr, after the group id).
-local function reserve(keys, args, S)
+-- fs_reserve (mode 'full'), fs_reserve_plain ('plain') and fs_reserve_group ('group').
+local function reserve(keys, args, mode)
     local n = parse_int(args[1], 'n')
-    local grouped = S == 2
-    local G = grouped and 1 or 0 -- arguments before the requests', after n
-    if n < 1 or n > MAX_BATCH or #args ~= 1 + G + S * n then
+    if n < 1 or n > MAX_BATCH then
+        fail('wrong number of arguments')
+    end
+    -- S fields per request, after O arguments; request i's user is args[S*i + U], its rid the
+    -- argument before (not grouped), its address args[S*i + A] or, grouped with one address
+    -- for all, `shared`. Full: rid user qty has_idem addr; plain: rid user addr; grouped: n, group,
+    -- then '*' and user addr per request, or the shared address and a user per request.
+    local grouped, full = mode == 'group', mode == 'full'
+    local S, U, A, O, shared = 5, -2, 1, 1, nil
+    if mode == 'plain' then
+        S, U = 3, 0
+    elseif grouped then
+        O = 3
+        if args[3] == '*' then
+            S, U, A = 2, 2, 3
+        else
+            S, U, A, shared = 1, 3, nil, args[3]
+        end
+    end
+    if #args ~= O + S * n then
         fail('wrong number of arguments')
     end
     local group = grouped and args[2]
@@ -715,24 +751,21 @@ local function reserve(keys, args, S)
     local prefix = reserve_prefix(keys)
 
     -- Parse and check the whole batch before anything is read or written. Request i's fields
-    -- stay where they are: rid args[S*i + R] (R = 2 - S; none when grouped), user
-    -- args[S*i + R + 1], addr args[S*i + A] (A = 1, grouped 2), and with S = 5 qty args[5i - 1]
-    -- and has_idem args[5i]. Only what differs
-    -- from the usual case is noted (qty other than 1, an idempotency key): on the rush path,
+    -- stay where they are (above). Only what differs from the usual case is noted (qty other than 1, an idempotency key): on the rush path,
     -- storing every field in tables cost more than all the checks. Each distinct shopper gets a
     -- slot (users[1..nu] in order of first appearance; uslot[i] is request i's): counts and TATs
     -- are then kept in arrays by slot.
     local qty_of, ikey, nidem = {}, {}, 0
     local k, seen, iprefix = 7, {}, nil
     local upos, users, uslot, nu = {}, presized(args, n), presized(args, n), 0
-    local R, A, full = 2 - S, 1 + G, S == 5
     for i = 1, n do
-        local b = S * i + R
-        local r, u, qs, has = args[b], args[b + 1], '1', '0'
-        if full then
-            qs, has = args[b + 2], args[b + 3]
-        elseif grouped then
-            r = true
+        local b = S * i + U
+        local u, r, qs, has = args[b], true, '1', '0'
+        if not grouped then
+            r = args[b - 1]
+            if full then
+                qs, has = args[b + 1], args[b + 2]
+            end
         end
         if qs ~= '1' then
             local q = parse_int(qs, 'qty')
@@ -755,8 +788,8 @@ local function reserve(keys, args, S)
         end
         local j = upos[u]
         if not j then
-            if grouped and string.find(u, '%c') then
-                fail('control character in user')
+            if grouped and string.find(u, '\n', 1, true) then
+                fail('newline in user') -- it would end the user's entry in the group
             end
             nu = nu + 1
             j = nu
@@ -793,29 +826,34 @@ local function reserve(keys, args, S)
     local open = effective_state(s.state, s.starts_at_ms, s.ends_at_ms, now) == 'open'
 
     -- Rate limits (see above): l1 per shopper (by user slot), l2 per address (by address slot).
-    local l1, l2, aslot
+    local l1, l2, aslot, aone -- aone: every request's address slot when they share one
     if s.rl_shopper_milli > 0 and s.rl_shopper_burst > 0 then
         l1 = rl_load(keys[5], users, nu, s.rl_shopper_milli, s.rl_shopper_burst)
     end
     if s.rl_address_milli > 0 and s.rl_address_burst > 0 then
-        local alist, na
-        alist, na, aslot = address_slots(args, n, S, A)
+        local alist, na = {}, 0
+        if shared then
+            if shared ~= '' then
+                alist, na, aone = { shared }, 1, 1
+            end
+        else
+            alist, na, aslot = address_slots(args, n, S, A)
+        end
         l2 = rl_load(keys[6], alist, na, s.rl_address_milli, s.rl_address_burst)
     end
+    -- The TATs before this batch (each limit's old), for the figures of the reply.
     local limited = l1 or l2
+    local figs = {}
+    if limited then
+        figs = { l1 and l1.milli or 0, l1 and l1.burst or 0, l2 and l2.milli or 0,
+            l2 and l2.burst or 0, 0, 0 }
+        if l1 then figs[5] = rl_figures(figs, l1, now) end
+        if l2 then figs[6] = rl_figures(figs, l2, now) end
+    end
     local t1, tau1, tat1 = 0, 0, nil
     local t2, tau2, tat2 = 0, 0, nil
     if l1 then t1, tau1, tat1 = l1.t, l1.tau, l1.tat end
     if l2 then t2, tau2, tat2 = l2.t, l2.tau, l2.tat end
-    -- figs: milli1 burst1 milli2 burst2, then d1 d2 per request in whole µs (see the reply
-    -- above). Returned as integers: Redis writes those itself, while turning a Lua number into a
-    -- string cost 0.75 µs per number here. Every entry is set below when limited.
-    local figs = {}
-    if limited then
-        figs = presized(args, 4 + 2 * n)
-        figs[1], figs[2] = l1 and l1.milli or 0, l1 and l1.burst or 0
-        figs[3], figs[4] = l2 and l2.milli or 0, l2 and l2.burst or 0
-    end
 
     -- Units each shopper of the batch already holds or bought, by slot (used), as read (used0):
     -- one HMGET of the batch's distinct shoppers.
@@ -870,47 +908,31 @@ local function reserve(keys, args, S)
         if first then
             codes[i] = 'p'
             out[#out + 1] = first
-            if limited then
-                figs[3 + 2 * i], figs[4 + 2 * i] = 0, 0
-            end
             admit = false
         elseif limited then
-            -- The GCRA step of each limit. Figures in µs, 1 further from 0 than the figure:
-            -- Redis truncates numbers to integers, so the reply holds 1 + the whole µs where it
-            -- admits (never 0, which means "did not apply") and -1 - the µs until it would admit
-            -- where it refuses. Written out for each limit: a Lua call per request and limit cost
-            -- 3% of a reservation (lua-cost.py).
-            local d1, d2, n1, n2 = 0, 0, 0, 0
-            local j2 = aslot and aslot[i]
+            -- The GCRA step of each limit, written out for each: a Lua call per request and
+            -- limit cost 3% of a reservation (lua-cost.py).
+            local n1, n2 = 0, 0
+            local j2 = aone or aslot and aslot[i]
+            local ok = true
             if l1 then
                 n1 = tat1[uslot[i]]
                 if n1 < now then n1 = now end
                 n1 = n1 + t1
-                d1 = n1 - now
-                if d1 > tau1 then
-                    d1 = (tau1 - d1) * 1000 - 1
-                else
-                    d1 = d1 * 1000 + 1
-                end
+                ok = n1 - now <= tau1
             end
             if j2 then
                 n2 = tat2[j2]
                 if n2 < now then n2 = now end
                 n2 = n2 + t2
-                d2 = n2 - now
-                if d2 > tau2 then
-                    d2 = (tau2 - d2) * 1000 - 1
-                else
-                    d2 = d2 * 1000 + 1
-                end
+                ok = ok and n2 - now <= tau2
             end
-            figs[3 + 2 * i], figs[4 + 2 * i] = d1, d2
-            if d1 < 0 or d2 < 0 then
-                codes[i] = 'r'
-                admit = false
-            else
+            if ok then
                 if l1 then tat1[uslot[i]] = n1 end
                 if j2 then tat2[j2] = n2 end
+            else
+                codes[i] = 'r'
+                admit = false
             end
         end
         if admit then
@@ -931,7 +953,7 @@ local function reserve(keys, args, S)
                 if grouped then
                     hset_held[nz + 2], hset_held[nz + 3] = GROUP_TAG[i], users[j]
                 else
-                    local r = args[S * i + R]
+                    local r = args[S * i + U - 1]
                     zadd[nz + 1], zadd[nz + 2] = expires_s, r
                     hset_held[nz + 1] = r
                     hset_held[nz + 2] = (q == 1 and '1' or fmt_int(q)) .. times .. users[j]
@@ -943,7 +965,7 @@ local function reserve(keys, args, S)
             if key and c ~= 'n' then
                 local rec, ans
                 if c == 'o' then
-                    local r = args[S * i + R]
+                    local r = args[S * i + U - 1]
                     rec = 'ok|' .. r .. '|' .. fmt_int(q) .. '|' .. expires_s .. '|' .. now_s
                     ans = { 'ok', r, q, expires, now }
                 else
@@ -1754,13 +1776,13 @@ local function register(name, fn, read_only)
 end
 
 register('fs_reserve', function(keys, args)
-    return reserve(keys, args, 5)
+    return reserve(keys, args, 'full')
 end)
 register('fs_reserve_plain', function(keys, args)
-    return reserve(keys, args, 3)
+    return reserve(keys, args, 'plain')
 end)
 register('fs_reserve_group', function(keys, args)
-    return reserve(keys, args, 2)
+    return reserve(keys, args, 'group')
 end)
 register('fs_confirm', fs_confirm)
 register('fs_cancel', fs_cancel)

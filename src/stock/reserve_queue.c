@@ -105,16 +105,17 @@ static fs_res_code_t fs__code_of_letter(char c)
     }
 }
 
-/* One rate limit of a batch, from the figures of fs_reserve's reply. */
+/* One rate limit of a batch, from the figures of fs_reserve's reply: its step and tolerance, and
+ * how far each slot's TAT is ahead of now (ms; 0: not ahead), advanced request by request. */
 typedef struct {
     int on;
     double t, tau; /* ms between requests; t * burst */
     int64_t quota, window_s;
+    double ahead[FS__BATCH_MAX]; /* by slot - 1 */
 } fs__limit_t;
 
 static void fs__limit_init(fs__limit_t *l, int64_t milli, int64_t burst)
 {
-    memset(l, 0, sizeof *l);
     l->on = milli > 0 && burst > 0;
     if (!l->on) return;
     l->t = 1000000.0 / (double)milli;
@@ -122,27 +123,92 @@ static void fs__limit_init(fs__limit_t *l, int64_t milli, int64_t burst)
     l->quota = burst;
     l->window_s = (int64_t)ceil(l->tau / 1000.0);
     if (l->window_s < 1) l->window_s = 1;
+    memset(l->ahead, 0, sizeof l->ahead);
 }
 
-/* The RateLimit figures {quota, window_s, remaining, reset_s} of limit l for a request whose
- * figure is f (docs/redis.md: 0 the limit did not apply; > 0 it admitted, and the new TAT is
- * f - 1 µs from now; < 0 it refused, and admits again in -f - 1 µs; whole µs, rounded down).
- * A quota of 0: nothing to tell (the limit did not apply, or it admitted a request that another
- * limit refused). */
-static void fs__limit_figures(const fs__limit_t *l, int64_t f, int refused, int64_t out[4])
+/* The GCRA step of limit l for a request in slot j (from 1) that Redis decided (refused: it
+ * answered rate_limited, by this limit or the other), and the request's RateLimit figures
+ * {quota, window_s, remaining, reset_s}; a quota of 0: nothing to tell (it admitted a request
+ * that the other limit refused). The same arithmetic as fs_reserve's, from the TATs it returned:
+ * Redis decides, this only tells the shopper where they stand. */
+static void fs__limit_step(fs__limit_t *l, size_t j, int refused, int64_t out[4])
 {
+    double d = l->ahead[j - 1] + l->t; /* ms from now to the TAT after this request */
     out[0] = out[1] = out[2] = out[3] = 0;
-    if (!l->on || f == 0 || (refused && f > 0)) return;
+    if (refused && d <= l->tau) return;
     out[0] = l->quota;
     out[1] = l->window_s;
-    if (f < 0) {
-        out[3] = (int64_t)ceil((double)(-f - 1) / 1e6);
-    } else {
-        double d = (double)(f - 1) / 1000.0; /* ms */
-        double r = floor((l->tau - d) / l->t);
-        out[2] = r > 0 ? (int64_t)r : 0;
-        out[3] = (int64_t)ceil(d / 1000.0);
+    if (refused) {
+        out[3] = (int64_t)ceil((d - l->tau) / 1000.0);
+        return;
     }
+    l->ahead[j - 1] = d;
+    double r = floor((l->tau - d) / l->t);
+    out[2] = r > 0 ? (int64_t)r : 0;
+    out[3] = (int64_t)ceil(d / 1000.0);
+}
+
+/* Slots of the distinct strings of a batch, numbered from 1 in order of first appearance, as
+ * fs_reserve numbers shoppers and addresses (FNV-1a, open addressing). */
+typedef struct {
+    uint16_t table[2 * FS__BATCH_MAX]; /* slot, 0 = empty */
+    const char *s[FS__BATCH_MAX];
+    size_t len[FS__BATCH_MAX];
+    size_t n;
+} fs__slots_t;
+
+static size_t fs__slot_of(fs__slots_t *m, const char *s, size_t len)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++) h = (h ^ (uint8_t)s[i]) * 16777619u;
+    const size_t mask = 2 * FS__BATCH_MAX - 1;
+    for (size_t p = h & mask;; p = (p + 1) & mask) {
+        size_t j = m->table[p];
+        if (!j) {
+            m->s[m->n] = s;
+            m->len[m->n] = len;
+            m->table[p] = (uint16_t)++m->n;
+            return m->n;
+        }
+        if (m->len[j - 1] == len && memcmp(m->s[j - 1], s, len) == 0) return j;
+    }
+}
+
+/* Reads the figures of fs_reserve's reply (docs/redis.md: milli1 burst1 milli2 burst2 k1 k2, then
+ * k1 + k2 pairs (slot, µs ahead)) into lim, and each item's slot per limit that is on into slot
+ * (0: the limit does not apply). Returns 0 if the limits are off or the figures malformed. */
+static int fs__limits_read(const redisReply *figs, const fs_reserve_item_t *items, size_t n,
+                           fs__limit_t lim[2], uint16_t slot[2][FS__BATCH_MAX])
+{
+    if (figs->type != REDIS_REPLY_ARRAY || figs->elements < 6 || n > FS__BATCH_MAX) return 0;
+    int64_t v[6];
+    for (int k = 0; k < 6; k++) v[k] = fs_reply_i64(figs->element[k], NULL);
+    if (v[4] < 0 || v[5] < 0 || v[4] > FS__BATCH_MAX || v[5] > FS__BATCH_MAX ||
+        figs->elements != 6 + 2 * (size_t)(v[4] + v[5]))
+        return 0;
+    fs__limit_init(&lim[0], v[0], v[1]);
+    fs__limit_init(&lim[1], v[2], v[3]);
+    fs__slots_t *m = fs_xmalloc(sizeof *m);
+    for (int k = 0; k < 2; k++) {
+        memset(m->table, 0, sizeof m->table);
+        m->n = 0;
+        size_t i = 0;
+        for (const fs_reserve_item_t *it = items; it && i < n; it = it->next, i++) {
+            const char *a = it->addr ? it->addr : "";
+            if (!lim[k].on || (k == 1 && !a[0])) slot[k][i] = 0;
+            else slot[k][i] = (uint16_t)(k ? fs__slot_of(m, a, strlen(a)) : fs__slot_of(m, it->user, it->user_len));
+        }
+    }
+    free(m);
+    size_t e = 6;
+    for (int k = 0; k < 2; k++)
+        for (int64_t p = 0; p < v[4 + k]; p++, e += 2) {
+            int64_t j = fs_reply_i64(figs->element[e], NULL);
+            int64_t us = fs_reply_i64(figs->element[e + 1], NULL);
+            if (!lim[k].on || j < 1 || j > (int64_t)n || us < 0) return 0;
+            lim[k].ahead[j - 1] = (double)us / 1000.0;
+        }
+    return 1;
 }
 
 /* ---- the queue map ---- */
@@ -204,14 +270,10 @@ static void fs__answer_batch(fs_stock_t *st, fs__batch_t *b, const redisReply *r
     const char *codes = fs_reply_str(reply->element[0], &ncodes);
     int64_t created = fs_reply_i64(reply->element[1], NULL);
     int64_t expires = fs_reply_i64(reply->element[2], NULL);
-    /* With rate limits on, integers: milli1 burst1 milli2 burst2, then f1 f2 per request. */
-    const redisReply *figs = reply->element[3];
-    int figs_ok = figs->type == REDIS_REPLY_ARRAY && figs->elements == 4 + 2 * b->n;
+    /* With rate limits on, each request's figures come from taking its GCRA steps again here. */
     fs__limit_t lim[2];
-    fs__limit_init(&lim[0], figs_ok ? fs_reply_i64(figs->element[0], NULL) : 0,
-                   figs_ok ? fs_reply_i64(figs->element[1], NULL) : 0);
-    fs__limit_init(&lim[1], figs_ok ? fs_reply_i64(figs->element[2], NULL) : 0,
-                   figs_ok ? fs_reply_i64(figs->element[3], NULL) : 0);
+    uint16_t slot[2][FS__BATCH_MAX];
+    int figs_ok = fs__limits_read(reply->element[3], b->items, b->n, lim, slot);
     /* What the batch left, before any answer goes out (an answer may queue the next request of
      * its connection at once): the batch's own units are no longer pending. */
     for (fs_reserve_item_t *x = b->items; x; x = x->next) fs__units_release(x);
@@ -238,10 +300,10 @@ static void fs__answer_batch(fs_stock_t *st, fs__batch_t *b, const redisReply *r
             }
         }
         it->rl_on = figs_ok;
-        if (figs_ok)
+        memset(it->rl, 0, sizeof it->rl);
+        if (figs_ok && !it->replayed)
             for (int k = 0; k < 2; k++)
-                fs__limit_figures(&lim[k], fs_reply_i64(figs->element[4 + 2 * i + (size_t)k], NULL),
-                                  code == FS_RES_RATE_LIMITED, it->rl[k]);
+                if (slot[k][i]) fs__limit_step(&lim[k], slot[k][i], code == FS_RES_RATE_LIMITED, it->rl[k]);
         /* sold_out for one unit means none was left; ok means some was. A replayed answer is an
          * earlier one and says nothing about the stock now. */
         if (sku && !it->replayed &&
@@ -352,14 +414,19 @@ static void fs__send_batch(fs_stock_t *st, fs__queue_t *q, fs_reserve_item_t *it
     /* KEYS: sku, holds, users, held, rlu, rla, then the idempotency key of each item that has
      * one; ARGV: n, then 5 per item (rid, user, qty, has_idem, addr). A batch of one-unit
      * requests without idempotency keys, the rush's usual one, goes to fs_reserve_group with a
-     * group id and 2 per item (user, addr), or with grouped holds off to fs_reserve_plain with 3
-     * per item (rid, user, addr): every argument costs Redis about 900 instructions, and a group
-     * is one hold record for the whole call (docs/redis.md, "Held reservations"). Reservation
-     * ids are made here, not when a request is queued: one that never reaches Redis needs none. */
+     * group id, then the address of every item (when they share one, as a storefront's own
+     * requests do) and a user per item, or '*' and 2 per item (user, addr); or, with grouped
+     * holds off, to fs_reserve_plain with 3 per item (rid, user, addr). Every argument costs
+     * Redis about 900 instructions, and a group is one hold record for the whole call
+     * (docs/redis.md, "Held reservations"). Reservation ids are made here, not when a request is
+     * queued: one that never reaches Redis needs none. */
     int plain = 1;
     for (fs_reserve_item_t *it = items; it && plain; it = it->next)
         plain = it->qty == 1 && !it->idem;
     int grouped = plain && st->grouped_holds;
+    const char *shared = items->addr ? items->addr : "";
+    for (fs_reserve_item_t *it = items->next; it && shared; it = it->next)
+        if (strcmp(it->addr ? it->addr : "", shared) != 0) shared = NULL;
     char group[FS_RID_MAX + 1];
     size_t group_len = 0;
     if (grouped) {
@@ -375,7 +442,7 @@ static void fs__send_batch(fs_stock_t *st, fs__queue_t *q, fs_reserve_item_t *it
         for (fs_reserve_item_t *it = items; it; it = it->next)
             it->rid_len = fs_rid_new(launch, strlen(launch), sku, strlen(sku), it->rid);
     }
-    size_t maxargs = 3 + 6 + n + 2 + n * 5;
+    size_t maxargs = 3 + 6 + n + 3 + n * 5;
     const char **argv = fs_xmalloc(maxargs * sizeof *argv);
     size_t *lens = fs_xmalloc(maxargs * sizeof *lens);
     fs_buf_t keys;
@@ -408,7 +475,10 @@ static void fs__send_batch(fs_stock_t *st, fs__queue_t *q, fs_reserve_item_t *it
     lens[a] = fs_fmt_i64(numkeys, (int64_t)nkeys), argv[a++] = numkeys;
     for (size_t k = 0; k < nkeys; k++) argv[a] = keys.data + offs[k], lens[a++] = klens[k];
     lens[a] = fs_fmt_i64(nstr, (int64_t)n), argv[a++] = nstr;
-    if (grouped) argv[a] = group, lens[a++] = group_len;
+    if (grouped) {
+        argv[a] = group, lens[a++] = group_len;
+        argv[a] = shared ? shared : "*", lens[a++] = shared ? strlen(shared) : 1;
+    }
     size_t i = 0;
     for (fs_reserve_item_t *it = items; it; it = it->next, i++) {
         if (!grouped) argv[a] = it->rid, lens[a++] = it->rid_len;
@@ -417,7 +487,8 @@ static void fs__send_batch(fs_stock_t *st, fs__queue_t *q, fs_reserve_item_t *it
             lens[a] = fs_fmt_i64(qty[i], it->qty), argv[a++] = qty[i];
             argv[a] = it->idem ? "1" : "0", lens[a++] = 1;
         }
-        argv[a] = it->addr ? it->addr : "", lens[a++] = it->addr ? strlen(it->addr) : 0;
+        if (!grouped || !shared)
+            argv[a] = it->addr ? it->addr : "", lens[a++] = it->addr ? strlen(it->addr) : 0;
     }
     fs__batch_t *b = fs_xmalloc(sizeof *b);
     b->st = st;

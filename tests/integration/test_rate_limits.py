@@ -11,7 +11,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import fsserver  # noqa: E402
-from fsserver import ServerTestCase, Server, sku  # noqa: E402
+from fsserver import ServerTestCase, Server, sku, raw_request  # noqa: E402
 
 POLICY = re.compile(r'^"shopper";q=(\d+);w=(\d+)$')
 STATE = re.compile(r'^"shopper";r=(\d+);t=(\d+)$')
@@ -93,6 +93,55 @@ class RateLimitTest(ServerTestCase):
         r = self.srv.reserve(lid2, "z", "u1", idem="k")
         self.assertError(r, 409, "sold_out")
         self.assertIn("ratelimit-policy", r.headers)
+
+    def test_headers_of_one_batch(self):
+        """Requests decided in one fs_reserve call get their figures from the server taking each
+        request's GCRA steps again (Redis returns the TATs before the batch, docs/redis.md):
+        remaining counts down request by request, per shopper, and the refused ones say when."""
+        one = self.another_server(env={"FLASHSALE_THREADS": "1"})  # one loop: one queue per SKU
+        lid = self.launch(shopper_per_sec=1, shopper_burst=3)
+        # u1 once before: its TAT is then about 1 s ahead when the batch comes.
+        self.assertEqual(STATE.match(one.reserve(lid, "a", "u1").headers["ratelimit"]).group(1), "2")
+        api = {"Authorization": "Bearer " + fsserver.DEFAULT_API_KEYS[0]}
+
+        def req(u):
+            return raw_request("POST", "/v1/launches/%s/reservations" % lid, {"sku": "a", "user_id": u}, api)
+
+        def batches():
+            text = one.request("GET", "/metrics").body
+            return int(re.search(r"^fs_reserve_batches_total (\d+)$", text, re.M).group(1))
+        users = ["u1", "u2", "u1", "u1", "u2", "u1"]
+        conns = [one.raw() for _ in range(len(users) + 1)]
+        try:
+            before = batches()
+            # Redis holds writes for 0.4 s: the first request's call waits there, and the six that
+            # come meanwhile queue behind it, to go to Redis together (in an order of the loop's).
+            self.r.call("CLIENT", "PAUSE", "400", "WRITE")
+            conns[0].send(req("first"))
+            time.sleep(0.1)
+            for c, u in zip(conns[1:], users):
+                c.send(req(u))
+            got = [c.read_response() for c in conns]
+        finally:
+            for c in conns:
+                c.close()
+        self.assertEqual(batches() - before, 2, "the six requests went to Redis in one call")
+        by_user = {}
+        for u, r in zip(users, got[1:]):
+            by_user.setdefault(u, []).append(r)
+        # u1 (about 1 s ahead, burst 3) gets two more, u2 two of three: remaining in order of the
+        # call, whatever it was; the refused wait about a second.
+        for u, admitted in (("u1", ["1", "0"]), ("u2", ["2", "1"])):
+            ok = [r for r in by_user[u] if r.status == 201]
+            self.assertEqual(sorted((STATE.match(r.headers["ratelimit"]).group(1) for r in ok),
+                                    reverse=True), admitted, u)
+            for r in by_user[u]:
+                if r.status != 201:
+                    self.assertError(r, 429, "rate_limited")
+                    self.assertEqual(STATE.match(r.headers["ratelimit"]).group(1), "0")
+                    self.assertEqual(r.headers["retry-after"], "1")
+        self.assertEqual([r.status for r in by_user["u1"]].count(429), 2)
+        self.check_invariants(lid, ["a"])
 
     def test_live_change_reaches_both_servers(self):
         lid = self.launch(shopper_per_sec=1, shopper_burst=1)

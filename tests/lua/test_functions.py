@@ -48,25 +48,38 @@ def decode_reserve(raw, args):
     """fs_reserve's reply {codes, created_ms, expires_ms, figures, available, replay...}
     (docs/redis.md) ->
     one entry per request [code, rid, qty, expires_ms, created_ms, replayed], plus the string
-    "q1 w1 r1 t1 q2 w2 r2 t2" of RateLimit figures while a rate limit is on, computed as the
-    server does (src/stock/reserve_queue.c): a quota of 0 where a limit has nothing to tell."""
+    "q1 w1 r1 t1 q2 w2 r2 t2" of RateLimit figures while a rate limit is on, worked out as the
+    server does (src/stock/reserve_queue.c): each request's GCRA steps taken again from the
+    figures' TATs and the codes; a quota of 0 where a limit has nothing to tell."""
     codes, created, expires, nums = raw[0], raw[1], raw[2], raw[3]
     n = int(args[0])
     assert isinstance(codes, str) and len(codes) == n, raw
     assert isinstance(created, int) and isinstance(expires, int), raw
     assert isinstance(nums, list) and all(isinstance(x, int) for x in nums), raw
-    assert nums == [] or len(nums) == 4 + 2 * n, raw
-    lims = []
-    for milli, burst in (nums[0:2], nums[2:4]) if nums else ():
-        if milli > 0 and burst > 0:
-            t = 1e6 / milli
-            lims.append((int(burst), max(1, math.ceil(t * burst / 1000)), t, t * burst))
-        else:
-            lims.append(None)
+    assert nums == [] or (len(nums) >= 6 and len(nums) == 6 + 2 * (nums[4] + nums[5])), raw
+    lims, ahead = [], [{}, {}]  # per limit: (quota, window_s, T, tau) or None; slot -> ms ahead
+    if nums:
+        for milli, burst in (nums[0:2], nums[2:4]):
+            if milli > 0 and burst > 0:
+                t = 1e6 / milli
+                lims.append((int(burst), max(1, math.ceil(t * burst / 1000)), t, t * burst))
+            else:
+                lims.append(None)
+        pos = 6
+        for k in (0, 1):
+            for _ in range(nums[4 + k]):
+                slot, us = nums[pos], nums[pos + 1]
+                assert us > 0 and slot not in ahead[k], raw
+                ahead[k][slot] = us / 1000.0
+                pos += 2
+    slots = [{}, {}]  # shopper / address -> slot, in order of first appearance
     assert isinstance(raw[4], int), raw
     replays = iter(raw[5:])
     out = []
     for i, c in enumerate(codes):
+        user, addr = args[2 + 5 * i], args[5 + 5 * i]
+        js = [slots[0].setdefault(user, len(slots[0]) + 1),
+              slots[1].setdefault(addr, len(slots[1]) + 1) if addr != "" else None]
         if c == "p":
             e = list(next(replays))
             assert len(e) == 5, raw
@@ -79,15 +92,19 @@ def decode_reserve(raw, args):
                 entry = [code, "", 0, 0, 0, 0]
         if nums:
             f = []
-            for lim, us in zip(lims, nums[4 + 2 * i: 6 + 2 * i]):
-                if lim is None or us == 0 or (c == "r" and us > 0):
+            for k, lim in enumerate(lims):
+                if lim is None or js[k] is None or c == "p":
                     f += [0, 0, 0, 0]
-                elif us < 0:
-                    f += [lim[0], lim[1], 0, math.ceil((-us - 1) / 1e6)]
+                    continue
+                quota, window, t, tau = lim
+                d = ahead[k].get(js[k], 0.0) + t
+                if c != "r":
+                    ahead[k][js[k]] = d
+                    f += [quota, window, max(0, math.floor((tau - d) / t)), math.ceil(d / 1000)]
+                elif d > tau:
+                    f += [quota, window, 0, math.ceil((d - tau) / 1000)]
                 else:
-                    d = (us - 1) / 1000  # ms
-                    f += [lim[0], lim[1], max(0, math.floor((lim[3] - d) / lim[2])),
-                          math.ceil(d / 1000)]
+                    f += [0, 0, 0, 0]  # refused by the other limit
             entry.append(" ".join(str(x) for x in f))
         out.append(entry)
     assert next(replays, None) is None, "more replay elements than p codes: %r" % (raw,)
@@ -182,10 +199,13 @@ class FS:
             plain = len(keys) == 6 and all(str(q) == "1" for q in args[3::5])
         if group is not None:
             assert len(keys) == 6, "a group is for requests without idempotency keys"
-            gargs = [args[0], group]
+            # One address for all (sent once, as the server does when its batch has one), or '*'
+            # and one per request.
+            addrs = set(args[5::5])
+            gargs = [args[0], group, addrs.pop() if len(addrs) == 1 else "*"]
             for i in range(len(reqs)):
                 assert str(args[3 + 5 * i]) == "1", "a group is for one-unit requests only"
-                gargs += [args[2 + 5 * i], args[5 + 5 * i]]
+                gargs += [args[2 + 5 * i]] + ([args[5 + 5 * i]] if gargs[2] == "*" else [])
             raw = self.r.call("FCALL", "fs_reserve_group", 6, *keys, *gargs)
         elif plain:
             pargs = [args[0]]
@@ -1136,10 +1156,16 @@ class TestGroupedHolds(Base):
         batches = [
             [req("u", "10.0.0.1")] * 4 + [req("v", "10.0.0.2"), req("w", "")],
             [req("x", "10.0.0.2"), req("y", "10.0.0.2"), req("z", "10.0.0.3"), req("v", "10.0.0.3")],
+            # one address for the whole call (sent once): its burst of 4 refuses the fifth
+            [req("p%d" % i, "10.0.0.9") for i in range(5)],
         ]
+        fs.restock("L", "A", 10)
+        fs.restock("L", "B", 10)
         for k, batch in enumerate(batches):
             a = fs.reserve("L", "A", batch, plain=True)
             b = fs.reserve("L", "B", batch, group=new_rid())
+            if k == 2:
+                self.assertEqual([o[0] for o in b], ["ok"] * 4 + ["rate_limited"])
             self.assertEqual([o[0] for o in a], [o[0] for o in b])
             if k == 0:
                 self.assertEqual([o[6] for o in a], [o[6] for o in b])
@@ -1221,14 +1247,16 @@ class TestGroupedHolds(Base):
         keys = [p + ":sku", p + ":holds", p + ":users", p + ":held", p + ":rlu", p + ":rla"]
         g = new_rid()
         fs.reserve("L", "A", [("a", 1)], group=g)
-        for args, msg in (([1, "", "u", ""], "bad group id"),
-                          ([1, "a.b", "u", ""], "bad group id"),
-                          ([1, "a\nb", "u", ""], "bad group id"),
-                          ([1, "x", "u\n1", ""], "control character in user"),
+        for args, msg in (([1, "", "", "u"], "bad group id"),
+                          ([1, "a.b", "", "u"], "bad group id"),
+                          ([1, "a\nb", "*", "u", ""], "bad group id"),
+                          ([1, "x", "", "u\n1"], "newline in user"),
+                          ([2, "x", "*", "v", "", "u\n1", ""], "newline in user"),
                           ([1, "x", "", ""], "empty user"),
-                          ([2, "x", "u", ""], "wrong number of arguments"),
+                          ([2, "x", "", "u"], "wrong number of arguments"),
+                          ([1, "x", "*", "u"], "wrong number of arguments"),
                           ([1, "x", "u"], "wrong number of arguments"),
-                          ([1, g, "u", ""], "group id already held")):
+                          ([1, g, "", "u"], "group id already held")):
             with self.assertRaisesRegex(RedisError, "^ERR flashsale fs_reserve_group: %s$" % msg):
                 self.r.call("FCALL", "fs_reserve_group", 6, *keys, *args)
         self.assertEqual(fs.counters("L", "A"), [10, 9, 1, 0])
