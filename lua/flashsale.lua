@@ -509,8 +509,8 @@ end
 -- key has a theoretical arrival time (TAT); a request at `now` is admitted when
 -- max(TAT, now) + T - B*T <= now (T = 1000/R ms), and then TAT becomes max(TAT, now) + T. Refused
 -- requests change nothing. TATs live in the hashes fs:{L:S}:rlu (user -> TAT) and fs:{L:S}:rla
--- (address -> TAT), read and written once per batch; each hash expires once every TAT in it
--- is in the past, so idle state disappears by itself.
+-- (address -> TAT), read and written once per batch; each hash expires RL_TTL_SLACK_MS after
+-- the latest TAT in it, so idle state disappears by itself.
 -- fs_reserve runs the step itself, inline, for every request of the batch: each distinct id of a
 -- batch has a slot (its index in the batch's list of distinct ids), and everything per request is
 -- array access and arithmetic; hash tables keyed by strings, a closure call or a C call per
@@ -524,10 +524,13 @@ local tat_num = text_memo(10000, function(x)
     return tonumber(x) or 0
 end)
 
--- One limit of a batch: the TATs of its distinct ids list[1..nl] as read (old) and as they will
--- be written (tat, updated by fs_reserve), and the limit's step t and tolerance tau (ms).
-local function rl_load(key, list, nl, milli, burst)
-    local tat, old = presized(list, nl), presized(list, nl)
+-- One limit of a batch: the TATs of its distinct ids list[1..nl] (tat, updated by fs_reserve),
+-- and the limit's step t and tolerance tau (ms). Appends to figs the slots whose TAT is ahead of
+-- now, as pairs (slot, whole µs ahead, rounded): what a server needs to work out each request's
+-- RateLimit figures (docs/redis.md). Returns the limit and the number of pairs.
+local function rl_load(key, list, nl, milli, burst, now, figs)
+    local tat, nf = presized(list, nl), #figs
+    local n0 = nf
     if nl > 0 then
         local v = redis.call('HMGET', key, unpack(list, 1, nl))
         local known = tat_num.known
@@ -535,32 +538,50 @@ local function rl_load(key, list, nl, milli, burst)
             local x = v[j]
             if x then
                 x = known[x] or tat_num.get(x)
+                if x > now then
+                    figs[nf + 1], figs[nf + 2] = j, math.floor((x - now) * 1000 + 0.5)
+                    nf = nf + 2
+                end
             else
                 x = 0
             end
-            tat[j], old[j] = x, x
+            tat[j] = x
         end
     end
     local t = 1000000 / milli -- ms between requests
-    return { key = key, list = list, n = nl, tat = tat, old = old, milli = milli, burst = burst,
-        t = t, tau = t * burst }
+    return { key = key, list = list, n = nl, tat = tat, milli = milli, burst = burst, t = t,
+        tau = t * burst }, (nf - n0) / 2
 end
 
--- Writes the TATs of limit l that changed. Each is rounded up to 0.1 ms (never admits more than
--- the rate) and written as text. Turning a number into text costs more than the rest of a
--- request's limit (about 4,000 instructions, in Redis or in string.format), but most TATs of a
--- batch are the same number (a shopper whose TAT had passed gets now + T), so each distinct value
--- is formatted once per batch.
+-- The last digit of a TAT's text, by its tenths of a ms.
+local TENTHS = { [0] = '.0', '.1', '.2', '.3', '.4', '.5', '.6', '.7', '.8', '.9' }
+
+-- A rate-limit hash lives RL_TTL_SLACK_MS past the last TAT in it. rl_ttl_until remembers, in
+-- this library's Lua state, until when each hash surely lives, so that a batch whose TATs that
+-- covers sets no TTL: a PEXPIRE per hash and call was 2% of a rate-limited reservation. (A hash
+-- deleted and written again meanwhile gets its TTL at most RL_TTL_SLACK_MS late.)
+local RL_TTL_SLACK_MS = 5000
+local RL_TTL_KEYS_MAX = 10000
+local rl_ttl_until, rl_ttl_n = {}, 0
+
+-- Writes the TATs of limit l that are ahead of now (those of this batch's admitted requests, and
+-- any other, unchanged). Each is rounded up to 0.1 ms (never admits more than the rate) and written
+-- as text, "%.1f" of it, built from an integer: string.format('%.1f') cost about 6,000
+-- instructions. Most TATs of a batch are the same number (a shopper whose TAT had passed gets
+-- now + T), so each distinct value is turned into text once per batch. The hash's TTL only ever
+-- grows (NX, then GT): a batch of TATs close to now must not shorten the life of another id's
+-- TAT far ahead.
 local function rl_store(l, now)
-    local list, tat, old, nl = l.list, l.tat, l.old, l.n
+    local list, tat, nl = l.list, l.tat, l.n
     local h, nh, latest, text = presized(list, 2 * nl), 0, now, {}
-    local mceil, sfmt = math.ceil, string.format
+    local mceil = math.ceil
     for j = 1, nl do
         local x = tat[j]
-        if x ~= old[j] then
+        if x > now then
             local s = text[x]
             if not s then
-                s = sfmt('%.1f', mceil(x * 10) / 10)
+                local d = mceil(x * 10)
+                s = fmt_int((d - d % 10) / 10) .. TENTHS[d % 10]
                 text[x] = s
             end
             h[nh + 1], h[nh + 2] = list[j], s
@@ -569,25 +590,21 @@ local function rl_store(l, now)
         end
     end
     if nh > 0 then
-        redis.call('HSET', l.key, unpack(h, 1, nh))
-        redis.call('PEXPIRE', l.key, fmt_int(mceil(latest - now) + 1000))
-    end
-end
-
--- What a server needs of limit l to work out each request's RateLimit figures (docs/redis.md):
--- appends to figs the slots whose TAT before the batch (old) was ahead of now, as pairs (slot,
--- whole µs ahead, rounded), and returns how many.
-local function rl_figures(figs, l, now)
-    local old, n0 = l.old, #figs
-    local nf = n0
-    for j = 1, l.n do
-        local x = old[j]
-        if x > now then
-            figs[nf + 1], figs[nf + 2] = j, math.floor((x - now) * 1000 + 0.5)
-            nf = nf + 2
+        local key = l.key
+        redis.call('HSET', key, unpack(h, 1, nh))
+        if (rl_ttl_until[key] or 0) < latest + 1000 then
+            local ttl = mceil(latest - now) + RL_TTL_SLACK_MS
+            local ttl_s = fmt_int(ttl)
+            if redis.call('PEXPIRE', key, ttl_s, 'NX') == 0 then
+                redis.call('PEXPIRE', key, ttl_s, 'GT')
+            end
+            if rl_ttl_n >= RL_TTL_KEYS_MAX then
+                rl_ttl_until, rl_ttl_n = {}, 0
+            end
+            if not rl_ttl_until[key] then rl_ttl_n = rl_ttl_n + 1 end
+            rl_ttl_until[key] = now + ttl
         end
     end
-    return (nf - n0) / 2
 end
 
 -- The distinct client addresses of a batch (request i's is args[S*i + A], S the fields per
@@ -827,10 +844,18 @@ local function reserve(keys, args, mode)
 
     -- Rate limits (see above): l1 per shopper (by user slot), l2 per address (by address slot).
     local l1, l2, aslot, aone -- aone: every request's address slot when they share one
-    if s.rl_shopper_milli > 0 and s.rl_shopper_burst > 0 then
-        l1 = rl_load(keys[5], users, nu, s.rl_shopper_milli, s.rl_shopper_burst)
+    local on1 = s.rl_shopper_milli > 0 and s.rl_shopper_burst > 0
+    local on2 = s.rl_address_milli > 0 and s.rl_address_burst > 0
+    local limited = on1 or on2
+    local figs = {} -- the reply's figures (see above)
+    if limited then
+        figs = { on1 and s.rl_shopper_milli or 0, on1 and s.rl_shopper_burst or 0,
+            on2 and s.rl_address_milli or 0, on2 and s.rl_address_burst or 0, 0, 0 }
     end
-    if s.rl_address_milli > 0 and s.rl_address_burst > 0 then
+    if on1 then
+        l1, figs[5] = rl_load(keys[5], users, nu, s.rl_shopper_milli, s.rl_shopper_burst, now, figs)
+    end
+    if on2 then
         local alist, na = {}, 0
         if shared then
             if shared ~= '' then
@@ -839,16 +864,8 @@ local function reserve(keys, args, mode)
         else
             alist, na, aslot = address_slots(args, n, S, A)
         end
-        l2 = rl_load(keys[6], alist, na, s.rl_address_milli, s.rl_address_burst)
-    end
-    -- The TATs before this batch (each limit's old), for the figures of the reply.
-    local limited = l1 or l2
-    local figs = {}
-    if limited then
-        figs = { l1 and l1.milli or 0, l1 and l1.burst or 0, l2 and l2.milli or 0,
-            l2 and l2.burst or 0, 0, 0 }
-        if l1 then figs[5] = rl_figures(figs, l1, now) end
-        if l2 then figs[6] = rl_figures(figs, l2, now) end
+        l2, figs[6] = rl_load(keys[6], alist, na, s.rl_address_milli, s.rl_address_burst, now,
+            figs)
     end
     local t1, tau1, tat1 = 0, 0, nil
     local t2, tau2, tat2 = 0, 0, nil

@@ -883,11 +883,27 @@ class TestRateLimits(Base):
         self.assertEqual(figs[3][:4], [3, 2, 0, 1], "refused: remaining 0, retry in 1 s")
         self.assertEqual(figs[0][4:], [0, 0, 0, 0])
         self.assertEqual(fs.counters("L", "A")[1:3], [996, 4], "refusals take no stock")
-        self.assertTrue(0 < self.r.call("PTTL", "fs:{L:A}:rlu") <= 3000)
+        # the hash lives 5 s past its last TAT (1.5 s ahead)
+        self.assertTrue(5000 < self.r.call("PTTL", "fs:{L:A}:rlu") <= 6500)
         time.sleep(0.55)  # one emission interval later, exactly one more
         out = fs.reserve("L", "A", [("u", 1)] * 2)
         self.assertEqual([o[0] for o in out], ["ok", "rate_limited"])
         self.check_invariant()
+
+    def test_hash_ttl_never_shrinks(self):
+        """A later batch with TATs close to now must not shorten the life of the hash that holds
+        another shopper's TAT far ahead (it would forget that shopper's burst)."""
+        self.open_launch("L", [("A", 1000, 1000, 1)])
+        fs = self.fs
+        fs.rate_limit("L", 1000, 10, 0, 0)  # 1/s, burst 10
+        self.assertEqual([o[0] for o in fs.reserve("L", "A", [("x", 1)] * 10)], ["ok"] * 10)
+        ttl = self.r.call("PTTL", "fs:{L:A}:rlu")
+        self.assertTrue(14000 < ttl <= 15000, ttl)  # TAT 10 s ahead, + 5 s
+        # A fresh library state (FUNCTION LOAD, a restart) knows nothing of that TTL.
+        load_library(self.r.raw)
+        self.assertEqual(fs.reserve("L", "A", [("y", 1)])[0][0], "ok")  # TAT 1 s ahead
+        self.assertGreater(self.r.call("PTTL", "fs:{L:A}:rlu"), ttl - 1000)
+        self.assertEqual(fs.reserve("L", "A", [("x", 1)])[0][0], "rate_limited")
 
     def test_address_limit_across_shoppers(self):
         self.open_launch("L", [("A", 1000, 1000, 1)])
