@@ -918,8 +918,10 @@ local function reserve(keys, args, mode)
     local times = not grouped and '|' .. now_s .. '|' .. expires_s .. '|' -- the middle of a held record
     local written = {} -- idempotency key -> the answer stored by an earlier request of this batch
     local codes, out = presized(args, n), { '', now, expires, figs, 0 }
+    local idem = nidem > 0
     for i = 1, n do
-        local key = ikey[i]
+        local j = uslot[i]
+        local key = idem and ikey[i]
         local first = key and (written[key] or replay[i])
         local admit = true
         if first then
@@ -933,7 +935,7 @@ local function reserve(keys, args, mode)
             local j2 = aone or aslot and aslot[i]
             local ok = true
             if l1 then
-                n1 = tat1[uslot[i]]
+                n1 = tat1[j]
                 if n1 < now then n1 = now end
                 n1 = n1 + t1
                 ok = n1 - now <= tau1
@@ -945,7 +947,7 @@ local function reserve(keys, args, mode)
                 ok = ok and n2 - now <= tau2
             end
             if ok then
-                if l1 then tat1[uslot[i]] = n1 end
+                if l1 then tat1[j] = n1 end
                 if j2 then tat2[j2] = n2 end
             else
                 codes[i] = 'r'
@@ -953,7 +955,7 @@ local function reserve(keys, args, mode)
             end
         end
         if admit then
-            local j, q, c = uslot[i], qty_of[i] or 1, nil
+            local q, c = full and qty_of[i] or 1, nil
             -- Stock before the limit: "sold out" needs nothing but the SKU's counters, so servers
             -- can answer it from memory once a SKU is empty, with the same answer Redis gives.
             if not open then

@@ -124,6 +124,14 @@ int fs_json_string(const fs_json_doc_t *d, int i, char *out, size_t cap, size_t 
     if (i < 0 || i >= d->n || d->tok[i].type != FS_JSON_STRING) return FS_EINVAL;
     const char *s = d->js + d->tok[i].start, *e = d->js + d->tok[i].end;
     size_t o = 0;
+    /* The usual string has no escape: one copy (every reservation decodes two). */
+    if (!memchr(s, '\\', (size_t)(e - s))) {
+        if ((size_t)(e - s) >= cap) return FS_EINVAL;
+        memcpy(out, s, (size_t)(e - s));
+        out[e - s] = 0;
+        if (outlen) *outlen = (size_t)(e - s);
+        return FS_OK;
+    }
     while (s < e) {
         unsigned cp;
         if (*s != '\\') {
