@@ -78,6 +78,25 @@ local function presized(src, m)
     return { unpack(src, 1, m) }
 end
 
+-- Scratch arrays of the rush path, kept in this library's Lua state between calls: scratch(k, m)
+-- is array k (a small integer: each use has its own), with room for m entries and junk contents,
+-- as presized's. A call of fs_reserve then allocates few tables, and the garbage collector, which
+-- Redis steps after calls, has less to do. (Each is grown to the largest batch seen: at most
+-- 2 * MAX_BATCH entries.)
+local SCRATCH_FILL = {}
+for i = 1, 2 * MAX_BATCH do
+    SCRATCH_FILL[i] = false
+end
+local scratch_t, scratch_cap = {}, {}
+local function scratch(k, m)
+    if (scratch_cap[k] or -1) < m then
+        scratch_t[k], scratch_cap[k] = presized(SCRATCH_FILL, m), m
+    end
+    return scratch_t[k]
+end
+local S_USERS, S_USLOT, S_USED, S_USED0, S_ZADD, S_HELD, S_CODES = 1, 2, 3, 4, 5, 6, 7
+local S_TAT1, S_TAT2, S_RLSET = 8, 9, 10
+
 -- Returns a memo m of convert: m.get(text) -> convert(text), remembering up to max results (then
 -- it starts over). On the rush path the same texts come back again and again (counts, stored
 -- times), and tonumber costs ~1,800 instructions here. convert must be a pure function of the
@@ -527,9 +546,10 @@ end)
 -- One limit of a batch: the TATs of its distinct ids list[1..nl] (tat, updated by fs_reserve),
 -- and the limit's step t and tolerance tau (ms). Appends to figs the slots whose TAT is ahead of
 -- now, as pairs (slot, whole µs ahead, rounded): what a server needs to work out each request's
--- RateLimit figures (docs/redis.md). Returns the limit and the number of pairs.
-local function rl_load(key, list, nl, milli, burst, now, figs)
-    local tat, nf = presized(list, nl), #figs
+-- RateLimit figures (docs/redis.md). Returns the limit and the number of pairs. sk: the scratch
+-- array for the TATs.
+local function rl_load(key, list, nl, milli, burst, now, figs, sk)
+    local tat, nf = scratch(sk, nl), #figs
     local n0 = nf
     if nl > 0 then
         local v = redis.call('HMGET', key, unpack(list, 1, nl))
@@ -573,7 +593,7 @@ local rl_ttl_until, rl_ttl_n = {}, 0
 -- TAT far ahead.
 local function rl_store(l, now)
     local list, tat, nl = l.list, l.tat, l.n
-    local h, nh, latest, text = presized(list, 2 * nl), 0, now, {}
+    local h, nh, latest, text = scratch(S_RLSET, 2 * nl), 0, now, {}
     local mceil = math.ceil
     for j = 1, nl do
         local x = tat[j]
@@ -774,7 +794,7 @@ local function reserve(keys, args, mode)
     -- are then kept in arrays by slot.
     local qty_of, ikey, nidem = {}, {}, 0
     local k, seen, iprefix = 7, {}, nil
-    local upos, users, uslot, nu = {}, presized(args, n), presized(args, n), 0
+    local upos, users, uslot, nu = {}, scratch(S_USERS, n), scratch(S_USLOT, n), 0
     for i = 1, n do
         local b = S * i + U
         local u, r, qs, has = args[b], true, '1', '0'
@@ -853,7 +873,8 @@ local function reserve(keys, args, mode)
             on2 and s.rl_address_milli or 0, on2 and s.rl_address_burst or 0, 0, 0 }
     end
     if on1 then
-        l1, figs[5] = rl_load(keys[5], users, nu, s.rl_shopper_milli, s.rl_shopper_burst, now, figs)
+        l1, figs[5] = rl_load(keys[5], users, nu, s.rl_shopper_milli, s.rl_shopper_burst, now, figs,
+            S_TAT1)
     end
     if on2 then
         local alist, na = {}, 0
@@ -865,7 +886,7 @@ local function reserve(keys, args, mode)
             alist, na, aslot = address_slots(args, n, S, A)
         end
         l2, figs[6] = rl_load(keys[6], alist, na, s.rl_address_milli, s.rl_address_burst, now,
-            figs)
+            figs, S_TAT2)
     end
     local t1, tau1, tat1 = 0, 0, nil
     local t2, tau2, tat2 = 0, 0, nil
@@ -874,7 +895,7 @@ local function reserve(keys, args, mode)
 
     -- Units each shopper of the batch already holds or bought, by slot (used), as read (used0):
     -- one HMGET of the batch's distinct shoppers.
-    local used, used0 = presized(users, nu), presized(users, nu)
+    local used, used0 = scratch(S_USED, nu), scratch(S_USED0, nu)
     if open then
         local v = redis.call('HMGET', keys[3], unpack(users, 1, nu))
         local known = user_count.known
@@ -911,13 +932,13 @@ local function reserve(keys, args, mode)
     local now_s, expires_s = fmt_int(now), fmt_int(expires)
     -- zadd and hset_held get 2 entries per ok (nz: entries so far; grouped, hset_held gets the
     -- group's value in pieces and zadd nothing); the users HSET reuses hset_held afterwards
-    local zadd, hset_held, nz = presized(args, 2 * n), presized(args, 2 * n), 0
+    local zadd, hset_held, nz = scratch(S_ZADD, 2 * n), scratch(S_HELD, 2 * n + 1), 0
     if grouped then
         hset_held[1] = '#' .. now_s .. '|' .. expires_s
     end
     local times = not grouped and '|' .. now_s .. '|' .. expires_s .. '|' -- the middle of a held record
     local written = {} -- idempotency key -> the answer stored by an earlier request of this batch
-    local codes, out = presized(args, n), { '', now, expires, figs, 0 }
+    local codes, out = scratch(S_CODES, n), { '', now, expires, figs, 0 }
     local idem = nidem > 0
     for i = 1, n do
         local j = uslot[i]
