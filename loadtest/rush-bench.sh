@@ -2,7 +2,7 @@
 # rush-bench.sh: the reservation path at the machine's limit, side by side in one run.
 #
 #   loadtest/rush-bench.sh [-c CONNECTIONS] [-t WRK_THREADS] [-d SECONDS] [-r ROUNDS] [-b BUILD_DIR]
-#                          [-o RESULTS.md]
+#                          [-T SERVER_THREADS] [-o RESULTS.md]
 #
 # Starts its own redis-server and flashsale-server (Release build; default build-release) on free
 # 127.0.0.1 ports, creates a launch with a sold-out SKU and SKUs of a billion units, then runs
@@ -21,15 +21,16 @@
 # that rounds are alike: a SKU carrying the holds of earlier rounds (hundreds of thousands; a real
 # launch's SKU has a few thousand units) makes each of Redis's writes slower as its hashes and
 # sorted set grow and rehash.
+# -T sets the server's event loops (FLASHSALE_THREADS; default: the server's own, one per core).
 # Everything it starts is stopped by pid at the end.
 set -euo pipefail
 
-CONNS=100 WRK_THREADS=1 DURATION=5 ROUNDS=3 BUILD="" OUT=""
-while getopts "c:t:d:r:b:o:h" opt; do
+CONNS=100 WRK_THREADS=1 DURATION=5 ROUNDS=3 BUILD="" OUT="" SERVER_THREADS=""
+while getopts "c:t:d:r:b:o:T:h" opt; do
   case $opt in
     c) CONNS=$OPTARG ;; t) WRK_THREADS=$OPTARG ;; d) DURATION=$OPTARG ;; r) ROUNDS=$OPTARG ;;
-    b) BUILD=$OPTARG ;; o) OUT=$OPTARG ;;
-    h) sed -n '2,23p' "$0"; exit 0 ;;
+    b) BUILD=$OPTARG ;; o) OUT=$OPTARG ;; T) SERVER_THREADS=$OPTARG ;;
+    h) sed -n '2,24p' "$0"; exit 0 ;;
     *) exit 2 ;;
   esac
 done
@@ -42,6 +43,12 @@ if [ "$ROUNDS" -lt 1 ] || [ "$ROUNDS" -gt 16 ]; then
     "holds at most 100)" >&2
   exit 2
 fi
+
+case $SERVER_THREADS in
+  '') unset FLASHSALE_THREADS ;;
+  *[!0-9]*|0) echo "rush-bench.sh: -T must be a number of event loops, 1 or more" >&2; exit 2 ;;
+  *) export FLASHSALE_THREADS=$SERVER_THREADS ;;
+esac
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(dirname "$HERE")
@@ -161,7 +168,8 @@ print("%s\t%.0f\t%.3f\t%.3f\t0\t0" % (sys.argv[1], float(row[1]), float(row[4]),
 # Make the sold-out SKU known as sold out (the first answer comes from Redis).
 curl -s -o /dev/null -H "Authorization: Bearer $KEY" -d '{"sku":"gone","user_id":"warm"}' "$URL/v1/launches/bench/reservations"
 
-echo "rush-bench: $ROUNDS rounds x ${DURATION}s, wrk -t$WRK_THREADS -c$CONNS, server threads: default (cores: $(nproc))" >&2
+LOOPS_DESC=${SERVER_THREADS:-"default, one per core ($(nproc))"}
+echo "rush-bench: $ROUNDS rounds x ${DURATION}s, wrk -t$WRK_THREADS -c$CONNS, server event loops: $LOOPS_DESC" >&2
 INVARIANTS=()
 for round in $(seq "$ROUNDS"); do
   echo "round $round/$ROUNDS" >&2
@@ -277,9 +285,9 @@ touch "$WORK/idle.done"
 wait "$IDLE_PID" 2>/dev/null || true
 INVARIANTS+=("end: $(check_invariant)")
 
-REPORT=$(python3 - "$WORK/results.tsv" "$RSS0" "$RSS1" "$OPEN" "$CONNS" "$WRK_THREADS" "$DURATION" "$ROUNDS" "$(nproc)" "$FCALL_FN" <<'PY'
+REPORT=$(python3 - "$WORK/results.tsv" "$RSS0" "$RSS1" "$OPEN" "$CONNS" "$WRK_THREADS" "$DURATION" "$ROUNDS" "$(nproc)" "$FCALL_FN" "$LOOPS_DESC" <<'PY'
 import statistics, sys
-path, rss0, rss1, open_line, conns, wt, dur, rounds, cores, fn = sys.argv[1:11]
+path, rss0, rss1, open_line, conns, wt, dur, rounds, cores, fn, loops = sys.argv[1:12]
 rows = {}
 for line in open(path):
     name, rps, p50, p99, total, non2xx = line.rstrip("\n").split("\t")
@@ -320,7 +328,7 @@ out.append("- open loop, in-stock reservations (target: p99 <= 10 ms at 80%% of 
 out.append("")
 per = (int(rss1) - int(rss0)) * 1024 / 10000
 out.append("- server RSS: %d KiB before, %d KiB with 10,000 idle keep-alive connections: %.0f bytes per idle connection (target <= 4096)" % (int(rss0), int(rss1), per))
-out.append("- settings: wrk -t%s -c%s, %s s per run, %s interleaved rounds, %s cores shared by client, server and Redis" % (wt, conns, dur, rounds, cores))
+out.append("- settings: wrk -t%s -c%s, %s s per run, %s interleaved rounds, %s cores shared by client, server and Redis; server event loops: %s" % (wt, conns, dur, rounds, cores, loops))
 for k in ("in-stock", "in-stock-rl"):
     bad = sum(r[4] for r in rows.get(k, []))
     if bad:
@@ -336,7 +344,7 @@ if [ -n "$OUT" ]; then
   {
     echo "# Rush benchmark: latest run"
     echo
-    echo "Command: \`loadtest/rush-bench.sh -c $CONNS -t $WRK_THREADS -d $DURATION -r $ROUNDS\` ($(date -u +%Y-%m-%dT%H:%MZ))"
+    echo "Command: \`loadtest/rush-bench.sh -c $CONNS -t $WRK_THREADS -d $DURATION -r $ROUNDS${SERVER_THREADS:+ -T $SERVER_THREADS}\` ($(date -u +%Y-%m-%dT%H:%MZ))"
     echo
     echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))," \
       "$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr);" \

@@ -12,10 +12,10 @@ below with FCALL. docs/redis.md is the contract: key layout, arguments and reply
                                        price_cents + copies of state hold_ms starts_at_ms ends_at_ms
   fs:{L:S}:holds               zset    reservation id or group id -> expires_ms, one member per
                                        held reservation or group of held reservations
-  fs:{L:S}:held                hash    reservation id -> "qty|created_ms|expires_ms|user", each held one
-                                       made by fs_reserve(_plain); group id G -> "#created_ms|expires_ms"
-                                       then "\n<i> <user>" per held one-unit reservation G.<i> that
-                                       fs_reserve_group made (see "Held reservations")
+  fs:{L:S}:held                hash    reservation id -> "qty|created_ms|expires_ms|user", each held
+                                       one made by fs_reserve(_plain); group id G ->
+                                       "#created_ms|expires_ms" then "\n<i> <user>" per held one-unit
+                                       reservation G.<i> of fs_reserve_group (see "Held reservations")
   fs:{L:S}:users               hash    user -> units held + sold by that user
   fs:{L:S}:r:<rid>             hash    one reservation once it ended (confirmed, cancelled, expired)
   fs:{L:S}:i:<n>:<user>:<key>  string  idempotency record  code|rid|qty|expires_ms|created_ms
@@ -24,7 +24,8 @@ below with FCALL. docs/redis.md is the contract: key layout, arguments and reply
 
 Invariant kept by every function, for every SKU:
   available + held + sold == total, none negative;
-  held == sum of qty over the held reservations (single or in a group) of held and holds; sold == sum of qty over the entries of orders;
+  held == sum of qty over the held reservations (single or in a group) of held and holds;
+  sold == sum of qty over the entries of orders;
   users[u] == qty of u's held and confirmed reservations.
 
 Conventions:
@@ -380,11 +381,12 @@ local R_STATUS = { held = true, confirmed = true, cancelled = true, expired = tr
 --     (fs_reserve and fs_reserve_plain write these);
 --   grouped: field and member = a group id G (no '.'), one per fs_reserve_group call; value
 --     "#created_ms|expires_ms" then "\n<i> <user>" for each one-unit hold G.<i> (i the request's
---     place in the call, decimal) still held. User ids have no control characters, so "\n<i> "
---     finds an entry. A hold that ends leaves the value; the last one takes the group out of held
---     and holds. One field and one member per call instead of per hold: on a SKU with 100,000
---     holds (seconds of a rush), the per-hold ZADD and HSET were a third of Redis's time per
---     reservation (cache misses), and a grouped call sends one argument less per request.
+--     place in the call, decimal) still held. fs_reserve_group takes no user id with a newline
+--     (the server none with any control character), so "\n<i> " finds an entry. A hold that
+--     ends leaves the value; the last one takes the group out of held and holds. One field and
+--     one member per call instead of per hold: on a SKU with 100,000 holds (seconds of a rush),
+--     the per-hold ZADD and HSET were a third of Redis's time per reservation (cache misses),
+--     and a grouped call sends one argument less per request.
 -- A reservation id with a '.' is grouped; older ids (base64url) never have one.
 ---------------------------------------------------------------------------------------------------
 
@@ -528,8 +530,8 @@ end
 -- key has a theoretical arrival time (TAT); a request at `now` is admitted when
 -- max(TAT, now) + T - B*T <= now (T = 1000/R ms), and then TAT becomes max(TAT, now) + T. Refused
 -- requests change nothing. TATs live in the hashes fs:{L:S}:rlu (user -> TAT) and fs:{L:S}:rla
--- (address -> TAT), read and written once per batch; each hash expires RL_TTL_SLACK_MS after
--- the latest TAT in it, so idle state disappears by itself.
+-- (address -> TAT), read and written once per batch; each hash expires 1 to 5 s after the latest
+-- TAT in it (see rl_store), so idle state disappears by itself.
 -- fs_reserve runs the step itself, inline, for every request of the batch: each distinct id of a
 -- batch has a slot (its index in the batch's list of distinct ids), and everything per request is
 -- array access and arithmetic; hash tables keyed by strings, a closure call or a C call per
@@ -576,10 +578,11 @@ end
 -- The last digit of a TAT's text, by its tenths of a ms.
 local TENTHS = { [0] = '.0', '.1', '.2', '.3', '.4', '.5', '.6', '.7', '.8', '.9' }
 
--- A rate-limit hash lives RL_TTL_SLACK_MS past the last TAT in it. rl_ttl_until remembers, in
--- this library's Lua state, until when each hash surely lives, so that a batch whose TATs that
--- covers sets no TTL: a PEXPIRE per hash and call was 2% of a rate-limited reservation. (A hash
--- deleted and written again meanwhile gets its TTL at most RL_TTL_SLACK_MS late.)
+-- A rate-limit hash lives 1 s to RL_TTL_SLACK_MS past the latest TAT in it. rl_ttl_until
+-- remembers, in this library's Lua state, until when each hash surely lives, and a batch sets a
+-- TTL only when its latest TAT + 1 s is past that: a PEXPIRE per hash and call was 2% of a
+-- rate-limited reservation. (A hash deleted and written again meanwhile gets its TTL at most
+-- RL_TTL_SLACK_MS late.)
 local RL_TTL_SLACK_MS = 5000
 local RL_TTL_KEYS_MAX = 10000
 local rl_ttl_until, rl_ttl_n = {}, 0
@@ -681,9 +684,10 @@ end
 --     replay: for each p in order, {code, rid, qty, expires_ms, created_ms}, the stored first
 --       answer for its idempotency key.
 --   Invariant: each ok moves qty from available to held, adds one member to holds and to held
---     (fs_reserve_group: an entry in the call's group) and qty to users[user]; checks run per request against the running values, and everything
---     is written once at the end of the batch (one HSET/ZADD per key, whatever n is), so no
---     counter goes negative and held == sum(holds).
+--     (fs_reserve_group: an entry in the call's group) and qty to users[user]; checks run per
+--     request against the running values, and everything is written once at the end of the
+--     batch (one HSET/ZADD per key, whatever n is), so no counter goes negative and
+--     held == sum(holds).
 -- fs_reserve_plain: the same for a batch where every request is for one unit and has no
 --   idempotency key (the rush's usual batch): KEYS the first six above; ARGV n, then per request
 --   rid_i, user_i, addr_i; the same checks and reply. Each argument of an FCALL costs Redis about
@@ -691,9 +695,9 @@ end
 -- fs_reserve_group: the same batch with grouped holds (see "Held reservations"): ARGV n, group
 --   (a fresh id without '.' or control characters), then either '*' and per request user_i,
 --   addr_i, or the address of every request (often one: a storefront's own) and per request
---   user_i; users without a newline. Request i's reservation id is group.i; the call's holds are one member
---   of holds and one field of held, written with HSETNX first: a group id that is already held
---   is an error and changes nothing.
+--   user_i; users without a newline. Request i's reservation id is group.i; the call's holds are
+--   one member of holds and one field of held, written with HSETNX first: a group id that is
+--   already held is an error and changes nothing.
 ---------------------------------------------------------------------------------------------------
 local CODE_LETTER = { ok = 'o', sold_out = 's', limit_exceeded = 'l', launch_not_open = 'n',
     not_found = 'f', rate_limited = 'r' }
@@ -788,8 +792,9 @@ local function reserve(keys, args, mode)
     local prefix = reserve_prefix(keys)
 
     -- Parse and check the whole batch before anything is read or written. Request i's fields
-    -- stay where they are (above). Only what differs from the usual case is noted (qty other than 1, an idempotency key): on the rush path,
-    -- storing every field in tables cost more than all the checks. Each distinct shopper gets a
+    -- stay where they are (above). Only what differs from the usual case is noted (qty other
+    -- than 1, an idempotency key): on the rush path, storing every field in tables cost more
+    -- than all the checks. Each distinct shopper gets a
     -- slot (users[1..nu] in order of first appearance; uslot[i] is request i's): counts and TATs
     -- are then kept in arrays by slot.
     local qty_of, ikey, nidem = {}, {}, 0
@@ -936,7 +941,8 @@ local function reserve(keys, args, mode)
     if grouped then
         hset_held[1] = '#' .. now_s .. '|' .. expires_s
     end
-    local times = not grouped and '|' .. now_s .. '|' .. expires_s .. '|' -- the middle of a held record
+    -- the middle of a single held record
+    local times = not grouped and '|' .. now_s .. '|' .. expires_s .. '|'
     local written = {} -- idempotency key -> the answer stored by an earlier request of this batch
     local codes, out = scratch(S_CODES, n), { '', now, expires, figs, 0 }
     local idem = nidem > 0
@@ -1021,7 +1027,8 @@ local function reserve(keys, args, mode)
 
     if nz > 0 then
         if grouped then
-            if redis.call('HSETNX', keys[4], group, table.concat(hset_held, '', 1, nz + 1)) == 0 then
+            local v = table.concat(hset_held, '', 1, nz + 1)
+            if redis.call('HSETNX', keys[4], group, v) == 0 then
                 fail('group id already held')
             end
             redis.call('ZADD', keys[2], expires_s, group)

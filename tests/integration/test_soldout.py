@@ -48,8 +48,13 @@ class SoldOutCacheTest(ServerTestCase):
         for srv in (self.srv, self.b):
             self.assertError(srv.reserve(lid, name, "probe-%d" % srv.port), 409, "sold_out")
             before = cached(srv)
-            self.assertError(srv.reserve(lid, name, "probe2-%d" % srv.port), 409, "sold_out")
+            r = srv.reserve(lid, name, "probe2-%d" % srv.port)
+            self.assertError(r, 409, "sold_out")
             self.assertEqual(cached(srv), before + 1, "second sold_out should come from memory")
+            # the answer from memory is the same document as any other error's
+            self.assertEqual(r.body, {"error": "sold_out",
+                                      "message": "fewer units are available than requested"})
+            self.assertEqual(r.headers["content-type"], "application/json")
 
     def wait_stock(self, srv, lid, name, user):
         t0 = time.monotonic()
