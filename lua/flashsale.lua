@@ -272,6 +272,16 @@ local SKU_OPTIONAL = { rl_shopper_milli = true, rl_shopper_burst = true, rl_addr
 local SKU_ENCODING = { '_encoding',
     'kept longer than hash-max-listpack-value: fields found by hash, not by scanning' }
 
+-- The same for a SKU's held and users hashes and its holds sorted set, without a field that
+-- stays: fs_reserve creates them (its first holds after none were held, and with none sold, its
+-- first users entries) together with FILLER, longer than hash-max-listpack-value and
+-- zset-max-listpack-value, and removes FILLER in the same call. Redis never turns a hash or
+-- sorted set back into a listpack, and in one every lookup scans: hash-max-listpack-entries is
+-- 512, so the first 512 shoppers of every SKU were each found by a scan of the list (about
+-- 170,000 instructions per call near the end of it, lua-cost.py -n 1). No user id, group or
+-- reservation id of the server's has a control character, and a call checks its own.
+local FILLER = '\0----------------------------------------------------------------------------' -- 77 bytes
+
 -- The checks of every SKU read: a known state (if read) and the counter invariant.
 local function check_sku(s, key)
     if s.state and not STATES[s.state] then
@@ -596,7 +606,7 @@ local rl_ttl_until, rl_ttl_n = {}, 0
 -- TAT far ahead.
 local function rl_store(l, now)
     local list, tat, nl = l.list, l.tat, l.n
-    local h, nh, latest, text = scratch(S_RLSET, 2 * nl), 0, now, {}
+    local h, nh, latest, text = scratch(S_RLSET, 2 * nl + 2), 0, now, {}
     local mceil = math.ceil
     for j = 1, nl do
         local x = tat[j]
@@ -614,8 +624,21 @@ local function rl_store(l, now)
     end
     if nh > 0 then
         local key = l.key
-        redis.call('HSET', key, unpack(h, 1, nh))
-        if (rl_ttl_until[key] or 0) < latest + 1000 then
+        -- Not known to live (new, expired, or a fresh library state): made or kept in its large
+        -- encoding (see FILLER).
+        local known = rl_ttl_until[key]
+        local fresh = not known or known <= now
+        for j = 1, fresh and nl or 0 do
+            if list[j] == FILLER then fresh = false end
+        end
+        if fresh then
+            h[nh + 1], h[nh + 2] = FILLER, FILLER
+            redis.call('HSET', key, unpack(h, 1, nh + 2))
+            redis.call('HDEL', key, FILLER)
+        else
+            redis.call('HSET', key, unpack(h, 1, nh))
+        end
+        if (known or 0) < latest + 1000 then
             local ttl = mceil(latest - now) + RL_TTL_SLACK_MS
             local ttl_s = fmt_int(ttl)
             if redis.call('PEXPIRE', key, ttl_s, 'NX') == 0 then
@@ -1036,6 +1059,13 @@ local function reserve(keys, args, mode)
             redis.call('ZADD', keys[2], unpack(zadd, 1, nz))
             redis.call('HSET', keys[4], unpack(hset_held, 1, nz))
         end
+        -- Created just now (nothing was held): in their large encodings (see FILLER).
+        if s.held == 0 and not seen[FILLER] then
+            redis.call('HSET', keys[4], FILLER, FILLER)
+            redis.call('HDEL', keys[4], FILLER)
+            redis.call('ZADD', keys[2], 0, FILLER)
+            redis.call('ZREM', keys[2], FILLER)
+        end
         redis.call('HSET', keys[1], 'available', fmt_int(available), 'held', fmt_int(held))
         -- Each shopper whose count changed, once, with the final count (hset_held is done with:
         -- reused).
@@ -1047,7 +1077,13 @@ local function reserve(keys, args, mode)
                 nh = nh + 2
             end
         end
-        redis.call('HSET', keys[3], unpack(hset, 1, nh))
+        if s.held + s.sold == 0 and not upos[FILLER] then
+            hset[nh + 1], hset[nh + 2] = FILLER, FILLER
+            redis.call('HSET', keys[3], unpack(hset, 1, nh + 2))
+            redis.call('HDEL', keys[3], FILLER)
+        else
+            redis.call('HSET', keys[3], unpack(hset, 1, nh))
+        end
     end
     if l1 then rl_store(l1, now) end
     if l2 then rl_store(l2, now) end

@@ -1159,6 +1159,28 @@ class TestGroupedHolds(Base):
         self.assertEqual(fs.hash("fs:{L:A}:users"), {"u1": "1", "u|2": "1", "u3": "1"})
         self.check_invariant()
 
+    def test_keys_start_in_their_large_encodings(self):
+        """held, holds and users are created as hashtable / skiplist (docs/redis.md): in a listpack
+        (up to 512 fields) every lookup scans. Nothing of the filler that does it stays."""
+        self.open_launch("L", [("A", 10, 5, 1), ("B", 10, 5, 1)])
+        fs = self.fs
+        fs.reserve("L", "A", [("u1", 1), ("u2", 1)], group=new_rid())
+        fs.reserve("L", "B", [("u1", 1)], plain=True)
+        for sku in "AB":
+            p = "fs:{L:%s}" % sku
+            for suffix, enc in (("held", "hashtable"), ("users", "hashtable"), ("holds", "skiplist")):
+                self.assertEqual(self.r.call("OBJECT", "ENCODING", p + ":" + suffix), enc, p + suffix)
+            self.assertEqual(self.r.call("ZCARD", p + ":holds"), 1)
+        self.assertEqual(fs.hash("fs:{L:A}:users"), {"u1": "1", "u2": "1"})
+        self.assertEqual(len(fs.hash("fs:{L:A}:held")), 1)
+        # The rate-limit hashes too, when first written.
+        fs.rate_limit("L", 1000, 10, 1000, 10)
+        fs.reserve("L", "A", [("u3", 1, None, None, "10.0.0.1")], group=new_rid())
+        for suffix, fields in (("rlu", ["u3"]), ("rla", ["10.0.0.1"])):
+            self.assertEqual(self.r.call("OBJECT", "ENCODING", "fs:{L:A}:" + suffix), "hashtable")
+            self.assertEqual(sorted(fs.hash("fs:{L:A}:" + suffix)), fields)
+        self.check_invariant()
+
     def test_decides_as_plain_does(self):
         """The same batches through fs_reserve_plain and fs_reserve_group, on twin SKUs with both
         rate limits on: the same codes, figures, counters, users and TATs."""
