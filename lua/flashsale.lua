@@ -157,13 +157,46 @@ end
 -- rush's) skip one tonumber, which costs as much as a small redis.call's arguments.
 local time_s, time_n = nil, 0
 
+-- '000' .. '999': the milliseconds of a time as text.
+local MS3 = {}
+for i = 0, 999 do
+    MS3[i] = i < 10 and '00' .. i or i < 100 and '0' .. i or '' .. i
+end
+
+-- Now in ms, as a number and as text (the seconds Redis gave and the milliseconds: no
+-- string.format, about 1,300 instructions).
 local function now_ms()
     local t = redis.call('TIME')
     if t[1] ~= time_s then
         time_s, time_n = t[1], tonumber(t[1])
     end
-    return time_n * 1000 + math.floor(tonumber(t[2]) / 1000)
+    local ms = math.floor(tonumber(t[2]) / 1000)
+    return time_n * 1000 + ms, time_s .. MS3[ms]
 end
+
+-- The text of integer n (= s * 1000 + ms, ms < 1000): the seconds' text of the last call, or
+-- formatted (the expiry times of a second's calls share their seconds).
+local last_secs, last_secs_s = nil, nil
+local function ms_text(n)
+    local ms = n % 1000
+    local secs = (n - ms) / 1000
+    if secs < 1 then
+        return fmt_int(n)
+    end
+    if secs ~= last_secs then
+        last_secs, last_secs_s = secs, fmt_int(secs)
+    end
+    return last_secs_s .. MS3[ms]
+end
+
+-- n of fs_reserve's ARGV (1..MAX_BATCH) by its text: no pattern match and tonumber per call.
+local N_OF = {}
+for i = 1, MAX_BATCH do
+    N_OF['' .. i] = i
+end
+
+-- A table the rush path reads as empty where a mode never writes it (instead of a new one).
+local EMPTY = {}
 
 -- RFC 3339 UTC with milliseconds from Unix milliseconds, e.g. 2026-11-27T01:02:03.456Z.
 -- Civil date from a day count: shift the epoch to 0000-03-01 so that leap days fall at the end of
@@ -716,7 +749,7 @@ end
 --   rid_i, user_i, addr_i; the same checks and reply. Each argument of an FCALL costs Redis about
 --   900 instructions: the two constant ones were 3 to 4% of a reservation (lua-cost.py).
 -- fs_reserve_group: the same batch with grouped holds (see "Held reservations"): ARGV n, group
---   (a fresh id without '.' or control characters), then either '*' and per request user_i,
+--   (a fresh id without '.'), then either '*' and per request user_i,
 --   addr_i, or the address of every request (often one: a storefront's own) and per request
 --   user_i; users without a newline. Request i's reservation id is group.i; the call's holds are
 --   one member of holds and one field of held, written with HSETNX first: a group id that is
@@ -782,7 +815,7 @@ end
 
 -- fs_reserve (mode 'full'), fs_reserve_plain ('plain') and fs_reserve_group ('group').
 local function reserve(keys, args, mode)
-    local n = parse_int(args[1], 'n')
+    local n = N_OF[args[1]] or parse_int(args[1], 'n')
     if n < 1 or n > MAX_BATCH then
         fail('wrong number of arguments')
     end
@@ -806,7 +839,7 @@ local function reserve(keys, args, mode)
         fail('wrong number of arguments')
     end
     local group = grouped and args[2]
-    if grouped and (group == '' or string.find(group, '[%.%c]')) then
+    if grouped and (group == '' or string.find(group, '.', 1, true)) then
         fail('bad group id')
     end
     if #keys < 6 then
@@ -820,8 +853,9 @@ local function reserve(keys, args, mode)
     -- than all the checks. Each distinct shopper gets a
     -- slot (users[1..nu] in order of first appearance; uslot[i] is request i's): counts and TATs
     -- are then kept in arrays by slot.
-    local qty_of, ikey, nidem = {}, {}, 0
-    local k, seen, iprefix = 7, {}, nil
+    -- (Tables a mode never writes are EMPTY.)
+    local qty_of, ikey, nidem = full and {} or EMPTY, full and {} or EMPTY, 0
+    local k, seen, iprefix = 7, grouped and EMPTY or {}, nil
     local upos, users, uslot, nu = {}, scratch(S_USERS, n), scratch(S_USLOT, n), 0
     for i = 1, n do
         local b = S * i + U
@@ -887,7 +921,7 @@ local function reserve(keys, args, mode)
     if not s then
         return { string.rep('f', n), 0, 0, {}, -1 }
     end
-    local now = now_ms()
+    local now, now_s = now_ms()
     local open = effective_state(s.state, s.starts_at_ms, s.ends_at_ms, now) == 'open'
 
     -- Rate limits (see above): l1 per shopper (by user slot), l2 per address (by address slot).
@@ -941,7 +975,7 @@ local function reserve(keys, args, mode)
     -- Earlier answers, all read before the first write: a stored idempotency record is answered
     -- again (p) and takes no stock. (Reservation ids are 128 random bits chosen by the server for
     -- each request and never sent twice, so they are not looked up.)
-    local replay = {}
+    local replay = nidem > 0 and {} or EMPTY
     if nidem > 0 then
         for i = 1, n do
             local key = ikey[i]
@@ -957,7 +991,7 @@ local function reserve(keys, args, mode)
     local available, held = s.available, s.held
     local limit = s.per_user_limit
     local expires = now + s.hold_ms
-    local now_s, expires_s = fmt_int(now), fmt_int(expires)
+    local expires_s = ms_text(expires)
     -- zadd and hset_held get 2 entries per ok (nz: entries so far; grouped, hset_held gets the
     -- group's value in pieces and zadd nothing); the users HSET reuses hset_held afterwards
     local zadd, hset_held, nz = scratch(S_ZADD, 2 * n), scratch(S_HELD, 2 * n + 1), 0
@@ -966,7 +1000,8 @@ local function reserve(keys, args, mode)
     end
     -- the middle of a single held record
     local times = not grouped and '|' .. now_s .. '|' .. expires_s .. '|'
-    local written = {} -- idempotency key -> the answer stored by an earlier request of this batch
+    -- idempotency key -> the answer stored by an earlier request of this batch
+    local written = nidem > 0 and {} or EMPTY
     local codes, out = scratch(S_CODES, n), { '', now, expires, figs, 0 }
     local idem = nidem > 0
     for i = 1, n do

@@ -1287,7 +1287,7 @@ class TestGroupedHolds(Base):
         fs.reserve("L", "A", [("a", 1)], group=g)
         for args, msg in (([1, "", "", "u"], "bad group id"),
                           ([1, "a.b", "", "u"], "bad group id"),
-                          ([1, "a\nb", "*", "u", ""], "bad group id"),
+                          ([1, "a.", "*", "u", ""], "bad group id"),
                           ([1, "x", "", "u\n1"], "newline in user"),
                           ([2, "x", "*", "v", "", "u\n1", ""], "newline in user"),
                           ([1, "x", "", ""], "empty user"),
