@@ -35,6 +35,27 @@ static int fs__primitive_valid(const char *s, const char *e)
     return p == e;
 }
 
+/* jsmn is lenient about commas too: {"a":1,} and [1,] pass, and so may [,1]. A comma must
+ * neither follow '{', '[' or another comma nor come before '}' or ']' (outside strings). */
+static int fs__commas_valid(const char *js, size_t len)
+{
+    char prev = 0; /* the last structural character outside strings */
+    for (size_t i = 0; i < len; i++) {
+        char ch = js[i];
+        if (ch == '"') {
+            for (i++; i < len && js[i] != '"'; i++)
+                if (js[i] == '\\') i++;
+            prev = '"';
+            continue;
+        }
+        if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r') continue;
+        if (ch == ',' && (prev == '{' || prev == '[' || prev == ',')) return 0;
+        if ((ch == '}' || ch == ']') && prev == ',') return 0;
+        prev = ch;
+    }
+    return 1;
+}
+
 /* jsmn is lenient: it accepts keys without values and misspelt literals. Check both. */
 static int fs__valid(const fs_json_doc_t *d)
 {
@@ -75,7 +96,7 @@ int fs_json_parse(fs_json_doc_t *d, const char *js, size_t len)
         d->tok[i].end = toks[i].end;
         d->tok[i].size = toks[i].size;
     }
-    return fs__valid(d) ? FS_OK : FS_EINVAL;
+    return fs__valid(d) && fs__commas_valid(js, len) ? FS_OK : FS_EINVAL;
 }
 
 /* Index just past the subtree rooted at token i. */
