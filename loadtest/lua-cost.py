@@ -12,8 +12,9 @@ fs_reserve calls of BATCH requests each (5,000 shoppers, random reservation ids;
 reading the command off the socket to writing the reply) and prints them per reservation. The
 calls are what the server sends for one-unit requests without idempotency keys (--call group,
 the default): fs_reserve_group (a group id and the one address of the call, then one argument
-per request) where the library has it, else fs_reserve_plain (three per request) where it has that, else fs_reserve (five);
---call plain or full asks for one of the latter where the library has it.
+per request) where the library has it, else fs_reserve_plain (three per request) where it has
+that, else fs_reserve (five); --call plain or full asks for one of the latter where the library
+has it.
 Timings on a shared 2-core machine vary by 10-20% between runs; these counts vary by under 1%.
 Needs valgrind and redis-server; stops only the server it started.
 """

@@ -14,8 +14,9 @@ below with FCALL. docs/redis.md is the contract: key layout, arguments and reply
                                        held reservation or group of held reservations
   fs:{L:S}:held                hash    reservation id -> "qty|created_ms|expires_ms|user", each held
                                        one made by fs_reserve(_plain); group id G ->
-                                       "#created_ms|expires_ms" then "\n<i> <user>" per held one-unit
-                                       reservation G.<i> of fs_reserve_group (see "Held reservations")
+                                       "#created_ms|expires_ms" then "\n<i> <user>" per held
+                                       one-unit reservation G.<i> of fs_reserve_group (see "Held
+                                       reservations")
   fs:{L:S}:users               hash    user -> units held + sold by that user
   fs:{L:S}:r:<rid>             hash    one reservation once it ended (confirmed, cancelled, expired)
   fs:{L:S}:i:<n>:<user>:<key>  string  idempotency record  code|rid|qty|expires_ms|created_ms
@@ -313,7 +314,8 @@ local SKU_ENCODING = { '_encoding',
 -- 512, so the first 512 shoppers of every SKU were each found by a scan of the list (about
 -- 170,000 instructions per call near the end of it, lua-cost.py -n 1). No user id, group or
 -- reservation id of the server's has a control character, and a call checks its own.
-local FILLER = '\0----------------------------------------------------------------------------' -- 77 bytes
+local FILLER = '\0---------------------------------------------------------------------------'
+    .. '-' -- 77 bytes
 
 -- The checks of every SKU read: a known state (if read) and the counter invariant.
 local function check_sku(s, key)

@@ -325,7 +325,8 @@ static void fs__reserve(fs_api_ctx_t *c)
         if (fs__body_user(c, &d)) return;
         t = fs_json_find(&d, 0, "qty");
         if (t >= 0 && (fs_json_int(&d, t, &qty) || qty < 1 || qty > FS__MAX_QTY)) {
-            fs_api_error(c, 400, "invalid_request", "qty must be an integer from 1 to %d", FS__MAX_QTY);
+            fs_api_error(c, 400, "invalid_request", "qty must be an integer from 1 to %d",
+                         FS__MAX_QTY);
             return;
         }
     }

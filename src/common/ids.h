@@ -32,8 +32,8 @@ void fs_random_bytes(void *buf, size_t n);
  * out must hold FS_RID_MAX + 1 bytes. Returns the length. */
 size_t fs_rid_new(const char *launch, size_t ll, const char *sku, size_t sl, char *out);
 /* A new group id for one fs_reserve_group call of (launch, sku): base64url(2, len L, L, len S, S,
- * 16 random bytes). Its reservations are "<group>.<i>", i = 1..FS_GROUP_MAX in decimal (docs/redis.md,
- * "Held reservations"). out must hold FS_RID_MAX + 1 bytes. Returns the length. */
+ * 16 random bytes). Its reservations are "<group>.<i>", i = 1..FS_GROUP_MAX in decimal
+ * (docs/redis.md, "Held reservations"). out must hold FS_RID_MAX + 1 bytes. Returns the length. */
 size_t fs_group_new(const char *launch, size_t ll, const char *sku, size_t sl, char *out);
 /* Decodes a reservation id, single or grouped. On success copies launch and sku (NUL-terminated,
  * each FS_ID_MAX + 1 bytes) and returns 0; returns FS_EINVAL for anything that is not a

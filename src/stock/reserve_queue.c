@@ -196,7 +196,8 @@ static int fs__limits_read(const redisReply *figs, const fs_reserve_item_t *item
         for (const fs_reserve_item_t *it = items; it && i < n; it = it->next, i++) {
             const char *a = it->addr ? it->addr : "";
             if (!lim[k].on || (k == 1 && !a[0])) slot[k][i] = 0;
-            else slot[k][i] = (uint16_t)(k ? fs__slot_of(m, a, strlen(a)) : fs__slot_of(m, it->user, it->user_len));
+            else if (k) slot[k][i] = (uint16_t)fs__slot_of(m, a, strlen(a));
+            else slot[k][i] = (uint16_t)fs__slot_of(m, it->user, it->user_len);
         }
     }
     free(m);
@@ -303,7 +304,8 @@ static void fs__answer_batch(fs_stock_t *st, fs__batch_t *b, const redisReply *r
         memset(it->rl, 0, sizeof it->rl);
         if (figs_ok && !it->replayed)
             for (int k = 0; k < 2; k++)
-                if (slot[k][i]) fs__limit_step(&lim[k], slot[k][i], code == FS_RES_RATE_LIMITED, it->rl[k]);
+                if (slot[k][i])
+                    fs__limit_step(&lim[k], slot[k][i], code == FS_RES_RATE_LIMITED, it->rl[k]);
         /* sold_out for one unit means none was left; ok means some was. A replayed answer is an
          * earlier one and says nothing about the stock now. */
         if (sku && !it->replayed &&

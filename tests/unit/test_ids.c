@@ -94,7 +94,8 @@ static void test_rid(void **state)
     assert_int_equal(fs_rid_parse(forged, fn, l, s), FS_EINVAL); /* ':' is not an id character */
 }
 
-/* Grouped ids: "<group>.<i>", the group a version-2 id, i = 1..FS_GROUP_MAX without leading zeros. */
+/* Grouped ids: "<group>.<i>", the group a version-2 id, i = 1..FS_GROUP_MAX without leading
+ * zeros. */
 static void test_grouped_rid(void **state)
 {
     char g[FS_RID_MAX + 1], rid[FS_RID_MAX + 8], l[FS_ID_MAX + 1], s[FS_ID_MAX + 1];
@@ -154,7 +155,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_id_valid), cmocka_unit_test(test_user_valid),
-        cmocka_unit_test(test_b64url),   cmocka_unit_test(test_rid), cmocka_unit_test(test_grouped_rid),
+        cmocka_unit_test(test_b64url),   cmocka_unit_test(test_rid),
+        cmocka_unit_test(test_grouped_rid),
         cmocka_unit_test(test_order_id), cmocka_unit_test(test_secret_set)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -53,9 +53,10 @@ static void test_strings(void **state)
 static void test_rejects(void **state)
 {
     fs_json_doc_t d;
-    const char *bad[] = {"", "[]", "\"x\"", "{", "{\"a\":}", "{\"a\":1} x", "{'a':1}", "{\"a\":tru}",
-                         "{\"a\":1,}", "{\"a\":[1,]}", "{\"a\":[,1]}", "{,\"a\":1}", "{\"a\":1,,\"b\":2}",
-                         "{\"a\":[1,,2]}"};
+    const char *bad[] = {"",           "[]",          "\"x\"",       "{",
+                         "{\"a\":}",     "{\"a\":1} x",  "{'a':1}",     "{\"a\":tru}",
+                         "{\"a\":1,}",   "{\"a\":[1,]}", "{\"a\":[,1]}", "{,\"a\":1}",
+                         "{\"a\":1,,\"b\":2}", "{\"a\":[1,,2]}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(parse(&d, bad[i]), FS_EINVAL);
     assert_int_equal(parse(&d, " {\"a\":1}\n"), FS_OK);
