@@ -369,8 +369,18 @@ end
 -- fields of a SKU (its limits, times, hold) read the same from batch to batch: each field's last
 -- text and number are kept per SKU key (sku_nums, emptied when it reaches SKU_NUMS_MAX SKUs), so
 -- only what changed (the counters) is converted again. Same text, same number: nothing stale.
+-- fs_reserve also notes the available and held it writes (sku_wrote), so the next call of the
+-- same SKU converts neither unless something else wrote them meanwhile.
 local SKU_NUMS_MAX = 1000
 local sku_nums, sku_nums_n = {}, 0
+
+-- Notes the texts of available and held that fs_reserve wrote to SKU key, with their numbers.
+local function sku_wrote(key, av_s, av, held_s, held)
+    local c = sku_nums[key]
+    if c then
+        c.text[2], c.num[2], c.text[3], c.num[3] = av_s, av, held_s, held
+    end
+end
 
 local function read_sku_reserve(key)
     local v = redis.call('HMGET', key, unpack(SKU_RESERVE))
@@ -1103,7 +1113,9 @@ local function reserve(keys, args, mode)
             redis.call('ZADD', keys[2], 0, FILLER)
             redis.call('ZREM', keys[2], FILLER)
         end
-        redis.call('HSET', keys[1], 'available', fmt_int(available), 'held', fmt_int(held))
+        local av_s, held_s = fmt_int(available), fmt_int(held)
+        redis.call('HSET', keys[1], 'available', av_s, 'held', held_s)
+        sku_wrote(keys[1], av_s, available, held_s, held)
         -- Each shopper whose count changed, once, with the final count (hset_held is done with:
         -- reused).
         local hset, nh = hset_held, 0
