@@ -862,9 +862,8 @@ local function reserve(keys, args, mode)
     -- Parse and check the whole batch before anything is read or written. Request i's fields
     -- stay where they are (above). Only what differs from the usual case is noted (qty other
     -- than 1, an idempotency key): on the rush path, storing every field in tables cost more
-    -- than all the checks. Each distinct shopper gets a
-    -- slot (users[1..nu] in order of first appearance; uslot[i] is request i's): counts and TATs
-    -- are then kept in arrays by slot.
+    -- than all the checks. Each distinct shopper gets a slot (users[1..nu] in order of first
+    -- appearance; uslot[i] is request i's): counts and TATs are then kept in arrays by slot.
     -- (Tables a mode never writes are EMPTY.)
     local qty_of, ikey, nidem = full and {} or EMPTY, full and {} or EMPTY, 0
     local k, seen, iprefix = 7, grouped and EMPTY or {}, nil
@@ -987,8 +986,9 @@ local function reserve(keys, args, mode)
     -- Earlier answers, all read before the first write: a stored idempotency record is answered
     -- again (p) and takes no stock. (Reservation ids are 128 random bits chosen by the server for
     -- each request and never sent twice, so they are not looked up.)
-    local replay = nidem > 0 and {} or EMPTY
-    if nidem > 0 then
+    local idem = nidem > 0
+    local replay = idem and {} or EMPTY
+    if idem then
         for i = 1, n do
             local key = ikey[i]
             if key then
@@ -1006,16 +1006,16 @@ local function reserve(keys, args, mode)
     local expires_s = ms_text(expires)
     -- zadd and hset_held get 2 entries per ok (nz: entries so far; grouped, hset_held gets the
     -- group's value in pieces and zadd nothing); the users HSET reuses hset_held afterwards
-    local zadd, hset_held, nz = scratch(S_ZADD, 2 * n), scratch(S_HELD, 2 * n + 1), 0
+    -- (2 per shopper, and FILLER's 2)
+    local zadd, hset_held, nz = scratch(S_ZADD, 2 * n), scratch(S_HELD, 2 * n + 2), 0
     if grouped then
         hset_held[1] = '#' .. now_s .. '|' .. expires_s
     end
     -- the middle of a single held record
     local times = not grouped and '|' .. now_s .. '|' .. expires_s .. '|'
     -- idempotency key -> the answer stored by an earlier request of this batch
-    local written = nidem > 0 and {} or EMPTY
+    local written = idem and {} or EMPTY
     local codes, out = scratch(S_CODES, n), { '', now, expires, figs, 0 }
-    local idem = nidem > 0
     for i = 1, n do
         local j = uslot[i]
         local key = idem and ikey[i]
@@ -1107,7 +1107,7 @@ local function reserve(keys, args, mode)
             redis.call('HSET', keys[4], unpack(hset_held, 1, nz))
         end
         -- Created just now (nothing was held): in their large encodings (see FILLER).
-        if s.held == 0 and not seen[FILLER] then
+        if s.held == 0 and not seen[FILLER] and group ~= FILLER then
             redis.call('HSET', keys[4], FILLER, FILLER)
             redis.call('HDEL', keys[4], FILLER)
             redis.call('ZADD', keys[2], 0, FILLER)

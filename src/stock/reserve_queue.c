@@ -188,7 +188,7 @@ static int fs__limits_read(const redisReply *figs, const fs_reserve_item_t *item
         return 0;
     fs__limit_init(&lim[0], v[0], v[1]);
     fs__limit_init(&lim[1], v[2], v[3]);
-    fs__slots_t *m = fs_xmalloc(sizeof *m);
+    fs__slots_t slots, *m = &slots; /* 3 KiB: on the stack, not the heap, per batch */
     for (int k = 0; k < 2; k++) {
         memset(m->table, 0, sizeof m->table);
         m->n = 0;
@@ -200,7 +200,6 @@ static int fs__limits_read(const redisReply *figs, const fs_reserve_item_t *item
             else slot[k][i] = (uint16_t)fs__slot_of(m, it->user, it->user_len);
         }
     }
-    free(m);
     size_t e = 6;
     for (int k = 0; k < 2; k++)
         for (int64_t p = 0; p < v[4 + k]; p++, e += 2) {

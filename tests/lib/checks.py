@@ -16,7 +16,9 @@ ORDER_FIELDS = {"order_id", "reservation_id", "launch", "sku", "user_id", "qty",
                 "payment_ref", "confirmed_at"}
 
 
-GROUP_RE = re.compile(r"^#(\d+)\|(\d+)((?:\n[1-9]\d* [^\x00-\x1f\x7f]+)*)$")
+# A held group's value: users have no newline (fs_reserve_group checks; the server sends none
+# with any control character).
+GROUP_RE = re.compile(r"^#(\d+)\|(\d+)((?:\n[1-9]\d* [^\n]+)*)$")
 
 
 class InvariantError(AssertionError):
