@@ -37,6 +37,9 @@ static const char fs__usage[] =
     "  -R, --rate R           open loop: R arrivals per second in total (e.g. 20000 or 20k),\n"
     "                         latency measured from each arrival's intended send time; without\n"
     "                         it, closed loop: each connection sends again as soon as answered\n"
+    "      --step D           open loop: wake at most once per D and send every arrival then\n"
+    "                         due (default 100us; 0: wake for each arrival); the wait counts in\n"
+    "                         latency\n"
     "  -H, --header 'N: V'    extra request header (repeatable)\n"
     "      --post BODY        POST BODY instead of GET; each {seq} in it becomes a number that\n"
     "                         changes from request to request (16384 values per thread), e.g.\n"
@@ -125,7 +128,8 @@ static int fs__target(const char *what, const char *url, int allow_remote, char 
 }
 
 static int fs__plain_main(const char *url, int connections, int threads, double duration_s,
-                          double rate, int timeout_ms, const char *headers, const char *body,
+                          double rate, double step_s, int timeout_ms, const char *headers,
+                          const char *body,
                           int allow_remote, int quiet, const char *json_path,
                           const char *html_path)
 {
@@ -148,6 +152,7 @@ static int fs__plain_main(const char *url, int connections, int threads, double 
     o.threads = threads > connections ? connections : threads;
     o.duration_s = duration_s;
     o.rate = rate;
+    o.step_ns = (uint64_t)(step_s * 1e9 + 0.5);
     o.timeout_ms = timeout_ms;
     o.progress = !quiet;
     fs_plain_result_t res;
@@ -163,7 +168,7 @@ static int fs__plain_main(const char *url, int connections, int threads, double 
     printf("flashsale-load %s: %s %s\n", FS_VERSION, method, url);
     printf("  %d connections, %d threads, %.2f s, %s", connections, o.threads, duration_s,
            rate > 0 ? "open loop" : "closed loop");
-    if (rate > 0) printf(" at %.0f/s", rate);
+    if (rate > 0) printf(" at %.0f/s in steps of %.0f us", rate, step_s * 1e6);
     printf(", %llu TCP connections opened\n", (unsigned long long)res.connects);
     fs_report_print_stats(stdout, &res.stats, res.elapsed_s);
     json_t *doc = fs_report_base("plain", &res.stats, &res.timeline, res.elapsed_s);
@@ -171,6 +176,7 @@ static int fs__plain_main(const char *url, int connections, int threads, double 
     json_object_set_new(doc, "method", json_string(method));
     json_object_set_new(doc, "connections", json_integer(connections));
     json_object_set_new(doc, "threads", json_integer(o.threads));
+    json_object_set_new(doc, "connections_opened", json_integer((json_int_t)res.connects));
     json_object_set_new(doc, "loop", json_string(rate > 0 ? "open" : "closed"));
     int ok = fs_stats_answered(&res.stats) > 0;
     if (rate > 0) {
@@ -180,6 +186,7 @@ static int fs__plain_main(const char *url, int connections, int threads, double 
         double achieved = (double)answered / res.elapsed_s;
         int rate_held = held >= 0.98 && achieved >= 0.98 * rate * (res.elapsed_s - 0.05) / res.elapsed_s;
         json_object_set_new(doc, "target_rate", json_real(rate));
+        json_object_set_new(doc, "step_us", json_real(step_s * 1e6));
         json_object_set_new(doc, "intended", json_integer((json_int_t)res.intended));
         json_object_set_new(doc, "missed", json_integer((json_int_t)res.missed));
         json_object_set_new(doc, "rate_held", json_boolean(rate_held));
@@ -205,6 +212,7 @@ int main(int argc, char **argv)
         {"duration", required_argument, NULL, 'd'},
         {"threads", required_argument, NULL, 't'},
         {"rate", required_argument, NULL, 'R'},
+        {"step", required_argument, NULL, 'p'},
         {"header", required_argument, NULL, 'H'},
         {"post", required_argument, NULL, 'P'},
         {"timeout", required_argument, NULL, 'T'},
@@ -224,9 +232,9 @@ int main(int argc, char **argv)
     const char *url = NULL, *campaign = NULL, *server = NULL, *redis = NULL;
     const char *json_path = NULL, *html_path = NULL, *body = NULL;
     int connections = 10, threads = 2, timeout_ms = 5000, allow_remote = 0, quiet = 0;
-    int no_verify = 0, have_seed = 0, have_duration = 0;
+    int no_verify = 0, have_seed = 0, have_duration = 0, have_step = 0;
     unsigned long long seed = 0;
-    double duration_s = 10, rate = 0;
+    double duration_s = 10, rate = 0, step_s = 0.0001;
     fs_buf_t headers;
     fs_buf_init(&headers);
     int c;
@@ -249,6 +257,11 @@ int main(int argc, char **argv)
         case 'R':
             if (fs_parse_rate(optarg, &rate) || rate <= 0 || rate > 1e8)
                 return fs__usage_error("-R/--rate must be a positive number of requests per second (e.g. 5000 or 5k), not '%s'", optarg);
+            break;
+        case 'p':
+            if (fs_parse_duration(optarg, &step_s) || step_s > 0.01)
+                return fs__usage_error("--step must be a duration from 0 to 10ms (e.g. 100us), not '%s'", optarg);
+            have_step = 1;
             break;
         case 'T': {
             double t;
@@ -288,8 +301,10 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (url && campaign) return fs__usage_error("%s", "--url and --campaign exclude each other");
     if (body && !url) return fs__usage_error("%s", "--post needs --url (plain mode)");
+    if (have_step && (!url || rate <= 0))
+        return fs__usage_error("%s", "--step needs --url and -R (plain mode, open loop)");
     if (url) {
-        int rc = fs__plain_main(url, connections, threads, duration_s, rate, timeout_ms,
+        int rc = fs__plain_main(url, connections, threads, duration_s, rate, step_s, timeout_ms,
                                 headers.len ? headers.data : NULL, body, allow_remote, quiet,
                                 json_path, html_path);
         fs_buf_free(&headers);

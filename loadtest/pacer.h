@@ -5,6 +5,10 @@
  * uv_hrtime) watched by a uv_poll_t, so an arrival is sent within microseconds of its intended
  * time when the loop is not busy.
  *
+ * A wake-up is not free (on a virtual machine, reprogramming the timer and waking the thread are
+ * exits to the hypervisor): with step_ns set, the timer fires at the first multiple of step_ns at
+ * or after the time asked, so that arrivals closer together than a step share one wake-up.
+ *
  * Ownership: the caller embeds fs_pacer_t and must call fs_pacer_close and let the loop run before
  * freeing it (the close callback says when). */
 #ifndef FS_LOAD_PACER_H
@@ -20,6 +24,8 @@ struct fs_pacer {
     uv_poll_t poll;
     int fd;
     uint64_t armed_ns; /* 0 when not armed */
+    uint64_t step_ns;  /* 0 (the default): fire at the time asked; else round it up to a step */
+    int unread;        /* fired, and its expiration not read or reset yet */
     fs_pacer_cb cb;
     void *data;        /* free for the owner */
     void (*closed)(fs_pacer_t *p);

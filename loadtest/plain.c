@@ -226,6 +226,9 @@ static void *fs__worker_main(void *arg)
         c->w = w;
         c->index = i;
         fs_http_client_new(&w->loop, &co, &c->client);
+        /* connected before the start, as wrk does: an open loop would otherwise open connections
+         * while it measures, whenever more requests than ever before are in flight */
+        fs_http_client_connect(c->client);
         uv_timer_init(&w->loop, &c->backoff);
         c->backoff.data = c;
     }
@@ -287,6 +290,7 @@ int fs_plain_run(const fs_plain_opts_t *o, fs_plain_result_t *out, char *err, si
             }
             w->pacer_ok = 1;
             w->pacer.data = w;
+            w->pacer.step_ns = o->step_ns;
         }
     }
     if (rc == FS_OK) {

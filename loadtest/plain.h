@@ -8,7 +8,9 @@
  * Open loop (rate > 0): arrivals follow the schedule of rate.h split evenly among the threads;
  * an arrival takes a free connection (one request in flight per connection), and latency is
  * measured from its intended time, so time spent waiting for a connection counts (no coordinated
- * omission). Arrivals that could not be sent before the end are counted as missed.
+ * omission). Arrivals that could not be sent before the end are counted as missed. With step_ns,
+ * the thread wakes at most once per step and sends every arrival then due: each is sent up to a
+ * step late, and that delay counts in its latency. Connections are opened before the start.
  *
  * Threads: `threads` load threads, each with its own libuv loop and its share of the connections;
  * the calling thread prints progress and merges the results. */
@@ -32,6 +34,7 @@ typedef struct {
     int threads;
     double duration_s;
     double rate;              /* arrivals per second; 0 = closed loop */
+    uint64_t step_ns;         /* open loop: arrivals are sent in steps of this (see pacer.h) */
     int timeout_ms;
     int progress;             /* print a progress line on stderr every second */
 } fs_plain_opts_t;

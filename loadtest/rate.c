@@ -152,6 +152,8 @@ int fs_parse_duration(const char *s, double *out_s)
         mul = 1;
     else if (strcmp(end, "ms") == 0)
         mul = 0.001;
+    else if (strcmp(end, "us") == 0)
+        mul = 0.000001;
     else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0)
         mul = 60;
     else if (strcmp(end, "h") == 0)

@@ -55,10 +55,10 @@ uint64_t fs_rate_arrivals(const fs_rate_profile_t *p);
 /* Parses one phase as written in campaign files:
  *   "ramp FROM TO DURATION"   "plateau RATE DURATION"   "spike RATE DURATION"   "pause DURATION"
  * Rates: a number with an optional k (thousands) or m (millions) suffix and an optional "/s"
- * ("50k", "2500/s"). Durations: a number with s, ms or m ("5s", "500ms", "2m"; bare = seconds).
+ * ("50k", "2500/s"). Durations: a number with s, ms, us or m ("5s", "500ms", "2m"; bare = seconds).
  * Returns 0, or FS_EINVAL with a message in err. */
 int fs_rate_parse_phase(const char *text, fs_rate_phase_t *out, char *err, size_t errcap);
-/* "5s", "250ms", "2m", "1.5" (seconds) -> seconds. Returns 0 or FS_EINVAL. */
+/* "5s", "250ms", "100us", "2m", "1.5" (seconds) -> seconds. Returns 0 or FS_EINVAL. */
 int fs_parse_duration(const char *s, double *out_s);
 /* "50k", "2500/s", "1.5m" -> per second. Returns 0 or FS_EINVAL. */
 int fs_parse_rate(const char *s, double *out);

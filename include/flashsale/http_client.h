@@ -59,6 +59,11 @@ int fs_http_client_request(fs_http_client_t *c, const char *method, const char *
                            const char *extra_headers, const char *body, size_t body_len,
                            fs_http_client_cb cb, void *arg);
 
+/* Opens the connection now, if there is none, instead of with the first request (a load
+ * generator opens its connections before it starts counting). A failure to connect is reported
+ * with the next request. Returns 0, or FS_EINVAL after close. */
+int fs_http_client_connect(fs_http_client_t *c);
+
 /* Requests given and not answered yet. */
 size_t fs_http_client_pending(const fs_http_client_t *c);
 /* Connections opened so far (1 + reconnects), for statistics. */

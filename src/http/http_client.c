@@ -385,11 +385,26 @@ int fs_http_client_send(fs_http_client_t *c, const char *req, size_t len, int co
     n->refs = 2;
     n->head = len >= 5 && memcmp(req, "HEAD ", 5) == 0;
     n->sent_ns = uv_hrtime();
-    if (copy) {
-        n->owned = fs_xmalloc(len ? len : 1);
-        memcpy(n->owned, req, len);
-        req = n->owned;
+    /* Most requests go out at once: uv_try_write needs no write request, so neither the write
+     * callback nor libuv's re-arming of the socket's epoll entry after it (one epoll_ctl per
+     * request). It refuses (UV_EAGAIN) while connecting or while earlier writes are queued, which
+     * keeps the order; what it leaves is written by uv_write. */
+    size_t done = 0;
+    if (!c->deferred_err) {
+        uv_buf_t all = uv_buf_init((char *)req, (unsigned)len);
+        int w = uv_try_write((uv_stream_t *)&c->sock->tcp, &all, 1);
+        if (w > 0) done = (size_t)w;
     }
+    if (done == len) {
+        n->refs--; /* no write callback to wait for */
+    } else if (copy) {
+        n->owned = fs_xmalloc(len - done);
+        memcpy(n->owned, req + done, len - done);
+        req = n->owned;
+    } else {
+        req += done;
+    }
+    len -= done;
     if (c->tail) {
         c->tail->next = n;
     } else {
@@ -399,7 +414,9 @@ int fs_http_client_send(fs_http_client_t *c, const char *req, size_t len, int co
     c->pending++;
     n->w.data = n;
     uv_buf_t b = uv_buf_init((char *)req, (unsigned)len);
-    if (c->deferred_err) {
+    if (!len) {
+        /* written above */
+    } else if (c->deferred_err) {
         /* connect failed synchronously: the timer reports it, with this request */
         n->refs--;
     } else if (uv_write(&n->w, (uv_stream_t *)&c->sock->tcp, &b, 1, fs__on_write) < 0) {
@@ -426,6 +443,13 @@ int fs_http_client_request(fs_http_client_t *c, const char *method, const char *
     int rc = fs_http_client_send(c, b.data, b.len, 1, cb, arg);
     fs_buf_free(&b);
     return rc;
+}
+
+int fs_http_client_connect(fs_http_client_t *c)
+{
+    if (c->closing) return FS_EINVAL;
+    if (!c->sock) fs__sock_open(c); /* a synchronous failure waits for the next request */
+    return FS_OK;
 }
 
 size_t fs_http_client_pending(const fs_http_client_t *c)

@@ -182,6 +182,24 @@ class CampaignAgainstRealServer(fsserver.ServerTestCase):
         self.assertEqual(doc["rate_held"], held, doc)
         if doc["missed"] == 0:
             self.assertGreaterEqual(doc["requests"], 1000 - conns)
+        # every connection is opened before the start, though one or two would carry 500/s
+        self.assertEqual(doc["connections_opened"], conns, doc)
+        self.assertEqual(doc["step_us"], 100, doc)
+
+        # --step: arrivals wait for the next step (here 5 ms, for arrivals 2 ms apart) and that
+        # wait counts in their latency, so most answers of a sub-millisecond /healthz take
+        # milliseconds (uniform over 0-5 ms: the p90 is 4.5 ms)
+        rc, out, err = run_load(["--url", url, "-c", str(conns), "-t", "1", "-d", "2s", "-R", "500",
+                                 "--step", "5ms", "-q", "--json", jpath])
+        self.assertEqual(rc, 0, out + err)
+        doc = load_json(jpath)
+        self.assertEqual(doc["step_us"], 5000, doc)
+        self.assertAlmostEqual(doc["intended"], 1000, delta=1)
+        self.assertGreaterEqual(doc["latency_ms"]["p90"], 3.0, doc["latency_ms"])
+        for bad in (["--step", "20ms", "-R", "500"], ["--step", "1x", "-R", "500"], ["--step", "1ms"]):
+            rc, out, err = run_load(["--url", url, "-d", "1s"] + bad)
+            self.assertEqual(rc, 2, bad)
+            self.assertIn("--step", err)
 
     def test_plain_mode_post_with_seq(self):
         """--post: reservations by as many shoppers as requests (up to 16384 per thread), each
@@ -243,7 +261,7 @@ class SafetyAndHelp(unittest.TestCase):
         rc, out, err = run_load(["--help"])
         self.assertEqual(rc, 0)
         for opt in ("--url", "--connections", "--duration", "--threads", "--rate", "--header",
-                    "--post",
+                    "--post", "--step",
                     "--timeout", "--campaign", "--server", "--redis", "--seed", "--no-verify",
                     "--json", "--html", "--allow-remote", "--quiet", "--version",
                     "FLASHSALE_ADMIN_TOKEN", "FLASHSALE_API_KEYS", "FLASHSALE_REDIS"):

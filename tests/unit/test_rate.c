@@ -150,6 +150,9 @@ static void test_parse_duration_and_rate(void **state)
     NEAR(v, 120, 0);
     assert_int_equal(fs_parse_duration("1.5", &v), 0);
     NEAR(v, 1.5, 0);
+    assert_int_equal(fs_parse_duration("100us", &v), 0);
+    NEAR(v, 0.0001, 1e-15);
+    assert_int_not_equal(fs_parse_duration("100u", &v), 0);
     assert_int_not_equal(fs_parse_duration("5 days", &v), 0);
     assert_int_not_equal(fs_parse_duration("", &v), 0);
     assert_int_equal(fs_parse_rate("20k", &v), 0);
