@@ -15,7 +15,9 @@
 #             one request per call, unpipelined
 #   fcall-16  the same, pipelined 16 deep
 # then ROUNDS rounds of the open loop (flashsale-load --post: the closed-loop maximum, then
-# in-stock reservations at 50/65/80% of it), the RSS of the server with 10,000 idle keep-alive
+# in-stock reservations at 50/65/80% of it, while the server's own latency histogram is read
+# around the 80% run; then GET /healthz the same way, its maximum and 80% of it: the floor the
+# machine sets for any request), the RSS of the server with 10,000 idle keep-alive
 # connections, and the counter invariant after every phase; it reports medians and the ratios the
 # issue asks for. Every run that makes reservations does so on a SKU of its own, created empty, so
 # that rounds are alike: a SKU carrying the holds of earlier rounds (hundreds of thousands; a real
@@ -30,7 +32,7 @@ while getopts "c:t:d:r:b:o:T:h" opt; do
   case $opt in
     c) CONNS=$OPTARG ;; t) WRK_THREADS=$OPTARG ;; d) DURATION=$OPTARG ;; r) ROUNDS=$OPTARG ;;
     b) BUILD=$OPTARG ;; o) OUT=$OPTARG ;; T) SERVER_THREADS=$OPTARG ;;
-    h) sed -n '2,24p' "$0"; exit 0 ;;
+    h) sed -n '2,27p' "$0"; exit 0 ;;
     *) exit 2 ;;
   esac
 done
@@ -209,6 +211,15 @@ fl_post() { # json-path extra-args... (each run on the next SKU ol-K)
     -H "Content-Type: application/json" --post '{"sku":"ol-'"$OL_RUN"'","user_id":"ol-{seq}"}' \
     -t 1 -d "${DURATION}s" -q --json "$json" "$@" >/dev/null 2>&1 || true
 }
+fl_get() { # json-path extra-args...: GET /healthz
+  local json=$1; shift
+  "$LOAD" --url "$URL/healthz" -t 1 -d "${DURATION}s" -q --json "$json" "$@" >/dev/null 2>&1 || true
+}
+# The server's own histogram of reservation latency (from the complete request to the answer):
+# its cumulative counts per bucket, "le count" lines.
+reserve_hist() {
+  curl -fsS "$URL/metrics" | sed -n 's/^fs_http_request_duration_seconds_bucket{route="reserve",le="\([^"]*\)"} \([0-9]*\)$/\1 \2/p'
+}
 rps_of() { # json-path: its requests/s as an integer, 0 if the run failed
   python3 -c 'import json, sys
 try:
@@ -218,6 +229,7 @@ except Exception:
 }
 OPEN_LINES=()
 MAXES=()
+HZ_MAXES=()
 for round in $(seq "$ROUNDS"); do
   fl_post "$WORK/ol-max-$round.json" -c "$CONNS"
   RMAX=$(rps_of "$WORK/ol-max-$round.json")
@@ -226,17 +238,26 @@ for round in $(seq "$ROUNDS"); do
   for pct in 50 65 80; do
     RATE=$((RMAX * pct / 100))
     echo "open loop, round $round/$ROUNDS, at $pct% of this round's $RMAX/s: $RATE/s" >&2
+    if [ $pct = 80 ]; then reserve_hist > "$WORK/hist-0-$round" || true; fi
     fl_post "$WORK/ol-$pct-$round.json" -c "$OL_CONNS" -R "$RATE"
+    if [ $pct = 80 ]; then reserve_hist > "$WORK/hist-1-$round" || true; fi
   done
+  # The machine's own floor: /healthz (no Redis, no JSON) at 80% of its own maximum, measured
+  # the same way right after.
+  fl_get "$WORK/hz-max-$round.json" -c "$CONNS"
+  HMAX=$(rps_of "$WORK/hz-max-$round.json")
+  HZ_MAXES+=("$HMAX")
+  [ "$HMAX" -gt 0 ] || continue
+  echo "open loop, round $round/$ROUNDS, /healthz at 80% of its $HMAX/s" >&2
+  fl_get "$WORK/hz-80-$round.json" -c "$OL_CONNS" -R $((HMAX * 80 / 100))
 done
 MAX=$(python3 -c 'import statistics, sys
 v = [int(x) for x in sys.argv[1:] if int(x) > 0]
 print(int(statistics.median(v)) if v else 0)' "${MAXES[@]}")
-if [ "$MAX" -gt 0 ]; then
-  for pct in 50 65 80; do
-    OPEN_LINES+=("$(python3 -c '
+open_row() { # label json-paths...: one row of the open-loop table, medians over the runs
+  python3 -c '
 import json, statistics, sys
-pct, paths = sys.argv[1], sys.argv[2:]
+label, paths = sys.argv[1], sys.argv[2:]
 runs = []
 for path in paths:
     try:
@@ -244,23 +265,54 @@ for path in paths:
     except Exception:
         pass
 if not runs:
-    print("| %s%% | unavailable | | | | | | | |" % pct); sys.exit()
+    print("| %s | unavailable | | | | | | | |" % label); sys.exit()
 med = lambda f: statistics.median(f(d) for d in runs)
 p99 = sorted(d["latency_ms"]["p99"] for d in runs)
 held = sum(1 for d in runs if d["rate_held"])
 bad = sum(sum(v for k, v in d["status"].items() if not k.startswith("2")) for d in runs)
-print("| %s%% | %.0f | %.0f | %d of %d | %.2f | %.2f | %.2f (%.2f-%.2f) | %.2f | %d |" % (pct,
+print("| %s | %.0f | %.0f | %d of %d | %.2f | %.2f | %.2f (%.2f-%.2f) | %.2f | %d |" % (label,
       med(lambda d: d["target_rate"]), med(lambda d: d["requests_per_sec"]), held, len(runs),
       med(lambda d: d["latency_ms"]["p50"]), med(lambda d: d["latency_ms"]["p90"]),
       statistics.median(p99), p99[0], p99[-1], med(lambda d: d["latency_ms"]["max"]), bad))
-' "$pct" "$WORK"/ol-"$pct"-*.json)")
+' "$@"
+}
+if [ "$MAX" -gt 0 ]; then
+  for pct in 50 65 80; do
+    OPEN_LINES+=("$(open_row "reserve, $pct%" "$WORK"/ol-"$pct"-*.json)")
   done
 fi
+OPEN_LINES+=("$(open_row "\`GET /healthz\`, 80% of its maximum" "$WORK"/hz-80-*.json)")
+# What the server itself saw of the 80% runs: the share of their reservations it answered within
+# each of its histogram's bounds (counted from the complete request, so without the time in
+# socket buffers and in the load tool).
+SERVER_SEEN=$(python3 - "$WORK" "$ROUNDS" <<'PY'
+import os, sys
+work, rounds = sys.argv[1], int(sys.argv[2])
+total, within = 0, {}
+for r in range(1, rounds + 1):
+    try:
+        a = dict(l.split() for l in open(os.path.join(work, "hist-0-%d" % r)))
+        b = dict(l.split() for l in open(os.path.join(work, "hist-1-%d" % r)))
+    except (OSError, ValueError):
+        continue
+    n = int(b["+Inf"]) - int(a.get("+Inf", 0))
+    total += n
+    for le in b:
+        within[le] = within.get(le, 0) + int(b[le]) - int(a.get(le, 0))
+if not total:
+    print("unavailable")
+else:
+    les = [le for le in ("0.001", "0.0025", "0.005", "0.01") if le in within]
+    print(", ".join("%.2f%% within %g ms" % (100.0 * within[le] / total, float(le) * 1000) for le in les)
+          + " (%d reservations)" % total)
+PY
+)
 INVARIANTS+=("after the open-loop runs: $(check_invariant)")
-OPEN="closed-loop maximum of flashsale-load --post (-c $CONNS -t 1, median of $ROUNDS rounds: ${MAXES[*]}): $MAX/s; each round's open-loop runs (-c $OL_CONNS -t 1) at shares of that round's maximum, medians over the rounds:"
-OPEN+=$'\n\n| share of max | offered /s | achieved /s | rate held | p50 ms | p90 ms | p99 ms (range) | max ms | non-2xx (all rounds) |'
-OPEN+=$'\n| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |'
+OPEN="closed-loop maximum of flashsale-load --post (-c $CONNS -t 1, median of $ROUNDS rounds: ${MAXES[*]}): $MAX/s; each round's open-loop runs (-c $OL_CONNS -t 1, arrivals sent in 100 µs steps) at shares of that round's maximum, then \`GET /healthz\` the same way (maxima: ${HZ_MAXES[*]}), medians over the rounds:"
+OPEN+=$'\n\n| run | offered /s | achieved /s | rate held | p50 ms | p90 ms | p99 ms (range) | max ms | non-2xx (all rounds) |'
+OPEN+=$'\n| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |'
 for l in "${OPEN_LINES[@]}"; do OPEN+=$'\n'"$l"; done
+OPEN+=$'\n\n- the server\'s own latency histogram over the 80% runs (from the complete request to the answer written): '"$SERVER_SEEN"
 
 # Memory: RSS of the server before and with 10,000 idle keep-alive connections. And do they slow
 # others down? healthz runs just before they open and while they stay open, as many each as the
