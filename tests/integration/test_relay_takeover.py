@@ -12,6 +12,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import fsredis  # noqa: E402
 import fsserver  # noqa: E402
 from fsreceiver import RelayCase  # noqa: E402
 from fsserver import wait_until  # noqa: E402
@@ -69,6 +70,19 @@ class TakeoverTest(RelayCase):
         env = {"FLASHSALE_RELAY_MAX_IN_FLIGHT": "4", "FLASHSALE_RELAY_BATCH": "10"}
         a = self.relay(env=env)
         b = self.relay(env=env)
+
+        # Both follow every stream before the first order: a relay that discovered the launch
+        # later than the other (a loaded machine, sanitizers) could otherwise find nothing left.
+        def both_reading():
+            for s in ("a", "b", "c"):
+                try:
+                    if len(self.r.call("XINFO", "CONSUMERS", "fs:{%s:%s}:orders" % (lid, s),
+                                       "relay")) < 2:
+                        return False
+                except fsredis.RedisError:  # no stream or group yet
+                    return False
+            return True
+        wait_until(both_reading, 15, what="both relays reading every stream")
         ids = []
         for s in ("a", "b", "c"):
             ids += self.orders.confirm(lid, s, 100)
