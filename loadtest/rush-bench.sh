@@ -2,7 +2,7 @@
 # rush-bench.sh: the reservation path at the machine's limit, side by side in one run.
 #
 #   loadtest/rush-bench.sh [-c CONNECTIONS] [-t WRK_THREADS] [-d SECONDS] [-r ROUNDS] [-b BUILD_DIR]
-#                          [-T SERVER_THREADS] [-o RESULTS.md]
+#                          [-T SERVER_THREADS] [-L LOAD_THREADS] [-o RESULTS.md]
 #
 # Starts its own redis-server and flashsale-server (Release build; default build-release) on free
 # 127.0.0.1 ports, creates a launch with a sold-out SKU and SKUs of a billion units, then runs
@@ -24,15 +24,17 @@
 # launch's SKU has a few thousand units) makes each of Redis's writes slower as its hashes and
 # sorted set grow and rehash.
 # -T sets the server's event loops (FLASHSALE_THREADS; default: the server's own, one per core).
+# -L sets flashsale-load's threads in the open loop, its maximum included (default 2: with one,
+# the tool needs more of a core at 80% than a fair share of two cores among four busy threads).
 # Everything it starts is stopped by pid at the end.
 set -euo pipefail
 
-CONNS=100 WRK_THREADS=1 DURATION=5 ROUNDS=3 BUILD="" OUT="" SERVER_THREADS=""
-while getopts "c:t:d:r:b:o:T:h" opt; do
+CONNS=100 WRK_THREADS=1 DURATION=5 ROUNDS=3 BUILD="" OUT="" SERVER_THREADS="" LOAD_THREADS=2
+while getopts "c:t:d:r:b:o:T:L:h" opt; do
   case $opt in
     c) CONNS=$OPTARG ;; t) WRK_THREADS=$OPTARG ;; d) DURATION=$OPTARG ;; r) ROUNDS=$OPTARG ;;
-    b) BUILD=$OPTARG ;; o) OUT=$OPTARG ;; T) SERVER_THREADS=$OPTARG ;;
-    h) sed -n '2,27p' "$0"; exit 0 ;;
+    b) BUILD=$OPTARG ;; o) OUT=$OPTARG ;; T) SERVER_THREADS=$OPTARG ;; L) LOAD_THREADS=$OPTARG ;;
+    h) sed -n '2,29p' "$0"; exit 0 ;;
     *) exit 2 ;;
   esac
 done
@@ -46,6 +48,9 @@ if [ "$ROUNDS" -lt 1 ] || [ "$ROUNDS" -gt 16 ]; then
   exit 2
 fi
 
+case $LOAD_THREADS in
+  ''|*[!0-9]*|0) echo "rush-bench.sh: -L must be a number of load threads, 1 or more" >&2; exit 2 ;;
+esac
 case $SERVER_THREADS in
   '') unset FLASHSALE_THREADS ;;
   *[!0-9]*|0) echo "rush-bench.sh: -T must be a number of event loops, 1 or more" >&2; exit 2 ;;
@@ -209,11 +214,11 @@ fl_post() { # json-path extra-args... (each run on the next SKU ol-K)
   OL_RUN=$((OL_RUN + 1))
   "$LOAD" --url "$URL/v1/launches/bench/reservations" -H "Authorization: Bearer $KEY" \
     -H "Content-Type: application/json" --post '{"sku":"ol-'"$OL_RUN"'","user_id":"ol-{seq}"}' \
-    -t 1 -d "${DURATION}s" -q --json "$json" "$@" >/dev/null 2>&1 || true
+    -t "$LOAD_THREADS" -d "${DURATION}s" -q --json "$json" "$@" >/dev/null 2>&1 || true
 }
 fl_get() { # json-path extra-args...: GET /healthz
   local json=$1; shift
-  "$LOAD" --url "$URL/healthz" -t 1 -d "${DURATION}s" -q --json "$json" "$@" >/dev/null 2>&1 || true
+  "$LOAD" --url "$URL/healthz" -t "$LOAD_THREADS" -d "${DURATION}s" -q --json "$json" "$@" >/dev/null 2>&1 || true
 }
 # The server's own histogram of reservation latency (from the complete request to the answer):
 # its cumulative counts per bucket, "le count" lines.
@@ -304,7 +309,7 @@ else:
 PY
 )
 INVARIANTS+=("after the open-loop runs: $(check_invariant)")
-OPEN="closed-loop maximum of flashsale-load --post (-c $CONNS -t 1, median of $ROUNDS rounds: ${MAXES[*]}): $MAX/s; each round's open-loop runs (-c $OL_CONNS -t 1, arrivals sent in 100 µs steps) at shares of that round's maximum, then \`GET /healthz\` at the 80% run's rate (the floor: the tool, the kernel and the HTTP server at that rate), medians over the rounds:"
+OPEN="closed-loop maximum of flashsale-load --post (-c $CONNS -t $LOAD_THREADS, median of $ROUNDS rounds: ${MAXES[*]}): $MAX/s; each round's open-loop runs (-c $OL_CONNS -t $LOAD_THREADS, arrivals sent in 100 µs steps) at shares of that round's maximum, then \`GET /healthz\` at the 80% run's rate (the floor: the tool, the kernel and the HTTP server at that rate), medians over the rounds:"
 OPEN+=$'\n\n| run | offered /s | achieved /s | rate held | p50 ms | p90 ms | p99 ms (range) | max ms | non-2xx (all rounds) |'
 OPEN+=$'\n| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |'
 for l in "${OPEN_LINES[@]}"; do OPEN+=$'\n'"$l"; done
@@ -404,7 +409,7 @@ if [ -n "$OUT" ]; then
   {
     echo "# Rush benchmark: latest run"
     echo
-    echo "Command: \`loadtest/rush-bench.sh -c $CONNS -t $WRK_THREADS -d $DURATION -r $ROUNDS${SERVER_THREADS:+ -T $SERVER_THREADS}\` ($(date -u +%Y-%m-%dT%H:%MZ))"
+    echo "Command: \`loadtest/rush-bench.sh -c $CONNS -t $WRK_THREADS -d $DURATION -r $ROUNDS${SERVER_THREADS:+ -T $SERVER_THREADS} -L $LOAD_THREADS\` ($(date -u +%Y-%m-%dT%H:%MZ))"
     echo
     echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))," \
       "$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr);" \
