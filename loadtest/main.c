@@ -129,8 +129,7 @@ static int fs__target(const char *what, const char *url, int allow_remote, char 
 
 static int fs__plain_main(const char *url, int connections, int threads, double duration_s,
                           double rate, double step_s, int timeout_ms, const char *headers,
-                          const char *body,
-                          int allow_remote, int quiet, const char *json_path,
+                          const char *body, int allow_remote, int quiet, const char *json_path,
                           const char *html_path)
 {
     char host[256], path[2048];

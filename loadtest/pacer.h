@@ -5,9 +5,10 @@
  * uv_hrtime) watched by a uv_poll_t, so an arrival is sent within microseconds of its intended
  * time when the loop is not busy.
  *
- * A wake-up is not free (on a virtual machine, reprogramming the timer and waking the thread are
- * exits to the hypervisor): with step_ns set, the timer fires at the first multiple of step_ns at
- * or after the time asked, so that arrivals closer together than a step share one wake-up.
+ * A wake-up is not free (setting the timer, its interrupt, the switch to the thread; on a virtual
+ * machine some of these exit to the hypervisor): with step_ns set, the timer fires at the first
+ * multiple of step_ns at or after the time asked, so that arrivals closer together than a step
+ * share one wake-up.
  *
  * Ownership: the caller embeds fs_pacer_t and must call fs_pacer_close and let the loop run before
  * freeing it (the close callback says when). */
