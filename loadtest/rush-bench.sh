@@ -117,15 +117,31 @@ bad = [s for s in skus if s["available"] + s["held"] + s["sold"] != s["total"]
 print("ok" if not bad else "BROKEN %r" % bad)'
 }
 
+# The machine's CPU counters (/proc/stat) around each run: the share the hypervisor gave to other
+# machines (steal) and the share idle, per run name, in cpu.tsv.
+cpu_note() { # name /proc/stat-cpu-line-before
+  python3 -c '
+import sys
+a = [int(x) for x in sys.argv[2].split()[1:9]]
+b = [int(x) for x in open("/proc/stat").readline().split()[1:9]]
+d = [y - x for x, y in zip(a, b)]
+t = sum(d) or 1
+with open(sys.argv[3], "a") as f:
+    f.write("%s\t%.2f\t%.2f\n" % (sys.argv[1], 100.0 * d[7] / t, 100.0 * (d[3] + d[4]) / t))
+' "$1" "$2" "$WORK/cpu.tsv" || true
+}
+
 export FS_LAUNCH=bench FS_KEY=$KEY
 # wrk prints "Requests/sec: N" and, with --latency, "50%" and "99%" lines.
 wrk_run() { # name script sku
-  local out
+  local out c0
+  c0=$(head -1 /proc/stat)
   if [ -n "$2" ]; then
     out=$(FS_LAUNCH=${4:-bench} FS_SKU=$3 wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$HERE/wrk/$2" "$URL/")
   else
     out=$(wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$URL/healthz")
   fi
+  cpu_note "$1" "$c0"
   echo "$out" > "$WORK/$1.last"
   python3 -c '
 import re, sys
@@ -210,15 +226,21 @@ done
 OL_CONNS=$((CONNS * 2))
 OL_RUN=0
 fl_post() { # json-path extra-args... (each run on the next SKU ol-K)
-  local json=$1; shift
+  local json=$1 c0 name; shift
+  c0=$(head -1 /proc/stat)
   OL_RUN=$((OL_RUN + 1))
   "$LOAD" --url "$URL/v1/launches/bench/reservations" -H "Authorization: Bearer $KEY" \
     -H "Content-Type: application/json" --post '{"sku":"ol-'"$OL_RUN"'","user_id":"ol-{seq}"}' \
     -t "$LOAD_THREADS" -d "${DURATION}s" -q --json "$json" "$@" >/dev/null 2>&1 || true
+  name=$(basename "$json" .json)
+  cpu_note "${name%-*}" "$c0"
 }
 fl_get() { # json-path extra-args...: GET /healthz
-  local json=$1; shift
+  local json=$1 c0 name; shift
+  c0=$(head -1 /proc/stat)
   "$LOAD" --url "$URL/healthz" -t "$LOAD_THREADS" -d "${DURATION}s" -q --json "$json" "$@" >/dev/null 2>&1 || true
+  name=$(basename "$json" .json)
+  cpu_note "${name%-*}" "$c0"
 }
 # The server's own histogram of reservation latency (from the complete request to the answer):
 # its cumulative counts per bucket, "le count" lines.
@@ -349,9 +371,9 @@ touch "$WORK/idle.done"
 wait "$IDLE_PID" 2>/dev/null || true
 INVARIANTS+=("end: $(check_invariant)")
 
-REPORT=$(python3 - "$WORK/results.tsv" "$RSS0" "$RSS1" "$OPEN" "$CONNS" "$WRK_THREADS" "$DURATION" "$ROUNDS" "$(nproc)" "$FCALL_FN" "$LOOPS_DESC" <<'PY'
+REPORT=$(python3 - "$WORK/results.tsv" "$RSS0" "$RSS1" "$OPEN" "$CONNS" "$WRK_THREADS" "$DURATION" "$ROUNDS" "$(nproc)" "$FCALL_FN" "$LOOPS_DESC" "$WORK/cpu.tsv" <<'PY'
 import statistics, sys
-path, rss0, rss1, open_line, conns, wt, dur, rounds, cores, fn, loops = sys.argv[1:12]
+path, rss0, rss1, open_line, conns, wt, dur, rounds, cores, fn, loops, cpu_path = sys.argv[1:13]
 rows = {}
 for line in open(path):
     name, rps, p50, p99, total, non2xx = line.rstrip("\n").split("\t")
@@ -394,6 +416,21 @@ out.append("")
 per = (int(rss1) - int(rss0)) * 1024 / 10000
 out.append("- server RSS: %d KiB before, %d KiB with 10,000 idle keep-alive connections: %.0f bytes per idle connection (target <= 4096)" % (int(rss0), int(rss1), per))
 out.append("- settings: wrk -t%s -c%s, %s s per run, %s interleaved rounds, %s cores shared by client, server and Redis; server event loops: %s" % (wt, conns, dur, rounds, cores, loops))
+cpu = {}
+try:
+    for line in open(cpu_path):
+        name, steal, idle = line.rstrip("\n").split("\t")
+        cpu.setdefault(name, []).append((float(steal), float(idle)))
+except (OSError, ValueError):
+    pass
+cpu_names = [("healthz", "healthz"), ("sold-out", "sold-out"), ("in-stock", "in-stock"),
+             ("in-stock-rl", "rate limits on"), ("ol-max", "open-loop maximum"),
+             ("ol-80", "open loop at 80%"), ("hz-80", "healthz at the 80% rate")]
+parts = ["%s %.1f%% / %.0f%% (max %.1f%%)" % (label, statistics.median(s for s, _ in cpu[k]),
+         statistics.median(i for _, i in cpu[k]), max(s for s, _ in cpu[k]))
+         for k, label in cpu_names if k in cpu]
+if parts:
+    out.append("- the machine's CPU during the runs (/proc/stat), medians over the rounds: stolen by the hypervisor for other machines / idle: " + "; ".join(parts))
 for k in ("in-stock", "in-stock-rl"):
     bad = sum(r[4] for r in rows.get(k, []))
     if bad:
