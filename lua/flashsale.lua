@@ -317,6 +317,18 @@ local SKU_ENCODING = { '_encoding',
 local FILLER = '\0---------------------------------------------------------------------------'
     .. '-' -- 77 bytes
 
+-- HSET key with the field-value pairs h[1..nh]. created: the hash may not exist yet, so FILLER is
+-- written with them and removed at once (above); h then needs room for two more entries.
+local function hset_large(key, h, nh, created)
+    if created then
+        h[nh + 1], h[nh + 2] = FILLER, FILLER
+        redis.call('HSET', key, unpack(h, 1, nh + 2))
+        redis.call('HDEL', key, FILLER)
+    else
+        redis.call('HSET', key, unpack(h, 1, nh))
+    end
+end
+
 -- The checks of every SKU read: a known state (if read) and the counter invariant.
 local function check_sku(s, key)
     if s.state and not STATES[s.state] then
@@ -461,22 +473,27 @@ for i = 1, MAX_BATCH do
     GROUP_TAG[i] = '\n' .. i .. ' '
 end
 
--- The hold G.<i> in group value v, or nil: {user, qty = 1, status = 'held', created_ms,
--- expires_ms} plus what drop_hold needs (the group and where the entry sits in v).
-local function group_entry(v, g, i)
+-- A held group's times, "#created_ms|expires_ms" at the start of its value v, as numbers.
+local function group_times(v)
     local created, expires = string.match(v, '^#(%d+)|(%d+)')
     if not created then
         fail('corrupt data: held group')
     end
+    return tonumber(created), tonumber(expires)
+end
+
+-- The hold G.<i> in group value v, or nil: {user, qty = 1, status = 'held', created_ms,
+-- expires_ms} plus what drop_hold needs (the group and where the entry sits in v).
+local function group_entry(v, g, i)
+    local created, expires = group_times(v)
     local tag = GROUP_TAG[tonumber(i)]
     local a = tag and string.find(v, tag, 1, true)
     if not a then
         return nil
     end
     local e = (string.find(v, '\n', a + 1, true) or #v + 1) - 1
-    return { user = string.sub(v, a + #tag, e), qty = 1, status = 'held',
-        created_ms = tonumber(created), expires_ms = tonumber(expires), group = g, gval = v,
-        from = a, to = e }
+    return { user = string.sub(v, a + #tag, e), qty = 1, status = 'held', created_ms = created,
+        expires_ms = expires, group = g, gval = v, from = a, to = e }
 end
 
 -- The member of holds (and field of held) that holds reservation rid, read by read_reservation.
@@ -676,13 +693,7 @@ local function rl_store(l, now)
         for j = 1, fresh and nl or 0 do
             if list[j] == FILLER then fresh = false end
         end
-        if fresh then
-            h[nh + 1], h[nh + 2] = FILLER, FILLER
-            redis.call('HSET', key, unpack(h, 1, nh + 2))
-            redis.call('HDEL', key, FILLER)
-        else
-            redis.call('HSET', key, unpack(h, 1, nh))
-        end
+        hset_large(key, h, nh, fresh)
         if (known or 0) < latest + 1000 then
             local ttl = mceil(latest - now) + RL_TTL_SLACK_MS
             local ttl_s = fmt_int(ttl)
@@ -1126,13 +1137,7 @@ local function reserve(keys, args, mode)
                 nh = nh + 2
             end
         end
-        if s.held + s.sold == 0 and not upos[FILLER] then
-            hset[nh + 1], hset[nh + 2] = FILLER, FILLER
-            redis.call('HSET', keys[3], unpack(hset, 1, nh + 2))
-            redis.call('HDEL', keys[3], FILLER)
-        else
-            redis.call('HSET', keys[3], unpack(hset, 1, nh))
-        end
+        hset_large(keys[3], hset, nh, s.held + s.sold == 0 and not upos[FILLER])
     end
     if l1 then rl_store(l1, now) end
     if l2 then rl_store(l2, now) end
@@ -1318,11 +1323,7 @@ local function fs_expire(keys, args)
             fail('corrupt data: member of holds is not a held reservation')
         end
         if string.byte(v, 1) == 35 then -- '#': a group
-            local created, expires = string.match(v, '^#(%d+)|(%d+)')
-            if not created then
-                fail('corrupt data: held group')
-            end
-            created, expires = tonumber(created), tonumber(expires)
+            local created, expires = group_times(v)
             local any = false
             for i, user in string.gmatch(v, '\n(%d+) ([^\n]+)') do
                 take(m .. '.' .. i, { user = user, qty = 1, created_ms = created,

@@ -425,12 +425,13 @@ static void fs__send_batch(fs_stock_t *st, fs__queue_t *q, fs_reserve_item_t *it
     for (fs_reserve_item_t *it = items; it && plain; it = it->next)
         plain = it->qty == 1 && !it->idem;
     int grouped = plain && st->grouped_holds;
-    const char *shared = items->addr ? items->addr : "";
-    for (fs_reserve_item_t *it = items->next; it && shared; it = it->next)
-        if (strcmp(it->addr ? it->addr : "", shared) != 0) shared = NULL;
+    const char *shared = NULL; /* grouped: the address of every item, if they share one */
     char group[FS_RID_MAX + 1];
     size_t group_len = 0;
     if (grouped) {
+        shared = items->addr ? items->addr : "";
+        for (fs_reserve_item_t *it = items->next; it && shared; it = it->next)
+            if (strcmp(it->addr ? it->addr : "", shared) != 0) shared = NULL;
         group_len = fs_group_new(launch, strlen(launch), sku, strlen(sku), group);
         size_t i = 1;
         for (fs_reserve_item_t *it = items; it; it = it->next, i++) {
@@ -488,7 +489,7 @@ static void fs__send_batch(fs_stock_t *st, fs__queue_t *q, fs_reserve_item_t *it
             lens[a] = fs_fmt_i64(qty[i], it->qty), argv[a++] = qty[i];
             argv[a] = it->idem ? "1" : "0", lens[a++] = 1;
         }
-        if (!grouped || !shared)
+        if (!shared)
             argv[a] = it->addr ? it->addr : "", lens[a++] = it->addr ? strlen(it->addr) : 0;
     }
     fs__batch_t *b = fs_xmalloc(sizeof *b);
