@@ -225,22 +225,22 @@ done
 # range); the maximum reported is the median of the rounds' maxima.
 OL_CONNS=$((CONNS * 2))
 OL_RUN=0
-fl_post() { # json-path extra-args... (each run on the next SKU ol-K)
+fl_run() { # json-path flashsale-load-args...: one run, its CPU noted under the json's name
   local json=$1 c0 name; shift
   c0=$(head -1 /proc/stat)
-  OL_RUN=$((OL_RUN + 1))
-  "$LOAD" --url "$URL/v1/launches/bench/reservations" -H "Authorization: Bearer $KEY" \
-    -H "Content-Type: application/json" --post '{"sku":"ol-'"$OL_RUN"'","user_id":"ol-{seq}"}' \
-    -t "$LOAD_THREADS" -d "${DURATION}s" -q --json "$json" "$@" >/dev/null 2>&1 || true
+  "$LOAD" "$@" -t "$LOAD_THREADS" -d "${DURATION}s" -q --json "$json" >/dev/null 2>&1 || true
   name=$(basename "$json" .json)
-  cpu_note "${name%-*}" "$c0"
+  cpu_note "${name%-*}" "$c0" # without the round
+}
+fl_post() { # json-path extra-args... (each run on the next SKU ol-K)
+  local json=$1; shift
+  OL_RUN=$((OL_RUN + 1))
+  fl_run "$json" --url "$URL/v1/launches/bench/reservations" -H "Authorization: Bearer $KEY" \
+    -H "Content-Type: application/json" --post '{"sku":"ol-'"$OL_RUN"'","user_id":"ol-{seq}"}' "$@"
 }
 fl_get() { # json-path extra-args...: GET /healthz
-  local json=$1 c0 name; shift
-  c0=$(head -1 /proc/stat)
-  "$LOAD" --url "$URL/healthz" -t "$LOAD_THREADS" -d "${DURATION}s" -q --json "$json" "$@" >/dev/null 2>&1 || true
-  name=$(basename "$json" .json)
-  cpu_note "${name%-*}" "$c0"
+  local json=$1; shift
+  fl_run "$json" --url "$URL/healthz" "$@"
 }
 # The server's own histogram of reservation latency (from the complete request to the answer):
 # its cumulative counts per bucket, "le count" lines.
