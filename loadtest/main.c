@@ -40,6 +40,8 @@ static const char fs__usage[] =
     "      --step D           open loop: wake at most once per D and send every arrival then\n"
     "                         due (default 100us; 0: wake for each arrival); the wait counts in\n"
     "                         latency\n"
+    "      --warmup D         load for D first, at the same rate, without measuring it: the\n"
+    "                         figures cover the -d that follows (default 0)\n"
     "  -H, --header 'N: V'    extra request header (repeatable)\n"
     "      --post BODY        POST BODY instead of GET; each {seq} in it becomes a number that\n"
     "                         changes from request to request (16384 values per thread), e.g.\n"
@@ -128,9 +130,9 @@ static int fs__target(const char *what, const char *url, int allow_remote, char 
 }
 
 static int fs__plain_main(const char *url, int connections, int threads, double duration_s,
-                          double rate, double step_s, int timeout_ms, const char *headers,
-                          const char *body, int allow_remote, int quiet, const char *json_path,
-                          const char *html_path)
+                          double warmup_s, double rate, double step_s, int timeout_ms,
+                          const char *headers, const char *body, int allow_remote, int quiet,
+                          const char *json_path, const char *html_path)
 {
     char host[256], path[2048];
     int port;
@@ -150,6 +152,7 @@ static int fs__plain_main(const char *url, int connections, int threads, double 
     o.connections = connections;
     o.threads = threads > connections ? connections : threads;
     o.duration_s = duration_s;
+    o.warmup_s = warmup_s;
     o.rate = rate;
     o.step_ns = (uint64_t)(step_s * 1e9 + 0.5);
     o.timeout_ms = timeout_ms;
@@ -157,16 +160,18 @@ static int fs__plain_main(const char *url, int connections, int threads, double 
     fs_plain_result_t res;
     char err[256];
     if (!quiet)
-        fprintf(stderr, "flashsale-load: %s %s, %d connections, %d threads, %.1f s, %s\n", method,
-                url, connections, o.threads, duration_s, rate > 0 ? "open loop" : "closed loop");
+        fprintf(stderr, "flashsale-load: %s %s, %d connections, %d threads, %.1f s after %.1f s of "
+                "warm-up, %s\n", method, url, connections, o.threads, duration_s, warmup_s,
+                rate > 0 ? "open loop" : "closed loop");
     if (fs_plain_run(&o, &res, err, sizeof err)) {
         fprintf(stderr, "flashsale-load: %s\n", err);
         fs_timeline_free(&res.timeline);
         return 1;
     }
     printf("flashsale-load %s: %s %s\n", FS_VERSION, method, url);
-    printf("  %d connections, %d threads, %.2f s, %s", connections, o.threads, duration_s,
-           rate > 0 ? "open loop" : "closed loop");
+    printf("  %d connections, %d threads, %.2f s", connections, o.threads, duration_s);
+    if (warmup_s > 0) printf(" after %.2f s of warm-up (not measured)", warmup_s);
+    printf(", %s", rate > 0 ? "open loop" : "closed loop");
     if (rate > 0) printf(" at %.0f/s in steps of %.0f us", rate, step_s * 1e6);
     printf(", %llu TCP connections opened\n", (unsigned long long)res.connects);
     fs_report_print_stats(stdout, &res.stats, res.elapsed_s);
@@ -177,6 +182,7 @@ static int fs__plain_main(const char *url, int connections, int threads, double 
     json_object_set_new(doc, "threads", json_integer(o.threads));
     json_object_set_new(doc, "connections_opened", json_integer((json_int_t)res.connects));
     json_object_set_new(doc, "loop", json_string(rate > 0 ? "open" : "closed"));
+    json_object_set_new(doc, "warmup_s", json_real(warmup_s));
     int ok = fs_stats_answered(&res.stats) > 0;
     if (rate > 0) {
         uint64_t sent = res.intended - res.missed;
@@ -212,6 +218,7 @@ int main(int argc, char **argv)
         {"threads", required_argument, NULL, 't'},
         {"rate", required_argument, NULL, 'R'},
         {"step", required_argument, NULL, 'p'},
+        {"warmup", required_argument, NULL, 'w'},
         {"header", required_argument, NULL, 'H'},
         {"post", required_argument, NULL, 'P'},
         {"timeout", required_argument, NULL, 'T'},
@@ -231,9 +238,9 @@ int main(int argc, char **argv)
     const char *url = NULL, *campaign = NULL, *server = NULL, *redis = NULL;
     const char *json_path = NULL, *html_path = NULL, *body = NULL;
     int connections = 10, threads = 2, timeout_ms = 5000, allow_remote = 0, quiet = 0;
-    int no_verify = 0, have_seed = 0, have_duration = 0, have_step = 0;
+    int no_verify = 0, have_seed = 0, have_duration = 0, have_step = 0, have_warmup = 0;
     unsigned long long seed = 0;
-    double duration_s = 10, rate = 0, step_s = 0.0001;
+    double duration_s = 10, rate = 0, step_s = 0.0001, warmup_s = 0;
     fs_buf_t headers;
     fs_buf_init(&headers);
     int c;
@@ -261,6 +268,12 @@ int main(int argc, char **argv)
             if (fs_parse_duration(optarg, &step_s) || step_s > 0.01)
                 return fs__usage_error("--step must be a duration from 0 to 10ms (e.g. 100us), not '%s'", optarg);
             have_step = 1;
+            break;
+        case 'w':
+            if (fs_parse_duration(optarg, &warmup_s) || warmup_s > 3600)
+                return fs__usage_error("--warmup must be a duration from 0 to 1h (e.g. 1s), not '%s'",
+                                       optarg);
+            have_warmup = 1;
             break;
         case 'T': {
             double t;
@@ -302,10 +315,13 @@ int main(int argc, char **argv)
     if (body && !url) return fs__usage_error("%s", "--post needs --url (plain mode)");
     if (have_step && (!url || rate <= 0))
         return fs__usage_error("%s", "--step needs --url and -R (plain mode, open loop)");
+    if (have_warmup && !url)
+        return fs__usage_error("%s", "--warmup needs --url (plain mode; a campaign has its own "
+                                     "phases)");
     if (url) {
-        int rc = fs__plain_main(url, connections, threads, duration_s, rate, step_s, timeout_ms,
-                                headers.len ? headers.data : NULL, body, allow_remote, quiet,
-                                json_path, html_path);
+        int rc = fs__plain_main(url, connections, threads, duration_s, warmup_s, rate, step_s,
+                                timeout_ms, headers.len ? headers.data : NULL, body, allow_remote,
+                                quiet, json_path, html_path);
         fs_buf_free(&headers);
         return rc;
     }

@@ -21,7 +21,7 @@ typedef struct {
     fs__worker_t *w;
     fs_http_client_t *client;
     uint64_t start_ns;   /* send time (closed loop) or intended time (open loop) */
-    uv_timer_t backoff;  /* closed loop: pause after a failure before sending again */
+    uv_timer_t backoff;  /* closed loop: the first send, at the start; a pause after a failure */
     int index;
 } fs__conn_t;
 
@@ -43,7 +43,9 @@ struct fs__worker {
     uv_timer_t tick, stop;
     fs_rate_profile_t profile;
     uint64_t next_k, arrivals;
-    uint64_t start_ns, end_ns;
+    uint64_t first_k;  /* open loop: the first arrival after the warm-up */
+    uint64_t start_ns; /* the load starts (the warm-up, if any, then the measured run) */
+    uint64_t measure_ns; /* the measured run starts: answers to requests sent before are ignored */
     long sec;
     int stopping;
     fs_stats_t stats;
@@ -88,6 +90,10 @@ static void fs__on_backoff(uv_timer_t *t)
     fs__conn_t *c = t->data;
     if (c->w->stopping) return;
     c->start_ns = uv_hrtime();
+    if (c->start_ns < c->w->start_ns) { /* a timer of whole milliseconds, early */
+        uv_timer_start(t, fs__on_backoff, 1, 0);
+        return;
+    }
     fs__send(c);
 }
 
@@ -97,7 +103,9 @@ static void fs__on_answer(void *arg, int err, const fs_http_response_t *r)
     fs__worker_t *w = c->w;
     if (w->stopping) return;
     uint64_t now = uv_hrtime();
-    if (err) {
+    if (c->start_ns < w->measure_ns) {
+        /* sent during the warm-up: not measured */
+    } else if (err) {
         fs_stats_record(&w->stats, FS_KIND_GET, now - c->start_ns, 0,
                         err == FS_ETIMEDOUT ? FS_CODE_TIMEOUT : FS_CODE_TRANSPORT);
     } else {
@@ -165,14 +173,14 @@ static void fs__on_tick(uv_timer_t *t)
     fs__worker_t *w = t->data;
     if (w->stopping) return;
     if (w->o->rate > 0) {
-        double a = fs_rate_count(&w->profile, (double)w->sec);
-        double b = fs_rate_count(&w->profile, (double)w->sec + 1);
+        double a = fs_rate_count(&w->profile, w->o->warmup_s + (double)w->sec);
+        double b = fs_rate_count(&w->profile, w->o->warmup_s + (double)w->sec + 1);
         w->stats.win_offered = (uint64_t)llround(b - a);
     }
     fs_timeline_push(w->tl, w->sec, 1.0, &w->stats);
     w->sec++;
     /* re-arm against the start time so that ticks do not drift */
-    uint64_t due = w->start_ns + (uint64_t)(w->sec + 1) * 1000000000u;
+    uint64_t due = w->measure_ns + (uint64_t)(w->sec + 1) * 1000000000u;
     uint64_t now = uv_hrtime();
     uv_timer_start(&w->tick, fs__on_tick, due > now ? (due - now) / 1000000u : 0, 0);
 }
@@ -187,11 +195,11 @@ static void fs__on_stop(uv_timer_t *t)
     fs__worker_t *w = t->data;
     w->stopping = 1;
     uint64_t now = uv_hrtime();
-    double len = (double)(now - w->start_ns) / 1e9 - (double)w->sec;
+    double len = (double)(now - w->measure_ns) / 1e9 - (double)w->sec;
     if (len > 0.001) {
         if (w->o->rate > 0) {
-            double a = fs_rate_count(&w->profile, (double)w->sec);
-            double b = fs_rate_count(&w->profile, (double)w->sec + len);
+            double a = fs_rate_count(&w->profile, w->o->warmup_s + (double)w->sec);
+            double b = fs_rate_count(&w->profile, w->o->warmup_s + (double)w->sec + len);
             w->stats.win_offered = (uint64_t)llround(b - a);
         }
         fs_timeline_push(w->tl, w->sec, len > 1 ? 1 : len, &w->stats);
@@ -199,10 +207,12 @@ static void fs__on_stop(uv_timer_t *t)
         fs_timeline_push(w->tl, w->sec, 0, &w->stats); /* keep the other threads' points flowing */
     }
     if (w->o->rate > 0) {
-        uint64_t k = w->next_k;
+        /* arrivals due in the measured run, and those of them never sent */
+        uint64_t sent = w->next_k > w->first_k ? w->next_k : w->first_k;
+        uint64_t k = sent;
         while (k < w->arrivals && fs__arrival_ns(w, k) <= now) k++;
-        w->intended = k;
-        w->missed = k - w->next_k;
+        w->intended = k - w->first_k;
+        w->missed = k - sent;
     }
     for (int i = 0; i < w->nconns; i++) {
         w->connects += fs_http_client_connects(w->conns[i].client);
@@ -232,18 +242,20 @@ static void *fs__worker_main(void *arg)
         uv_timer_init(&w->loop, &c->backoff);
         c->backoff.data = c;
     }
+    uv_update_time(&w->loop); /* its timers count from the loop's time, stale since uv_loop_init */
     uint64_t now = uv_hrtime();
     uint64_t dur_ms = (uint64_t)(w->o->duration_s * 1000.0);
-    uv_timer_start(&w->stop, fs__on_stop, (w->start_ns + dur_ms * 1000000u - now) / 1000000u, 0);
-    uv_timer_start(&w->tick, fs__on_tick, (w->start_ns + 1000000000u - now) / 1000000u, 0);
+    uint64_t end_ns = w->measure_ns + dur_ms * 1000000u, tick_ns = w->measure_ns + 1000000000u;
+    uv_timer_start(&w->stop, fs__on_stop, end_ns > now ? (end_ns - now) / 1000000u : 0, 0);
+    uv_timer_start(&w->tick, fs__on_tick, tick_ns > now ? (tick_ns - now) / 1000000u : 0, 0);
     if (w->o->rate > 0) {
         for (int i = 0; i < w->nconns; i++) w->free_conns[w->nfree++] = w->nconns - 1 - i;
         fs__dispatch(w);
     } else {
-        for (int i = 0; i < w->nconns; i++) {
-            w->conns[i].start_ns = uv_hrtime();
-            fs__send(&w->conns[i]);
-        }
+        /* the first requests go at the start, not before: earlier ones would not be measured */
+        uint64_t wait_ms = w->start_ns > now ? (w->start_ns - now + 999999u) / 1000000u : 0;
+        for (int i = 0; i < w->nconns; i++)
+            uv_timer_start(&w->conns[i].backoff, fs__on_backoff, wait_ms, 0);
     }
     uv_run(&w->loop, UV_RUN_DEFAULT);
     return NULL;
@@ -262,7 +274,6 @@ int fs_plain_run(const fs_plain_opts_t *o, fs_plain_result_t *out, char *err, si
 
     fs_timeline_init(&out->timeline, nth);
     fs__worker_t *ws = fs_xcalloc((size_t)nth, sizeof *ws);
-    uint64_t start = uv_hrtime() + 20000000u; /* 20 ms for the threads to start */
     int rc = FS_OK;
     int started = 0;
     for (int i = 0; i < nth; i++) {
@@ -273,7 +284,6 @@ int fs_plain_run(const fs_plain_opts_t *o, fs_plain_result_t *out, char *err, si
         w->req_len = req.len;
         if (o->body) fs__format_posts(w, nth);
         w->tl = &out->timeline;
-        w->start_ns = start;
         w->nconns = o->connections / nth + (i < o->connections % nth ? 1 : 0);
         w->conns = fs_xcalloc((size_t)w->nconns, sizeof *w->conns);
         w->free_conns = fs_xcalloc((size_t)w->nconns, sizeof *w->free_conns);
@@ -281,8 +291,11 @@ int fs_plain_run(const fs_plain_opts_t *o, fs_plain_result_t *out, char *err, si
         fs_rate_profile_init(&w->profile);
         uv_loop_init(&w->loop);
         if (o->rate > 0) {
-            fs_rate_profile_constant(&w->profile, o->rate / nth, o->duration_s);
+            fs_rate_profile_constant(&w->profile, o->rate / nth, o->warmup_s + o->duration_s);
             w->arrivals = fs_rate_arrivals(&w->profile);
+            while (w->first_k < w->arrivals &&
+                   fs_rate_arrival(&w->profile, w->first_k) < o->warmup_s)
+                w->first_k++;
             if (fs_pacer_init(&w->loop, &w->pacer, fs__on_pacer)) {
                 snprintf(err, errcap, "cannot create a timerfd for open-loop pacing");
                 rc = FS_EIO;
@@ -292,6 +305,14 @@ int fs_plain_run(const fs_plain_opts_t *o, fs_plain_result_t *out, char *err, si
             w->pacer.data = w;
             w->pacer.step_ns = o->step_ns;
         }
+    }
+    /* The clock starts once the requests are formatted and the schedules computed, 20 ms ahead for
+     * the threads to start and open their connections. */
+    uint64_t start = uv_hrtime() + 20000000u;
+    uint64_t measure = start + (uint64_t)(o->warmup_s * 1e9);
+    for (int i = 0; i < nth; i++) {
+        ws[i].start_ns = start;
+        ws[i].measure_ns = measure;
     }
     if (rc == FS_OK) {
         for (int i = 0; i < nth; i++) {
@@ -303,7 +324,7 @@ int fs_plain_run(const fs_plain_opts_t *o, fs_plain_result_t *out, char *err, si
         }
         fs_progress_t pr;
         fs_progress_init(&pr, o->progress);
-        uint64_t end = start + (uint64_t)(o->duration_s * 1e9);
+        uint64_t end = measure + (uint64_t)(o->duration_s * 1e9);
         size_t shown = 0;
         while (uv_hrtime() < end) {
             struct timespec ts = {0, 100000000};

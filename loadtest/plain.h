@@ -11,6 +11,8 @@
  * omission). Arrivals that could not be sent before the end are counted as missed. With step_ns,
  * the thread wakes at most once per step and sends every arrival then due: each is sent up to a
  * step late, and that delay counts in its latency. Connections are opened before the start.
+ * With warmup_s, the load runs that long first, and only requests sent (closed loop) or due (open
+ * loop) after it are measured.
  *
  * Threads: `threads` load threads, each with its own libuv loop and its share of the connections;
  * the calling thread prints progress and merges the results. */
@@ -32,7 +34,8 @@ typedef struct {
     const char *body;         /* POST this body (with {seq} replaced); NULL: GET */
     int connections;
     int threads;
-    double duration_s;
+    double duration_s;        /* the measured run */
+    double warmup_s;          /* load before it, at the same rate, not measured */
     double rate;              /* arrivals per second; 0 = closed loop */
     uint64_t step_ns;         /* open loop: arrivals are sent in steps of this (see pacer.h) */
     int timeout_ms;

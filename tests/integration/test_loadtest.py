@@ -234,6 +234,53 @@ class CampaignAgainstRealServer(fsserver.ServerTestCase):
         self.assertEqual(rc, 2)
         self.assertIn("--post needs --url", err)
 
+    def test_plain_mode_warmup_loads_but_does_not_measure(self):
+        """--warmup D: the load runs for D first, at the same rate, and only what follows is
+        measured. Redis holds the reservations of both; the figures count only the second."""
+        lid = self.new_launch([fsserver.sku("w", 10 ** 6, per_user_limit=1),
+                               fsserver.sku("c", 10 ** 6, per_user_limit=1)])
+        url = "http://127.0.0.1:%d/v1/launches/%s/reservations" % (self.srv.port, lid)
+        tmp = tempfile.mkdtemp(prefix="fs-load-")
+        jpath = os.path.join(tmp, "warm.json")
+        auth = ["-H", "Authorization: Bearer " + self.srv.api_keys[0],
+                "-H", "Content-Type: application/json"]
+        conns = 4
+        rc, out, err = run_load(["--url", url, "-c", str(conns), "-t", "1", "-d", "1s", "-R", "400",
+                                 "--warmup", "1s", "-q", "--json", jpath,
+                                 "--post", '{"sku":"w","user_id":"w{seq}"}'] + auth)
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("after 1.00 s of warm-up (not measured)", out)
+        doc = load_json(jpath)
+        self.assertEqual(doc["warmup_s"], 1.0)
+        self.assertAlmostEqual(doc["duration_s"], 1.0, delta=0.01)
+        # the arrivals of the measured second only, not those of the warm-up
+        self.assertAlmostEqual(doc["intended"], 400, delta=1)
+        sent = doc["intended"] - doc["missed"]
+        self.assertLessEqual(doc["requests"], sent)
+        self.assertGreaterEqual(doc["requests"], sent - conns)
+        self.assertEqual(doc["status"], {"201": doc["requests"]})
+        # every shopper is new (per_user_limit 1, all 201): Redis saw the warm-up's as well
+        shoppers = self.r.call("HLEN", "fs:{%s:w}:users" % lid)
+        self.assertGreaterEqual(shoppers, doc["requests"] + 300, doc)
+        self.assertLessEqual(shoppers, 800 + conns, doc)
+
+        # closed loop: the same, with whatever rate the connections reach
+        rc, out, err = run_load(["--url", url, "-c", "2", "-t", "1", "-d", "500ms",
+                                 "--warmup", "500ms", "-q", "--json", jpath,
+                                 "--post", '{"sku":"c","user_id":"c{seq}"}'] + auth)
+        self.assertEqual(rc, 0, out + err)
+        doc = load_json(jpath)
+        self.assertEqual(doc["warmup_s"], 0.5)
+        self.assertGreater(doc["requests"], 20)
+        shoppers = self.r.call("HLEN", "fs:{%s:c}:users" % lid)
+        self.assertGreaterEqual(shoppers, doc["requests"] + 10, doc)
+
+        for bad in (["--url", url, "--warmup", "x"], ["--url", url, "--warmup", "2h"],
+                    ["--campaign", SMOKE, "--server", url, "--warmup", "1s"]):
+            rc, out, err = run_load(bad + ["-d", "1s"])
+            self.assertEqual(rc, 2, bad)
+            self.assertIn("--warmup", err)
+
     def test_plain_mode_against_nothing_fails(self):
         port = fsserver.free_port()
         rc, out, err = run_load(["--url", "http://127.0.0.1:%d/" % port, "-c", "2", "-d", "300ms", "-q"])
@@ -261,7 +308,7 @@ class SafetyAndHelp(unittest.TestCase):
         rc, out, err = run_load(["--help"])
         self.assertEqual(rc, 0)
         for opt in ("--url", "--connections", "--duration", "--threads", "--rate", "--header",
-                    "--post", "--step",
+                    "--post", "--step", "--warmup",
                     "--timeout", "--campaign", "--server", "--redis", "--seed", "--no-verify",
                     "--json", "--html", "--allow-remote", "--quiet", "--version",
                     "FLASHSALE_ADMIN_TOKEN", "FLASHSALE_API_KEYS", "FLASHSALE_REDIS"):
