@@ -2,7 +2,7 @@
 # rush-bench.sh: the reservation path at the machine's limit, side by side in one run.
 #
 #   loadtest/rush-bench.sh [-c CONNECTIONS] [-t WRK_THREADS] [-d SECONDS] [-r ROUNDS] [-b BUILD_DIR]
-#                          [-T SERVER_THREADS] [-L LOAD_THREADS] [-o RESULTS.md]
+#                          [-T SERVER_THREADS] [-L LOAD_THREADS] [-W WARMUP_SECONDS] [-o RESULTS.md]
 #
 # Starts its own redis-server and flashsale-server (Release build; default build-release) on free
 # 127.0.0.1 ports, creates a launch with a sold-out SKU and SKUs of a billion units, then runs
@@ -26,15 +26,20 @@
 # -T sets the server's event loops (FLASHSALE_THREADS; default: the server's own, one per core).
 # -L sets flashsale-load's threads in the open loop, its maximum included (default 2: with one,
 # the tool needs more of a core at 80% than a fair share of two cores among four busy threads).
+# -W sets flashsale-load's warm-up before each of its runs (default 1: the load runs that long
+# first, unmeasured; the first second of a run carries the server accepting every connection
+# and whatever else is cold, and was most of a 4-second open loop's p99; 0: none).
 # Everything it starts is stopped by pid at the end.
 set -euo pipefail
 
 CONNS=100 WRK_THREADS=1 DURATION=5 ROUNDS=3 BUILD="" OUT="" SERVER_THREADS="" LOAD_THREADS=2
-while getopts "c:t:d:r:b:o:T:L:h" opt; do
+WARMUP=1
+while getopts "c:t:d:r:b:o:T:L:W:h" opt; do
   case $opt in
     c) CONNS=$OPTARG ;; t) WRK_THREADS=$OPTARG ;; d) DURATION=$OPTARG ;; r) ROUNDS=$OPTARG ;;
     b) BUILD=$OPTARG ;; o) OUT=$OPTARG ;; T) SERVER_THREADS=$OPTARG ;; L) LOAD_THREADS=$OPTARG ;;
-    h) sed -n '2,29p' "$0"; exit 0 ;;
+    W) WARMUP=$OPTARG ;;
+    h) sed -n '2,32p' "$0"; exit 0 ;;
     *) exit 2 ;;
   esac
 done
@@ -48,6 +53,9 @@ if [ "$ROUNDS" -lt 1 ] || [ "$ROUNDS" -gt 16 ]; then
   exit 2
 fi
 
+case $WARMUP in
+  ''|*[!0-9]*) echo "rush-bench.sh: -W must be a whole number of seconds of warm-up, 0 or more" >&2; exit 2 ;;
+esac
 case $LOAD_THREADS in
   ''|*[!0-9]*|0) echo "rush-bench.sh: -L must be a number of load threads, 1 or more" >&2; exit 2 ;;
 esac
@@ -228,7 +236,8 @@ OL_RUN=0
 fl_run() { # json-path flashsale-load-args...: one run, its CPU noted under the json's name
   local json=$1 c0 name; shift
   c0=$(head -1 /proc/stat)
-  "$LOAD" "$@" -t "$LOAD_THREADS" -d "${DURATION}s" -q --json "$json" >/dev/null 2>&1 || true
+  "$LOAD" "$@" -t "$LOAD_THREADS" -d "${DURATION}s" --warmup "${WARMUP}s" -q --json "$json" \
+    >/dev/null 2>&1 || true
   name=$(basename "$json" .json)
   cpu_note "${name%-*}" "$c0" # without the round
 }
@@ -331,11 +340,11 @@ else:
 PY
 )
 INVARIANTS+=("after the open-loop runs: $(check_invariant)")
-OPEN="closed-loop maximum of flashsale-load --post (-c $CONNS -t $LOAD_THREADS, median of $ROUNDS rounds: ${MAXES[*]}): $MAX/s; each round's open-loop runs (-c $OL_CONNS -t $LOAD_THREADS, arrivals sent in 100 µs steps) at shares of that round's maximum, then \`GET /healthz\` at the 80% run's rate (the floor: the tool, the kernel and the HTTP server at that rate), medians over the rounds:"
+OPEN="closed-loop maximum of flashsale-load --post (-c $CONNS -t $LOAD_THREADS, median of $ROUNDS rounds: ${MAXES[*]}): $MAX/s; each round's open-loop runs (-c $OL_CONNS -t $LOAD_THREADS, arrivals sent in 100 µs steps; every flashsale-load run after $WARMUP s of the same load, unmeasured) at shares of that round's maximum, then \`GET /healthz\` at the 80% run's rate (the floor: the tool, the kernel and the HTTP server at that rate), medians over the rounds:"
 OPEN+=$'\n\n| run | offered /s | achieved /s | rate held | p50 ms | p90 ms | p99 ms (range) | max ms | non-2xx (all rounds) |'
 OPEN+=$'\n| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |'
 for l in "${OPEN_LINES[@]}"; do OPEN+=$'\n'"$l"; done
-OPEN+=$'\n\n- the server\'s own latency histogram over the 80% runs (from the complete request to the answer written): '"$SERVER_SEEN"
+OPEN+=$'\n\n- the server\'s own latency histogram over the 80% runs, their warm-ups included (from the complete request to the answer written): '"$SERVER_SEEN"
 
 # Memory: RSS of the server before and with 10,000 idle keep-alive connections. And do they slow
 # others down? healthz runs just before they open and while they stay open, as many each as the
@@ -446,7 +455,7 @@ if [ -n "$OUT" ]; then
   {
     echo "# Rush benchmark: latest run"
     echo
-    echo "Command: \`loadtest/rush-bench.sh -c $CONNS -t $WRK_THREADS -d $DURATION -r $ROUNDS${SERVER_THREADS:+ -T $SERVER_THREADS} -L $LOAD_THREADS\` ($(date -u +%Y-%m-%dT%H:%MZ))"
+    echo "Command: \`loadtest/rush-bench.sh -c $CONNS -t $WRK_THREADS -d $DURATION -r $ROUNDS${SERVER_THREADS:+ -T $SERVER_THREADS} -L $LOAD_THREADS -W $WARMUP\` ($(date -u +%Y-%m-%dT%H:%MZ))"
     echo
     echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))," \
       "$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr);" \
