@@ -160,8 +160,8 @@ static int fs__plain_main(const char *url, int connections, int threads, double 
     fs_plain_result_t res;
     char err[256];
     if (!quiet)
-        fprintf(stderr, "flashsale-load: %s %s, %d connections, %d threads, %.1f s after %.1f s of "
-                "warm-up, %s\n", method, url, connections, o.threads, duration_s, warmup_s,
+        fprintf(stderr, "flashsale-load: %s %s, %d connections, %d threads, %.1f s%s, %s\n", method,
+                url, connections, o.threads, duration_s, warmup_s > 0 ? " after a warm-up" : "",
                 rate > 0 ? "open loop" : "closed loop");
     if (fs_plain_run(&o, &res, err, sizeof err)) {
         fprintf(stderr, "flashsale-load: %s\n", err);

@@ -56,6 +56,18 @@ struct fs__worker {
 
 static void fs__send(fs__conn_t *c);
 
+/* The first of n arrivals intended at or after t s: arrival k is at N(t_k) = k + 1/2 (rate.h),
+ * so k is about N(t) - 1/2; the loops correct the rounding. */
+static uint64_t fs__first_after(const fs_rate_profile_t *p, uint64_t n, double t)
+{
+    double c = fs_rate_count(p, t) - 0.5;
+    uint64_t k = c > 0 ? (uint64_t)ceil(c) : 0;
+    if (k > n) k = n;
+    while (k > 0 && fs_rate_arrival(p, k - 1) >= t) k--;
+    while (k < n && fs_rate_arrival(p, k) < t) k++;
+    return k;
+}
+
 static uint64_t fs__arrival_ns(fs__worker_t *w, uint64_t k)
 {
     if (k >= w->arrivals) return 0;
@@ -293,9 +305,7 @@ int fs_plain_run(const fs_plain_opts_t *o, fs_plain_result_t *out, char *err, si
         if (o->rate > 0) {
             fs_rate_profile_constant(&w->profile, o->rate / nth, o->warmup_s + o->duration_s);
             w->arrivals = fs_rate_arrivals(&w->profile);
-            while (w->first_k < w->arrivals &&
-                   fs_rate_arrival(&w->profile, w->first_k) < o->warmup_s)
-                w->first_k++;
+            w->first_k = fs__first_after(&w->profile, w->arrivals, o->warmup_s);
             if (fs_pacer_init(&w->loop, &w->pacer, fs__on_pacer)) {
                 snprintf(err, errcap, "cannot create a timerfd for open-loop pacing");
                 rc = FS_EIO;
