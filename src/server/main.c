@@ -42,6 +42,7 @@ typedef struct {
 static fs_config_t fs__cfg;
 static fs_api_shared_t fs__shared;
 static fs_http_limits_t *fs__limits; /* connection limits shared by every loop */
+static fs_stock_hub_t *fs__hub;       /* the loops' SKU leaders; NULL with one loop */
 
 static void fs__usage(FILE *f)
 {
@@ -121,13 +122,21 @@ static void fs__on_force(uv_timer_t *t)
     fs__worker_finish(w);
 }
 
+/* This loop's connections are answered; requests the other loops handed it (for the SKUs it
+ * leads) may still be queued or in flight: finish once they are answered too. */
+static void fs__worker_drained(void *arg)
+{
+    fs__worker_t *w = arg;
+    fs_stock_quiesce(w->stock, fs__worker_finish, w);
+}
+
 static void fs__on_stop(uv_async_t *a)
 {
     fs__worker_t *w = a->data;
     if (w->stopping) return;
     w->stopping = 1;
     uv_timer_start(&w->force_timer, fs__on_force, (uint64_t)w->shutdown_timeout_ms, 0);
-    fs_http_server_drain(w->http, fs__worker_finish, w);
+    fs_http_server_drain(w->http, fs__worker_drained, w);
 }
 
 static void fs__worker_run(void *arg)
@@ -168,7 +177,8 @@ static int fs__worker_init(fs__worker_t *w, int index, const char *host, int por
                           .queue_max_len = fs__cfg.queue_max_len,
                           /* each loop takes its share of the server's cap */
                           .admission_per_sec = (double)fs__cfg.admission_per_sku / fs__cfg.threads,
-                          .grouped_holds = fs__cfg.grouped_holds};
+                          .grouped_holds = fs__cfg.grouped_holds,
+                          .hub = fs__hub, .index = index};
     w->stock = fs_stock_new(&w->loop, w->redis, &so);
     w->api = fs_api_new(&fs__shared, &w->metrics, w->stock);
     w->api->stats = fs_stats_new(&w->loop, w->redis); /* publishes to Redis every second */
@@ -241,6 +251,8 @@ int main(int argc, char **argv)
                                     (size_t)fs__cfg.max_connections_per_addr);
     fs__shared.metrics = fs_xcalloc((size_t)n, sizeof *fs__shared.metrics);
     fs__shared.nloops = n;
+    /* One reservation call per SKU per server, not per loop (src/stock/stock.h). */
+    if (n > 1) fs__hub = fs_stock_hub_new(n);
     for (int i = 0; i < n; i++) {
         fs__shared.metrics[i] = &workers[i].metrics;
         if (fs__worker_init(&workers[i], i, host, port, rhost, rport, rdb, err, sizeof err)) {
@@ -267,6 +279,7 @@ int main(int argc, char **argv)
         fs_api_free(workers[i].api);
         uv_loop_close(&workers[i].loop);
     }
+    fs_stock_hub_free(fs__hub);
     fs_info("stopped", "%s", "");
     free(fs__shared.metrics);
     free(workers);

@@ -8,6 +8,13 @@
  * call per batch cheaper than one per request. A check handle, run after each I/O poll of the
  * loop, sends the waves.
  *
+ * With a hub (several loops), a request whose SKU another loop leads is handed to that loop
+ * (fs__hub_forward) after this loop's own checks (sold-out mark, admission, units ahead); the
+ * leader queues it with its own (fs__lead) and its fs__finish gives it back answered
+ * (fs__hub_send_back); this loop then learns from the answer as from one of its own and answers
+ * the caller (fs__returned). A loop that leads no more (quiescing, closing) has the other loops
+ * send its SKUs' requests themselves.
+ *
  * Bounds: a request that waited longer than max_wait in the queue, or that finds max_queued
  * requests ahead of it, is answered FS_RES_OVERLOADED. A queue lives only while it has requests
  * queued or in flight, so unknown SKU names sent by a client cannot grow memory.
@@ -25,11 +32,11 @@
 #include <string.h>
 
 #define FS__BATCH_MAX 256
-/* Waves of one SKU in flight at once (per loop). One: what arrives during a round trip waits for
- * it and goes as one bigger call. Two kept Redis busier but halved the batches, and the fixed cost
- * of each call made that slower: in-stock reservations went from 28-36k/s with two to 33-40k/s
- * with one, side by side (wrk -c100, 2 loops; batches of 16 became 20-22). Other SKUs and the
- * other loops still have their own calls in flight. */
+/* Waves of one SKU in flight at once (from its leader loop). One: what arrives during a round trip
+ * waits for it and goes as one bigger call. Two kept Redis busier but halved the batches, and the
+ * fixed cost of each call made that slower: in-stock reservations went from 28-36k/s with two to 33-40k/s
+ * with one, side by side (wrk -c100, 2 loops; batches of 16 became 20-22). Other SKUs still have
+ * their own calls in flight. */
 #define FS__MAX_WAVES 1
 
 typedef struct fs__queue {
@@ -69,6 +76,12 @@ static uint32_t fs__hash(const char *a, const char *b)
 
 static void fs__finish(fs_stock_t *st, fs_reserve_item_t *it, fs_res_code_t code)
 {
+    if (it->origin >= 0) { /* another loop's request: that loop answers it */
+        it->code = code;
+        st->foreign--;
+        fs__hub_send_back(st, it);
+        return;
+    }
     fs__units_release(it);
     it->code = code;
     st->stats.outcomes[code < FS_RES__COUNT ? code : FS_RES_ERROR]++;
@@ -275,8 +288,10 @@ static void fs__answer_batch(fs_stock_t *st, fs__batch_t *b, const redisReply *r
     uint16_t slot[2][FS__BATCH_MAX];
     int figs_ok = fs__limits_read(reply->element[3], b->items, b->n, lim, slot);
     /* What the batch left, before any answer goes out (an answer may queue the next request of
-     * its connection at once): the batch's own units are no longer pending. */
-    for (fs_reserve_item_t *x = b->items; x; x = x->next) fs__units_release(x);
+     * its connection at once): the batch's own units are no longer pending. (Those of another
+     * loop's requests count on that loop, which releases them when the answer is back.) */
+    for (fs_reserve_item_t *x = b->items; x; x = x->next)
+        if (x->origin < 0) fs__units_release(x);
     int64_t left = fs_reply_i64(reply->element[4], NULL);
     /* All items of a batch are of one SKU: its entry once (left >= 0: Redis says it exists). */
     fs__sku_t *sku = left >= 0 ? fs__sku_get(st, b->q->launch, b->q->sku) : NULL;
@@ -299,6 +314,7 @@ static void fs__answer_batch(fs_stock_t *st, fs__batch_t *b, const redisReply *r
                 it->expires_ms = expires;
             }
         }
+        it->left_seen = left;
         it->rl_on = figs_ok;
         memset(it->rl, 0, sizeof it->rl);
         if (figs_ok && !it->replayed)
@@ -339,6 +355,7 @@ static void fs__on_batch_reply(redisReply *reply, int err, void *arg)
     }
     free(b);
     fs__queue_free_if_idle(st, q);
+    fs__hub_settle(st);
 }
 
 /* ---- sold out, with an Idempotency-Key ---- */
@@ -553,6 +570,84 @@ static void fs__flush(uv_check_t *h)
         if (q->inflight < FS__MAX_WAVES && q->count > 0) fs__send_wave(st, q);
         fs__queue_free_if_idle(st, q);
     }
+    fs__hub_settle(st);
+}
+
+/* Queues it (hash h of its SKU) on this loop, to go to Redis with the SKU's next wave. */
+static void fs__enqueue(fs_stock_t *st, fs_reserve_item_t *it, uint32_t h)
+{
+    fs__queue_t **bucket = fs__bucket(st, h), *q;
+    for (q = *bucket; q; q = q->next_in_bucket)
+        if (q->hash == h && strcmp(q->launch, it->launch) == 0 && strcmp(q->sku, it->sku) == 0) break;
+    if (!q) {
+        q = fs_xcalloc(1, sizeof *q);
+        q->launch = fs_xstrndup(it->launch, strlen(it->launch));
+        q->sku = fs_xstrndup(it->sku, strlen(it->sku));
+        q->hash = h;
+        q->next_in_bucket = *bucket;
+        *bucket = q;
+    }
+    if (q->count >= st->max_queued) {
+        fs__finish(st, it, FS_RES_OVERLOADED);
+        return;
+    }
+    if (q->tail) q->tail->next = it;
+    else q->head = it;
+    q->tail = it;
+    q->count++;
+    if (q->inflight < FS__MAX_WAVES) fs__mark_dirty(st, q);
+}
+
+void fs__lead(fs_stock_t *st, fs_reserve_item_t *it)
+{
+    st->foreign++;
+    it->next = NULL;
+    fs__enqueue(st, it, fs__hash(it->launch, it->sku));
+}
+
+void fs__returned(fs_stock_t *st, fs_reserve_item_t *it)
+{
+    it->origin = -1;
+    st->forwarded_out--;
+    /* What this loop knows of the SKU follows the leader's answers too, as it would its own. */
+    if (it->left_seen >= 0) {
+        fs__sku_t *sku = fs__sku_get(st, it->launch, it->sku);
+        fs__units_left(sku, it->left_seen);
+        int decided = !it->replayed && (it->code == FS_RES_OK || it->code == FS_RES_SOLD_OUT);
+        if (decided && (it->code == FS_RES_OK || it->qty == 1))
+            fs__soldout_mark(sku, it->code == FS_RES_SOLD_OUT);
+        if (decided && it->left_seen == 0) fs__soldout_mark(sku, 1);
+    }
+    fs__finish(st, it, it->code);
+}
+
+void fs__hub_settle(fs_stock_t *st)
+{
+    if (st->quiesce_cb && st->foreign == 0) {
+        void (*cb)(void *) = st->quiesce_cb;
+        st->quiesce_cb = NULL;
+        cb(st->quiesce_arg); /* may close st */
+        return;
+    }
+    if (st->closing && st->hub) fs__hub_close(st, fs__stock_on_closed);
+}
+
+void fs_stock_quiesce(fs_stock_t *st, void (*cb)(void *arg), void *arg)
+{
+    if (st->hub) {
+        fs_reserve_item_t *in = fs__hub_stop_leading(st);
+        while (in) {
+            fs_reserve_item_t *next = in->next;
+            fs__lead(st, in);
+            in = next;
+        }
+    }
+    if (st->foreign == 0) {
+        cb(arg);
+        return;
+    }
+    st->quiesce_cb = cb;
+    st->quiesce_arg = arg;
 }
 
 void fs_stock_reserve(fs_stock_t *st, fs_reserve_item_t *it)
@@ -561,6 +656,8 @@ void fs_stock_reserve(fs_stock_t *st, fs_reserve_item_t *it)
     it->replayed = 0;
     it->rl_on = 0;
     it->units = NULL;
+    it->origin = -1;
+    it->left_seen = -1;
     if (!fs_redis_ready(st->redis)) {
         fs__finish(st, it, FS_RES_UNAVAILABLE);
         return;
@@ -585,28 +682,13 @@ void fs_stock_reserve(fs_stock_t *st, fs_reserve_item_t *it)
         fs__finish(st, it, FS_RES_SOLD_OUT);
         return;
     }
+    it->queued_ns = fs_mono_ns(); /* the wait for the leader counts in the queue's bound */
     uint32_t h = fs__hash(it->launch, it->sku);
-    fs__queue_t **bucket = fs__bucket(st, h), *q;
-    for (q = *bucket; q; q = q->next_in_bucket)
-        if (q->hash == h && strcmp(q->launch, it->launch) == 0 && strcmp(q->sku, it->sku) == 0) break;
-    if (!q) {
-        q = fs_xcalloc(1, sizeof *q);
-        q->launch = fs_xstrndup(it->launch, strlen(it->launch));
-        q->sku = fs_xstrndup(it->sku, strlen(it->sku));
-        q->hash = h;
-        q->next_in_bucket = *bucket;
-        *bucket = q;
+    if (st->hub) {
+        int leader = fs__hub_leader(st->hub, h);
+        if (leader != st->index && fs__hub_forward(st, leader, it)) return;
     }
-    if (q->count >= st->max_queued) {
-        fs__finish(st, it, FS_RES_OVERLOADED);
-        return;
-    }
-    it->queued_ns = fs_mono_ns();
-    if (q->tail) q->tail->next = it;
-    else q->head = it;
-    q->tail = it;
-    q->count++;
-    if (q->inflight < FS__MAX_WAVES) fs__mark_dirty(st, q);
+    fs__enqueue(st, it, h);
 }
 
 void fs__stock_queues_init(fs_stock_t *st)

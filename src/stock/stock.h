@@ -5,6 +5,12 @@
  * loop turn (a libuv check handle flushes after each I/O poll), so one Function call decides a
  * whole batch atomically, in order. Other calls go straight to Redis.
  *
+ * A server with several event loops gives them one hub: each SKU then has a leader loop (by a
+ * hash of its name), the other loops hand it their reservations for that SKU, and its calls carry
+ * the requests of every loop. One call per SKU per server instead of one per loop: the fixed cost
+ * of a call (most of Redis's work per reservation at these batch sizes) is shared by twice as
+ * many requests with two loops. Answers go back to the loop the request came from.
+ *
  * Knows nothing of HTTP. One fs_stock_t per loop. */
 #ifndef FS_STOCK_H
 #define FS_STOCK_H
@@ -65,6 +71,8 @@ typedef struct fs_reserve_item {
     uint64_t queued_ns;
     void *units; /* the SKU's entry (soldout.c) while qty counts as pending there */
     struct fs_stock *st;
+    int origin;        /* the loop that handed it to its SKU's leader (hub), or -1 */
+    int64_t left_seen; /* units left after its batch, as Redis said; -1: no such answer */
 } fs_reserve_item_t;
 
 typedef struct {
@@ -86,9 +94,22 @@ typedef struct {
                                  loop (0: no cap); the excess is FS_RES_OVERLOADED */
     int grouped_holds; /* one-unit batches without idempotency keys go to fs_reserve_group (one
                           hold record per call) rather than fs_reserve_plain (one per hold) */
+    struct fs_stock_hub *hub; /* shared by the server's loops; NULL with one loop */
+    int index;                /* this loop's number in the hub, 0 .. loops - 1 */
 } fs_stock_opts_t;
 
+/* The hub of a server's loops: created before they run, freed after they all stopped. */
+typedef struct fs_stock_hub fs_stock_hub_t;
+fs_stock_hub_t *fs_stock_hub_new(int loops);
+void fs_stock_hub_free(fs_stock_hub_t *h);
+
 fs_stock_t *fs_stock_new(uv_loop_t *loop, fs_redis_t *redis, const fs_stock_opts_t *o);
+/* Before a graceful close: stops leading SKUs for the other loops (they send their requests
+ * themselves from then on) and calls cb(arg) once every request they handed this loop has been
+ * answered: at once when none is, else later from the loop. fs_stock_close cancels it. */
+void fs_stock_quiesce(fs_stock_t *st, void (*cb)(void *arg), void *arg);
+/* Requests still queued or in flight are answered FS_RES_UNAVAILABLE (those of other loops on
+ * their own loop); the stock layer is freed once those this loop handed to others are back. */
 void fs_stock_close(fs_stock_t *st);
 fs_stock_stats_t fs_stock_stats(const fs_stock_t *st);
 fs_redis_t *fs_stock_redis(fs_stock_t *st);

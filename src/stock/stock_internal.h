@@ -32,10 +32,37 @@ struct fs_stock {
     size_t sweep_nskus;
     int sweep_again;                       /* a call expired its most: sweep again at once */
     int closing, open_handles;
+    /* the hub (hub.c; NULL with one loop) */
+    struct fs_stock_hub *hub;
+    int index;
+    struct fs__mailbox *box;
+    size_t forwarded_out;       /* this loop's requests at other loops, not back yet */
+    size_t foreign;             /* other loops' requests queued or in flight here */
+    void (*quiesce_cb)(void *); /* fs_stock_quiesce: called once foreign is 0 */
+    void *quiesce_arg;
 };
 
 void fs__stock_queues_init(fs_stock_t *st);
 void fs__stock_queues_close(fs_stock_t *st);
+void fs__stock_on_closed(uv_handle_t *h); /* one of st's handles closed: frees st after the last */
+
+/* hub.c: the mailboxes between loops (see there). */
+typedef struct fs__mailbox fs__mailbox_t;
+int fs__hub_leader(const struct fs_stock_hub *h, uint32_t sku_hash);
+void fs__hub_attach(fs_stock_t *st); /* on st's loop, before it runs */
+/* Hands it to loop `leader`; 0 when that loop leads no more (st then sends it itself). */
+int fs__hub_forward(fs_stock_t *st, int leader, fs_reserve_item_t *it);
+/* Gives it, answered here (it->code set), back to the loop it came from. */
+void fs__hub_send_back(fs_stock_t *st, fs_reserve_item_t *it);
+/* Leads no more; returns the requests handed to st and not taken yet. */
+fs_reserve_item_t *fs__hub_stop_leading(fs_stock_t *st);
+/* Closes st's mailbox once st has nothing out at other loops; 1 if it did (cb when closed). */
+int fs__hub_close(fs_stock_t *st, uv_close_cb cb);
+/* reserve_queue.c, for hub.c: a request another loop handed st (st leads its SKU); one of st's
+ * own, back from its leader; and the checks due after a batch of either. */
+void fs__lead(fs_stock_t *st, fs_reserve_item_t *it);
+void fs__returned(fs_stock_t *st, fs_reserve_item_t *it);
+void fs__hub_settle(fs_stock_t *st);
 
 /* soldout.c: what one event loop knows of each SKU Redis said exists. A request looks its SKU's
  * entry up once (fs__sku_find, NULL while unknown) and passes it to each check; answers from

@@ -303,6 +303,9 @@ fs_stock_t *fs_stock_new(uv_loop_t *loop, fs_redis_t *redis, const fs_stock_opts
     st->max_queued = (size_t)o->queue_max_len;
     st->admission_per_sec = o->admission_per_sec;
     st->grouped_holds = o->grouped_holds;
+    st->hub = o->hub;
+    st->index = o->index;
+    if (st->hub) fs__hub_attach(st);
     st->sub = fs_redis_sub_new(loop, o->redis_host, o->redis_port, "fs:stock",
                                fs__soldout_on_message, st);
     fs__stock_queues_init(st);
@@ -311,7 +314,7 @@ fs_stock_t *fs_stock_new(uv_loop_t *loop, fs_redis_t *redis, const fs_stock_opts
     return st;
 }
 
-static void fs__on_closed(uv_handle_t *h)
+void fs__stock_on_closed(uv_handle_t *h)
 {
     fs_stock_t *st = h->data;
     if (--st->open_handles == 0) {
@@ -324,11 +327,23 @@ static void fs__on_closed(uv_handle_t *h)
 void fs_stock_close(fs_stock_t *st)
 {
     st->closing = 1;
-    st->open_handles = 2;
+    st->quiesce_cb = NULL;
+    st->open_handles = st->hub ? 3 : 2;
+    if (st->hub) { /* other loops' requests not queued yet: answered on their loop */
+        fs_reserve_item_t *in = fs__hub_stop_leading(st);
+        while (in) {
+            fs_reserve_item_t *next = in->next;
+            in->code = FS_RES_UNAVAILABLE;
+            fs__hub_send_back(st, in);
+            in = next;
+        }
+    }
     fs__stock_queues_close(st);
     fs_redis_sub_close(st->sub);
-    uv_close((uv_handle_t *)&st->check, fs__on_closed);
-    uv_close((uv_handle_t *)&st->sweep_timer, fs__on_closed);
+    uv_close((uv_handle_t *)&st->check, fs__stock_on_closed);
+    uv_close((uv_handle_t *)&st->sweep_timer, fs__stock_on_closed);
+    /* The mailbox stays open while this loop's own requests are out at other loops. */
+    if (st->hub) fs__hub_close(st, fs__stock_on_closed);
 }
 
 fs_stock_stats_t fs_stock_stats(const fs_stock_t *st)

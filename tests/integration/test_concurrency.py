@@ -237,5 +237,62 @@ class ConcurrencyTwoThreadsTest(ConcurrencyTest):
     server_env = {"FLASHSALE_THREADS": "2"}
 
 
+class OneCallPerSkuPerServerTest(fsserver.ServerTestCase):
+    """Two event loops: each SKU's reservations reach Redis from one of them (the SKU's leader),
+    whichever loop the shoppers' connections landed on, and every answer goes back to the
+    connection that asked."""
+
+    server_env = {"FLASHSALE_THREADS": "2"}
+
+    def test_a_skus_reservations_reach_redis_from_one_loop(self):
+        lid = self.new_launch([sku("lead", 10 ** 6, 10 ** 6), sku("other", 10 ** 6, 10 ** 6)])
+        mon = self.redis.client()
+        mon.sock.sendall(mon._encode(["MONITOR"]))
+        self.assertEqual(mon._read(), "OK")
+        # 64 connections: the kernel spreads them over both loops (all on one: 2 in 2^64)
+        conns = [self.srv.raw(timeout=20) for _ in range(64)]
+        answers = []
+        try:
+            for rnd in range(4):
+                users = ["r%d-c%d" % (rnd, i) for i in range(len(conns))]
+                for i, (c, u) in enumerate(zip(conns, users)):
+                    c.send(fsserver.raw_request(
+                        "POST", "/v1/launches/%s/reservations" % lid,
+                        {"sku": "lead" if i % 4 else "other", "user_id": u},
+                        {"Authorization": "Bearer " + fsserver.DEFAULT_API_KEYS[0]}))
+                for c, u in zip(conns, users):
+                    answers.append((u, c.read_response()))
+        finally:
+            for c in conns:
+                c.close()
+        for u, r in answers:
+            self.assertEqual(r.status, 201, (u, r.body))
+            self.assertEqual(r.body["user_id"], u)  # its own answer, on its own connection
+        self.assertEqual(len({r.body["reservation_id"] for _, r in answers}), len(answers))
+        # everything Redis received up to a marker: which of the server's connections sent each
+        # SKU's reservation calls
+        marker = "marker-%d" % os.getpid()
+        self.r.call("ECHO", marker)
+        senders = {"lead": set(), "other": set()}
+        calls = 0
+        while True:
+            line = mon._read()
+            if marker in line:
+                break
+            if '"FCALL" "fs_reserve' not in line:
+                continue
+            calls += 1
+            addr = line.split("[", 1)[1].split("]", 1)[0].split()[1]
+            for s in senders:
+                if '"fs:{%s:%s}:sku"' % (lid, s) in line:
+                    senders[s].add(addr)
+        mon.close()
+        self.assertGreater(calls, 0)
+        for s, addrs in senders.items():
+            self.assertEqual(len(addrs), 1, "%s: reservation calls from %s" % (s, sorted(addrs)))
+        c = self.srv.sku_counters(lid)
+        self.assertEqual(c["lead"]["held"] + c["other"]["held"], len(answers))
+
+
 if __name__ == "__main__":
     fsserver.main(timeout=110)
