@@ -570,6 +570,12 @@ static void fs__flush(uv_check_t *h)
         if (q->inflight < FS__MAX_WAVES && q->count > 0) fs__send_wave(st, q);
         fs__queue_free_if_idle(st, q);
     }
+    if (st->quiesce_cb && st->foreign == 0) { /* fs_stock_quiesce's wait is over */
+        void (*cb)(void *) = st->quiesce_cb;
+        st->quiesce_cb = NULL;
+        cb(st->quiesce_arg); /* may close Redis and st: nothing of st after this */
+        return;
+    }
     fs__hub_settle(st);
 }
 
@@ -623,12 +629,10 @@ void fs__returned(fs_stock_t *st, fs_reserve_item_t *it)
 
 void fs__hub_settle(fs_stock_t *st)
 {
-    if (st->quiesce_cb && st->foreign == 0) {
-        void (*cb)(void *) = st->quiesce_cb;
-        st->quiesce_cb = NULL;
-        cb(st->quiesce_arg); /* may close st */
-        return;
-    }
+    /* A quiesce callback closes Redis: it runs from the check handle (fs__flush), never from
+     * inside a Redis reply's callback. */
+    if (st->quiesce_cb && st->foreign == 0 && !uv_is_active((uv_handle_t *)&st->check))
+        uv_check_start(&st->check, fs__flush);
     if (st->closing && st->hub) fs__hub_close(st, fs__stock_on_closed);
 }
 
