@@ -49,6 +49,25 @@ def read_orders(r, launch, sku):
 
 
 def check_sku(r, launch, sku):
+    """Checks one SKU from a consistent reading. The reads are separate commands, and a hold may
+    expire (the sweeper), or a shopper act, between them: a reading during which the SKU's hash
+    changed (every change of holds, users or orders changes its counters) is taken again, up to
+    ten times."""
+    key = sku_key(launch, sku, "sku")
+    for attempt in range(10):
+        before = r.call("HGETALL", key)
+        try:
+            result, err = _check_sku_once(r, launch, sku), None
+        except InvariantError as e:
+            result, err = None, e
+        if r.call("HGETALL", key) == before:
+            break
+    if err is not None:
+        raise err
+    return result
+
+
+def _check_sku_once(r, launch, sku):
     def fail(msg):
         raise InvariantError("%s/%s: %s" % (launch, sku, msg))
 
