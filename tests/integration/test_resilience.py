@@ -82,6 +82,41 @@ class StalledRedisTest(ServerTestCase):
         self.assertEqual(srv.proc.wait(10), 0, srv.log_tail())
         self.assertIn("event=stopped", srv.log_text())
 
+    def test_sigterm_with_two_loops_answers_what_one_handed_the_other(self):
+        """Two event loops: a SKU's requests go to Redis from its leader loop. Stopping while they
+        wait for Redis, every one is still answered, those the other loop handed over included:
+        the leader finishes only once they are answered, not when its own connections are. (In
+        the runs where the handed-over requests go to Redis in a later call than the leader's
+        own, a leader that finished with its connections answered them 503: 1 run in 4.)"""
+        srv = fsserver.Server(self.redis.url, env={"FLASHSALE_THREADS": "2",
+                                                    "FLASHSALE_REDIS_TIMEOUT_MS": "3000",
+                                                    "FLASHSALE_SHUTDOWN_TIMEOUT_MS": "8000"})
+        self.addCleanup(lambda: srv.alive() and srv.kill())
+        lid = self.new_launch([sku("a", 1000, per_user_limit=1)], srv=srv)
+        conns = [RawConn(srv.port) for _ in range(48)]
+        try:
+            # a first request alone, then the rest: they queue behind its call on the leader
+            self.stall()
+            for i, conn in enumerate(conns):
+                body = ('{"sku":"a","user_id":"s%d"}' % i).encode()
+                conn.send(b"POST /v1/launches/%s/reservations HTTP/1.1\r\nHost: x\r\n"
+                          b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
+                          % (lid.encode(), srv.api_keys[0].encode(), len(body), body))
+                if i == 0:
+                    time.sleep(0.1)
+            time.sleep(0.3)  # every request is now queued or waiting for Redis
+            srv.proc.send_signal(signal.SIGTERM)
+            wait_until(lambda: not _can_connect(srv.port), 5, what="listener closed")
+            self.resume()
+            statuses = [conn.read_response().status for conn in conns]
+        finally:
+            for conn in conns:
+                conn.close()
+        self.assertEqual(statuses, [201] * len(conns))
+        self.assertEqual(srv.proc.wait(10), 0, srv.log_tail())
+        held = int(self.r.call("HGET", "fs:{%s:a}:sku" % lid, "held"))
+        self.assertEqual(held, len(conns))
+
 
 class QueueBoundsTest(ServerTestCase):
     """While a SKU's call is in flight (here: Redis stopped), later requests wait in its queue;
