@@ -180,15 +180,18 @@ static void fs__format_posts(fs__worker_t *w, int nth)
     fs_buf_free(&body);
 }
 
+/* Open loop: arrivals the schedule asks for in [sec, sec + len) of the measured run. */
+static uint64_t fs__offered(const fs__worker_t *w, double len)
+{
+    double t = w->o->warmup_s + (double)w->sec;
+    return (uint64_t)llround(fs_rate_count(&w->profile, t + len) - fs_rate_count(&w->profile, t));
+}
+
 static void fs__on_tick(uv_timer_t *t)
 {
     fs__worker_t *w = t->data;
     if (w->stopping) return;
-    if (w->o->rate > 0) {
-        double a = fs_rate_count(&w->profile, w->o->warmup_s + (double)w->sec);
-        double b = fs_rate_count(&w->profile, w->o->warmup_s + (double)w->sec + 1);
-        w->stats.win_offered = (uint64_t)llround(b - a);
-    }
+    if (w->o->rate > 0) w->stats.win_offered = fs__offered(w, 1);
     fs_timeline_push(w->tl, w->sec, 1.0, &w->stats);
     w->sec++;
     /* re-arm against the start time so that ticks do not drift */
@@ -209,11 +212,7 @@ static void fs__on_stop(uv_timer_t *t)
     uint64_t now = uv_hrtime();
     double len = (double)(now - w->measure_ns) / 1e9 - (double)w->sec;
     if (len > 0.001) {
-        if (w->o->rate > 0) {
-            double a = fs_rate_count(&w->profile, w->o->warmup_s + (double)w->sec);
-            double b = fs_rate_count(&w->profile, w->o->warmup_s + (double)w->sec + len);
-            w->stats.win_offered = (uint64_t)llround(b - a);
-        }
+        if (w->o->rate > 0) w->stats.win_offered = fs__offered(w, len);
         fs_timeline_push(w->tl, w->sec, len > 1 ? 1 : len, &w->stats);
     } else {
         fs_timeline_push(w->tl, w->sec, 0, &w->stats); /* keep the other threads' points flowing */

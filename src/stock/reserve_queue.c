@@ -275,6 +275,16 @@ static fs_res_code_t fs__read_replay(fs_reserve_item_t *it, const redisReply *e)
     return code;
 }
 
+/* What one answer says of the SKU's stock, marked on sku (may be NULL). sold_out for one unit
+ * means none was left; ok means some was. A replayed answer is an earlier one and says nothing
+ * about the stock now. Returns 1 when Redis decided it now (ok or sold_out, not a replay). */
+static int fs__learn(fs__sku_t *sku, const fs_reserve_item_t *it, fs_res_code_t code)
+{
+    if (it->replayed || (code != FS_RES_OK && code != FS_RES_SOLD_OUT)) return 0;
+    if (sku && (code == FS_RES_OK || it->qty == 1)) fs__soldout_mark(sku, code == FS_RES_SOLD_OUT);
+    return 1;
+}
+
 /* Answers the items of batch b from fs_reserve's reply {codes, created_ms, expires_ms, figures,
  * available, replay...} (docs/redis.md). */
 static void fs__answer_batch(fs_stock_t *st, fs__batch_t *b, const redisReply *reply)
@@ -321,12 +331,7 @@ static void fs__answer_batch(fs_stock_t *st, fs__batch_t *b, const redisReply *r
             for (int k = 0; k < 2; k++)
                 if (slot[k][i])
                     fs__limit_step(&lim[k], slot[k][i], code == FS_RES_RATE_LIMITED, it->rl[k]);
-        /* sold_out for one unit means none was left; ok means some was. A replayed answer is an
-         * earlier one and says nothing about the stock now. */
-        if (sku && !it->replayed &&
-            ((code == FS_RES_SOLD_OUT && it->qty == 1) || code == FS_RES_OK))
-            fs__soldout_mark(sku, code == FS_RES_SOLD_OUT);
-        if (!it->replayed && (code == FS_RES_OK || code == FS_RES_SOLD_OUT)) decided = 1;
+        if (fs__learn(sku, it, code)) decided = 1;
         fs__finish(st, it, code);
         it = next;
     }
@@ -619,10 +624,7 @@ void fs__returned(fs_stock_t *st, fs_reserve_item_t *it)
     if (it->left_seen >= 0) {
         fs__sku_t *sku = fs__sku_get(st, it->launch, it->sku);
         fs__units_left(sku, it->left_seen);
-        int decided = !it->replayed && (it->code == FS_RES_OK || it->code == FS_RES_SOLD_OUT);
-        if (decided && (it->code == FS_RES_OK || it->qty == 1))
-            fs__soldout_mark(sku, it->code == FS_RES_SOLD_OUT);
-        if (decided && it->left_seen == 0) fs__soldout_mark(sku, 1);
+        if (fs__learn(sku, it, it->code) && it->left_seen == 0) fs__soldout_mark(sku, 1);
     }
     fs__finish(st, it, it->code);
 }
