@@ -88,6 +88,7 @@ static void fs__on_ready(int ready, void *arg)
 {
     fs__worker_t *w = arg;
     atomic_store(&w->metrics.redis_connected, (uint64_t)(ready ? 1 : 0));
+    if (w->stock) fs_stock_redis_ready(w->stock, ready);
 }
 
 static void fs__close_cb(uv_handle_t *h)

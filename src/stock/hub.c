@@ -6,6 +6,11 @@
  * which answers the caller there (the caller's memory and connection belong to that loop). A
  * uv_async_send per append wakes the loop; libuv coalesces the wake-ups of one turn.
  *
+ * A loop leads only while its own Redis connection is ready: while it is not (reconnecting after
+ * a lost connection or a command past its deadline), the other loops send its SKUs' requests
+ * themselves, on their own connections, rather than have it answer them 503. What it already
+ * took is answered by it, as its own requests are.
+ *
  * Lifetimes: the hub outlives every loop (created before they run, freed after they stopped).
  * A mailbox's async handle is sent to only under its mutex, and only while the loop leads
  * (`leading`, for `in`) or has requests out (for `back`); it is closed by its own loop once it
@@ -23,7 +28,8 @@ typedef struct {
 struct fs__mailbox {
     uv_mutex_t mu;
     uv_async_t async;
-    int leading;    /* takes other loops' requests (under mu) */
+    int leading;    /* takes other loops' requests (under mu): until it stops for good */
+    int redis_ok;   /* its Redis connection is ready (under mu): takes them only then */
     int open;       /* the async handle is initialized and not closing (owner loop only) */
     fs__list_t in;   /* requests of other loops for SKUs this loop leads */
     fs__list_t back; /* this loop's requests, answered by their SKU's leader */
@@ -110,6 +116,7 @@ void fs__hub_attach(fs_stock_t *st)
     box->open = 1;
     uv_mutex_lock(&box->mu);
     box->leading = 1;
+    box->redis_ok = fs_redis_ready(st->redis);
     uv_mutex_unlock(&box->mu);
 }
 
@@ -117,7 +124,7 @@ int fs__hub_forward(fs_stock_t *st, int leader, fs_reserve_item_t *it)
 {
     fs__mailbox_t *box = &st->hub->box[leader];
     uv_mutex_lock(&box->mu);
-    if (!box->leading) { /* stopping: this loop sends it itself */
+    if (!box->leading || !box->redis_ok) { /* stopping or not connected: this loop sends it */
         uv_mutex_unlock(&box->mu);
         return 0;
     }
@@ -135,6 +142,14 @@ void fs__hub_send_back(fs_stock_t *st, fs_reserve_item_t *it)
     uv_mutex_lock(&box->mu);
     fs__list_push(&box->back, it);
     uv_async_send(&box->async);
+    uv_mutex_unlock(&box->mu);
+}
+
+void fs__hub_redis_ready(fs_stock_t *st, int ready)
+{
+    fs__mailbox_t *box = st->box;
+    uv_mutex_lock(&box->mu);
+    box->redis_ok = ready;
     uv_mutex_unlock(&box->mu);
 }
 

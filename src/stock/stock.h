@@ -104,6 +104,9 @@ fs_stock_hub_t *fs_stock_hub_new(int loops);
 void fs_stock_hub_free(fs_stock_hub_t *h);
 
 fs_stock_t *fs_stock_new(uv_loop_t *loop, fs_redis_t *redis, const fs_stock_opts_t *o);
+/* This loop's Redis connection became ready (1) or not (0) (its on_ready): while it is not, the
+ * other loops send the SKUs this loop leads themselves. */
+void fs_stock_redis_ready(fs_stock_t *st, int ready);
 /* Before a graceful close: stops leading SKUs for the other loops (they send their requests
  * themselves from then on) and calls cb(arg) once every request they handed this loop has been
  * answered: at once when none is, else later from the loop. fs_stock_close cancels it. */

@@ -50,10 +50,13 @@ void fs__stock_on_closed(uv_handle_t *h); /* one of st's handles closed: frees s
 typedef struct fs__mailbox fs__mailbox_t;
 int fs__hub_leader(const struct fs_stock_hub *h, uint32_t sku_hash);
 void fs__hub_attach(fs_stock_t *st); /* on st's loop, before it runs */
-/* Hands it to loop `leader`; 0 when that loop leads no more (st then sends it itself). */
+/* Hands it to loop `leader`; 0 when that loop leads no more or its Redis connection is not ready
+ * (st then sends it itself). */
 int fs__hub_forward(fs_stock_t *st, int leader, fs_reserve_item_t *it);
 /* Gives it, answered here (it->code set), back to the loop it came from. */
 void fs__hub_send_back(fs_stock_t *st, fs_reserve_item_t *it);
+/* st's Redis connection became ready (1) or not (0): st takes other loops' requests only then. */
+void fs__hub_redis_ready(fs_stock_t *st, int ready);
 /* Leads no more; returns the requests handed to st and not taken yet. */
 fs_reserve_item_t *fs__hub_stop_leading(fs_stock_t *st);
 /* Closes st's mailbox once st has nothing out at other loops; 1 if it did (cb when closed). */

@@ -314,6 +314,11 @@ fs_stock_t *fs_stock_new(uv_loop_t *loop, fs_redis_t *redis, const fs_stock_opts
     return st;
 }
 
+void fs_stock_redis_ready(fs_stock_t *st, int ready)
+{
+    if (st->hub) fs__hub_redis_ready(st, ready);
+}
+
 void fs__stock_on_closed(uv_handle_t *h)
 {
     fs_stock_t *st = h->data;

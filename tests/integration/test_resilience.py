@@ -14,6 +14,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import fsserver  # noqa: E402
 from fsserver import ServerTestCase, RawConn, sku, wait_until  # noqa: E402
+from tcpproxy import Proxy  # noqa: E402
 
 TIMEOUT_MS = 300
 
@@ -158,6 +159,72 @@ class QueueBoundsTest(ServerTestCase):
                 c.close()
         c = self.srv.sku_counters(lid)["a"]
         self.assertEqual(c["held"], 2)
+
+
+class OneLoopLosesRedisTest(ServerTestCase):
+    """Two event loops, and the Redis connection of one of them stalls and cannot reconnect (a
+    proxy between the server and Redis holds that connection's bytes and refuses new ones). The
+    other loop keeps serving every SKU, those the stalled loop led included: it sends them itself
+    rather than hand them to a loop that would answer 503. (Before, a healthy loop's requests for
+    the stalled loop's SKUs were all 503.)"""
+    server_env = {"FLASHSALE_THREADS": "1"}  # the class's own server is not used
+
+    def metric(self, srv, name):
+        for line in srv.request("GET", "/metrics").body.splitlines():
+            if line.startswith(name + " "):
+                return int(line.split()[1])
+        return None
+
+    def test_the_other_loop_sends_the_stalled_loops_skus_itself(self):
+        proxy = Proxy(self.redis.port)
+        self.addCleanup(proxy.close)
+        srv = fsserver.Server("redis://127.0.0.1:%d/0" % proxy.port,
+                              env={"FLASHSALE_THREADS": "2", "FLASHSALE_REDIS_TIMEOUT_MS": "300"})
+        self.addCleanup(lambda: srv.alive() and srv.kill())
+        names = ["k%d" % i for i in range(16)]  # each loop leads some of them (by their hash)
+        lid = self.new_launch([sku(n, 1000, per_user_limit=1) for n in names], srv=srv)
+
+        # The loops' command connections: through the proxy, not subscribed.
+        ours = proxy.upstream_ports()
+        command = []
+        for line in self.r.call("CLIENT", "LIST").splitlines():
+            f = dict(kv.split("=", 1) for kv in line.split(" ") if "=" in kv)
+            if int(f["addr"].rsplit(":", 1)[1]) in ours and f["sub"] == "0" and f["psub"] == "0":
+                command.append(int(f["addr"].rsplit(":", 1)[1]))
+        self.assertEqual(len(command), 2, "one command connection per loop")
+        proxy.refuse_new()
+        proxy.stall(command[0])
+        # Each loop writes its counters to Redis every second: the stalled loop's call passes its
+        # deadline, the loop drops the connection and cannot make a new one.
+        wait_until(lambda: self.metric(srv, "fs_redis_connected") == 1, 10,
+                   what="one loop's Redis connection down")
+        self.assertEqual(srv.request("GET", "/readyz").status, 503)
+
+        conns = [RawConn(srv.port) for _ in range(24)]
+        self.addCleanup(lambda: [c.close() for c in conns])
+        got = []
+        for i, c in enumerate(conns):
+            row = []
+            for n in names:
+                body = ('{"sku":"%s","user_id":"c%d"}' % (n, i)).encode()
+                c.send(b"POST /v1/launches/%s/reservations HTTP/1.1\r\nHost: x\r\n"
+                       b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
+                       % (lid.encode(), srv.api_keys[0].encode(), len(body), body))
+                row.append(c.read_response().status)
+            got.append(row)
+        # A connection belongs to one loop: the healthy loop's get 201 for every SKU, the stalled
+        # loop's 503 for every SKU (its own connection is down).
+        mixed = [row for row in got if row not in ([201] * len(names), [503] * len(names))]
+        self.assertEqual(mixed, [], "connections with some SKUs 201 and others 503")
+        self.assertIn([201] * len(names), got, "no connection reached the healthy loop")
+
+        proxy.refuse_new(False)
+        wait_until(lambda: srv.request("GET", "/readyz").status == 200, 10, what="ready again")
+        counters = srv.sku_counters(lid)
+        for j, n in enumerate(names):
+            c = counters[n]
+            self.assertEqual(c["held"], sum(1 for row in got if row[j] == 201), n)
+            self.assertEqual(c["available"] + c["held"] + c["sold"], c["total"], n)
 
 
 def _can_connect(port):
