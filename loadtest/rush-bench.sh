@@ -19,10 +19,11 @@
 # around the 80% run; then GET /healthz at the 80% run's rate: the floor that the tool, the
 # kernel and the machine set for any request), the RSS of the server with 10,000 idle keep-alive
 # connections, and the counter invariant after every phase; it reports medians and the ratios the
-# issue asks for. Every run that makes reservations does so on a SKU of its own, created empty, so
-# that rounds are alike: a SKU carrying the holds of earlier rounds (hundreds of thousands; a real
-# launch's SKU has a few thousand units) makes each of Redis's writes slower as its hashes and
-# sorted set grow and rehash.
+# issue asks for, and for the wrk runs the CPU time per request of wrk, the server and Redis.
+# Every run that makes reservations does so on a SKU of its own, created empty, so that rounds
+# are alike: a SKU carrying the holds of earlier rounds (hundreds of thousands; a real launch's
+# SKU has a few thousand units) makes each of Redis's writes slower as its hashes and sorted set
+# grow and rehash.
 # -T sets the server's event loops (FLASHSALE_THREADS; default: the server's own, one per core).
 # -L sets flashsale-load's threads in the open loop, its maximum included (default 2: with one,
 # the tool needs more of a core at 80% than a fair share of two cores among four busy threads).
@@ -39,7 +40,7 @@ while getopts "c:t:d:r:b:o:T:L:W:h" opt; do
     c) CONNS=$OPTARG ;; t) WRK_THREADS=$OPTARG ;; d) DURATION=$OPTARG ;; r) ROUNDS=$OPTARG ;;
     b) BUILD=$OPTARG ;; o) OUT=$OPTARG ;; T) SERVER_THREADS=$OPTARG ;; L) LOAD_THREADS=$OPTARG ;;
     W) WARMUP=$OPTARG ;;
-    h) sed -n '2,32p' "$0"; exit 0 ;;
+    h) sed -n '2,33p' "$0"; exit 0 ;;
     *) exit 2 ;;
   esac
 done
@@ -88,6 +89,7 @@ URL=http://127.0.0.1:$SPORT
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 bench_redis
+REDIS_PID=${PIDS[-1]}
 
 FLASHSALE_LISTEN=127.0.0.1:$SPORT FLASHSALE_REDIS=redis://127.0.0.1:$RPORT/0 \
   FLASHSALE_API_KEYS=$KEY FLASHSALE_ADMIN_TOKEN=$ADMIN FLASHSALE_LOG_LEVEL=warn \
@@ -139,18 +141,42 @@ with open(sys.argv[3], "a") as f:
 ' "$1" "$2" "$WORK/cpu.tsv" || true
 }
 
+# CPU time (user + system, clock ticks) a process has used so far.
+proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+CLK_TCK=$(getconf CLK_TCK)
+
 export FS_LAUNCH=bench FS_KEY=$KEY
-# wrk prints "Requests/sec: N" and, with --latency, "50%" and "99%" lines.
+# wrk prints "Requests/sec: N" and, with --latency, "50%" and "99%" lines. Around each run, the
+# CPU time of wrk (bash's `times`: this shell's finished children, and nothing else runs between
+# the two), the server and Redis go to cost.tsv: where each request's time went, a figure that
+# the machine's drift moves far less than requests/s.
 wrk_run() { # name script sku
-  local out c0
+  local out c0 s0 r0 s1 r1
   c0=$(head -1 /proc/stat)
+  s0=$(proc_ticks "$SERVER_PID") r0=$(proc_ticks "$REDIS_PID")
+  times > "$WORK/times0"
   if [ -n "$2" ]; then
     out=$(FS_LAUNCH=${4:-bench} FS_SKU=$3 wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$HERE/wrk/$2" "$URL/")
   else
     out=$(wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$URL/healthz")
   fi
+  times > "$WORK/times1"
+  s1=$(proc_ticks "$SERVER_PID") r1=$(proc_ticks "$REDIS_PID")
   cpu_note "$1" "$c0"
   echo "$out" > "$WORK/$1.last"
+  python3 -c '
+import re, sys
+def children_s(path):  # the second line of `times`: children user and system, "1m2.345s 0m0.678s"
+    line = open(path).read().splitlines()[1]
+    return sum(int(m) * 60 + float(s) for m, s in re.findall(r"(\d+)m([\d.]+)s", line))
+name, t0, t1, s, r, tck, last, path = sys.argv[1:9]
+n = int(re.search(r"(\d+) requests in", open(last).read()).group(1)) or 1
+client = children_s(t1) - children_s(t0)
+with open(path, "a") as f:
+    f.write("%s\t%.2f\t%.2f\t%.2f\n" % (name, client * 1e6 / n, int(s) * 1e6 / int(tck) / n,
+                                      int(r) * 1e6 / int(tck) / n))
+' "$1" "$WORK/times0" "$WORK/times1" $((s1 - s0)) $((r1 - r0)) "$CLK_TCK" "$WORK/$1.last" \
+    "$WORK/cost.tsv" || true
   python3 -c '
 import re, sys
 name, path, text = sys.argv[1], sys.argv[2], open(sys.argv[3]).read()
@@ -380,9 +406,9 @@ touch "$WORK/idle.done"
 wait "$IDLE_PID" 2>/dev/null || true
 INVARIANTS+=("end: $(check_invariant)")
 
-REPORT=$(python3 - "$WORK/results.tsv" "$RSS0" "$RSS1" "$OPEN" "$CONNS" "$WRK_THREADS" "$DURATION" "$ROUNDS" "$(nproc)" "$FCALL_FN" "$LOOPS_DESC" "$WORK/cpu.tsv" <<'PY'
+REPORT=$(python3 - "$WORK/results.tsv" "$RSS0" "$RSS1" "$OPEN" "$CONNS" "$WRK_THREADS" "$DURATION" "$ROUNDS" "$(nproc)" "$FCALL_FN" "$LOOPS_DESC" "$WORK/cpu.tsv" "$WORK/cost.tsv" <<'PY'
 import statistics, sys
-path, rss0, rss1, open_line, conns, wt, dur, rounds, cores, fn, loops, cpu_path = sys.argv[1:13]
+path, rss0, rss1, open_line, conns, wt, dur, rounds, cores, fn, loops, cpu_path, cost_path = sys.argv[1:14]
 rows = {}
 for line in open(path):
     name, rps, p50, p99, total, non2xx = line.rstrip("\n").split("\t")
@@ -419,6 +445,26 @@ if "in-stock-rl" in med:
     out.append("| in-stock with rate limits on / off | %.2f | %s | >= 0.9 |" % (med["in-stock-rl"][0] / ins, per_round("in-stock-rl", "in-stock")))
 if "healthz-10k-idle" in med and "healthz-before-idle" in med:
     out.append("| healthz with 10k idle / just before | %.2f | (runs before, then with them) | (no slowdown) |" % (med["healthz-10k-idle"][0] / med["healthz-before-idle"][0]))
+cost = {}
+try:
+    for line in open(cost_path):
+        name, c, sv, rd = line.rstrip("\n").split("\t")
+        cost.setdefault(name, []).append((float(c), float(sv), float(rd)))
+except (OSError, ValueError):
+    pass
+if "healthz" in cost:
+    # CPU time per request is what two cores shared by client, server and Redis divide among
+    # them: its ratio is the requests/s ratio the machine would give with no idle time and no
+    # drift (the requests/s ratios above have both).
+    out.append("")
+    out.append("| CPU per request, µs (medians over the rounds) | wrk | server | Redis | total | healthz's total / this total |")
+    out.append("| --- | ---: | ---: | ---: | ---: | ---: |")
+    hz_total = statistics.median(sum(x) for x in cost["healthz"])
+    for k in ["healthz", "sold-out", "in-stock", "in-stock-rl"]:
+        if k in cost:
+            m = [statistics.median(x[i] for x in cost[k]) for i in range(3)]
+            total = statistics.median(sum(x) for x in cost[k])
+            out.append("| %s | %.1f | %.1f | %.1f | %.1f | %.2f |" % (labels[k], m[0], m[1], m[2], total, hz_total / total))
 out.append("")
 out.append("- open loop, in-stock reservations (target: p99 <= 10 ms at 80%% of the maximum); %s" % open_line)
 out.append("")
