@@ -87,8 +87,9 @@ static void fs__usage(FILE *f)
 static void fs__on_ready(int ready, void *arg)
 {
     fs__worker_t *w = arg;
-    atomic_store(&w->metrics.redis_connected, (uint64_t)(ready ? 1 : 0));
+    /* The hub first: whoever sees the gauge change finds the other loops already told. */
     if (w->stock) fs_stock_redis_ready(w->stock, ready);
+    atomic_store(&w->metrics.redis_connected, (uint64_t)(ready ? 1 : 0));
 }
 
 static void fs__close_cb(uv_handle_t *h)
