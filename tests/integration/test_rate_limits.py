@@ -18,10 +18,15 @@ STATE = re.compile(r'^"shopper";r=(\d+);t=(\d+)$')
 
 
 class RateLimitTest(ServerTestCase):
+    # test_headers_of_one_batch holds Redis's writes for 1.5 s (CLIENT PAUSE): with the default
+    # 1 s deadline, a write either server happened to send then (each loop writes its counters
+    # every second) timed out, and the tests after it found that server still reconnecting (503).
+    server_env = {"FLASHSALE_REDIS_TIMEOUT_MS": "10000"}
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.b = cls.another_server()
+        cls.b = cls.another_server(env=cls.server_env)
 
     def launch(self, **rl):
         lid = self.new_launch([sku("a", 1000000, per_user_limit=1000000)])
