@@ -112,6 +112,9 @@ class Proxy:
                                 pass
                     continue
                 port, src, dst = key.data
+                with self.lock:
+                    if port in self.stalled:  # stalled earlier in this same batch of events
+                        continue
                 try:
                     data = src.recv(65536)
                 except (BlockingIOError, InterruptedError):
