@@ -29,6 +29,12 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
+cpu_seconds() {  # sum of utime + stime of the given pids, in seconds
+  local tck; tck=$(getconf CLK_TCK)
+  for p in "$@"; do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0; done |
+    awk -v t="$tck" '{s += $1} END {printf "%.2f", s / t}'
+}
+
 bench_redis() {
   RPORT=$(free_port)
   redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" \

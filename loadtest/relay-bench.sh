@@ -43,11 +43,6 @@ done
 . "$ROOT/loadtest/bench-lib.sh"
 bench_workdir relay-bench
 now() { date +%s.%N; }
-cpu_seconds() {  # sum of utime + stime of the given pids, in seconds
-  local tck; tck=$(getconf CLK_TCK)
-  for p in "$@"; do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0; done |
-    awk -v t="$tck" '{s += $1} END {printf "%.2f", s / t}'
-}
 
 CA_ARGS=()
 RCV_TLS=()

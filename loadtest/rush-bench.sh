@@ -141,10 +141,6 @@ with open(sys.argv[3], "a") as f:
 ' "$1" "$2" "$WORK/cpu.tsv" || true
 }
 
-# CPU time (user + system, clock ticks) a process has used so far.
-proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-CLK_TCK=$(getconf CLK_TCK)
-
 export FS_LAUNCH=bench FS_KEY=$KEY
 # wrk prints "Requests/sec: N" and, with --latency, "50%" and "99%" lines. Around each run, the
 # CPU time of wrk (bash's `times`: this shell's finished children, and nothing else runs between
@@ -153,7 +149,7 @@ export FS_LAUNCH=bench FS_KEY=$KEY
 wrk_run() { # name script sku
   local out c0 s0 r0 s1 r1
   c0=$(head -1 /proc/stat)
-  s0=$(proc_ticks "$SERVER_PID") r0=$(proc_ticks "$REDIS_PID")
+  s0=$(cpu_seconds "$SERVER_PID") r0=$(cpu_seconds "$REDIS_PID")
   times > "$WORK/times0"
   if [ -n "$2" ]; then
     out=$(FS_LAUNCH=${4:-bench} FS_SKU=$3 wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$HERE/wrk/$2" "$URL/")
@@ -161,7 +157,7 @@ wrk_run() { # name script sku
     out=$(wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$URL/healthz")
   fi
   times > "$WORK/times1"
-  s1=$(proc_ticks "$SERVER_PID") r1=$(proc_ticks "$REDIS_PID")
+  s1=$(cpu_seconds "$SERVER_PID") r1=$(cpu_seconds "$REDIS_PID")
   cpu_note "$1" "$c0"
   echo "$out" > "$WORK/$1.last"
   python3 -c '
@@ -169,13 +165,13 @@ import re, sys
 def children_s(path):  # the second line of `times`: children user and system, "1m2.345s 0m0.678s"
     line = open(path).read().splitlines()[1]
     return sum(int(m) * 60 + float(s) for m, s in re.findall(r"(\d+)m([\d.]+)s", line))
-name, t0, t1, s, r, tck, last, path = sys.argv[1:9]
+name, t0, t1, s0, s1, r0, r1, last, path = sys.argv[1:10]
 n = int(re.search(r"(\d+) requests in", open(last).read()).group(1)) or 1
 client = children_s(t1) - children_s(t0)
 with open(path, "a") as f:
-    f.write("%s\t%.2f\t%.2f\t%.2f\n" % (name, client * 1e6 / n, int(s) * 1e6 / int(tck) / n,
-                                      int(r) * 1e6 / int(tck) / n))
-' "$1" "$WORK/times0" "$WORK/times1" $((s1 - s0)) $((r1 - r0)) "$CLK_TCK" "$WORK/$1.last" \
+    f.write("%s\t%.2f\t%.2f\t%.2f\n" % (name, client * 1e6 / n,
+                                      (float(s1) - float(s0)) * 1e6 / n, (float(r1) - float(r0)) * 1e6 / n))
+' "$1" "$WORK/times0" "$WORK/times1" "$s0" "$s1" "$r0" "$r1" "$WORK/$1.last" \
     "$WORK/cost.tsv" || true
   python3 -c '
 import re, sys

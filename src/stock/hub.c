@@ -94,11 +94,7 @@ static void fs__on_mail(uv_async_t *a)
     fs_reserve_item_t *in = fs__list_take(&box->in);
     fs_reserve_item_t *back = fs__list_take(&box->back);
     uv_mutex_unlock(&box->mu);
-    while (in) {
-        fs_reserve_item_t *next = in->next;
-        fs__lead(st, in);
-        in = next;
-    }
+    fs__lead(st, in);
     while (back) {
         fs_reserve_item_t *next = back->next;
         fs__returned(st, back);

@@ -609,11 +609,15 @@ static void fs__enqueue(fs_stock_t *st, fs_reserve_item_t *it, uint32_t h)
     if (q->inflight < FS__MAX_WAVES) fs__mark_dirty(st, q);
 }
 
-void fs__lead(fs_stock_t *st, fs_reserve_item_t *it)
+void fs__lead(fs_stock_t *st, fs_reserve_item_t *list)
 {
-    st->foreign++;
-    it->next = NULL;
-    fs__enqueue(st, it, fs__hash(it->launch, it->sku));
+    while (list) {
+        fs_reserve_item_t *it = list;
+        list = it->next;
+        st->foreign++;
+        it->next = NULL;
+        fs__enqueue(st, it, fs__hash(it->launch, it->sku));
+    }
 }
 
 void fs__returned(fs_stock_t *st, fs_reserve_item_t *it)
@@ -640,14 +644,7 @@ void fs__hub_settle(fs_stock_t *st)
 
 void fs_stock_quiesce(fs_stock_t *st, void (*cb)(void *arg), void *arg)
 {
-    if (st->hub) {
-        fs_reserve_item_t *in = fs__hub_stop_leading(st);
-        while (in) {
-            fs_reserve_item_t *next = in->next;
-            fs__lead(st, in);
-            in = next;
-        }
-    }
+    if (st->hub) fs__lead(st, fs__hub_stop_leading(st));
     if (st->foreign == 0) {
         cb(arg);
         return;

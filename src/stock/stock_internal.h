@@ -61,9 +61,9 @@ void fs__hub_redis_ready(fs_stock_t *st, int ready);
 fs_reserve_item_t *fs__hub_stop_leading(fs_stock_t *st);
 /* Closes st's mailbox once st has nothing out at other loops; 1 if it did (cb when closed). */
 int fs__hub_close(fs_stock_t *st, uv_close_cb cb);
-/* reserve_queue.c, for hub.c: a request another loop handed st (st leads its SKU); one of st's
- * own, back from its leader; and the checks due after a batch of either. */
-void fs__lead(fs_stock_t *st, fs_reserve_item_t *it);
+/* reserve_queue.c, for hub.c: requests other loops handed st (a list linked by next; st leads
+ * their SKUs); one of st's own, back from its leader; and the checks due after a batch of either. */
+void fs__lead(fs_stock_t *st, fs_reserve_item_t *list);
 void fs__returned(fs_stock_t *st, fs_reserve_item_t *it);
 void fs__hub_settle(fs_stock_t *st);
 
