@@ -26,6 +26,8 @@ typedef struct {
     int soldout_recheck_ms;
     int queue_max_wait_ms;
     int queue_max_len;
+    int batch_linger_us;     /* a busy SKU's next call waits this long for batch_target requests */
+    int batch_target;
     int grouped_holds;       /* 1: fs_reserve_group for one-unit batches (docs/operators.md) */
     int admission_per_sku;   /* reservation requests/s per SKU let through to Redis; 0 = no cap */
     char *trusted_proxies; /* comma-separated IPs/CIDRs whose X-Forwarded-For is believed */

@@ -67,6 +67,8 @@ static void fs__usage(FILE *f)
             "  [server] soldout_recheck_ms  FLASHSALE_SOLDOUT_RECHECK_MS   1000\n"
             "  [server] queue_max_wait_ms   FLASHSALE_QUEUE_MAX_WAIT_MS    1000\n"
             "  [server] queue_max_len       FLASHSALE_QUEUE_MAX_LEN        10000\n"
+            "  [server] batch_linger_us     FLASHSALE_BATCH_LINGER_US      500 (0: send every turn)\n"
+            "  [server] batch_target        FLASHSALE_BATCH_TARGET         32\n"
             "  [server] admission_per_sku   FLASHSALE_ADMISSION_PER_SKU    0 (no cap)\n"
             "  [server] grouped_holds       FLASHSALE_GROUPED_HOLDS        1 (0 while v3 servers share Redis)\n"
             "  [server] trusted_proxies     FLASHSALE_TRUSTED_PROXIES      (none; IPs/CIDRs, comma-separated)\n"
@@ -177,6 +179,8 @@ static int fs__worker_init(fs__worker_t *w, int index, const char *host, int por
                           .soldout_recheck_ms = fs__cfg.soldout_recheck_ms,
                           .queue_max_wait_ms = fs__cfg.queue_max_wait_ms,
                           .queue_max_len = fs__cfg.queue_max_len,
+                          .batch_linger_us = fs__cfg.batch_linger_us,
+                          .batch_target = fs__cfg.batch_target,
                           /* each loop takes its share of the server's cap */
                           .admission_per_sec = (double)fs__cfg.admission_per_sku / fs__cfg.threads,
                           .grouped_holds = fs__cfg.grouped_holds,

@@ -8,6 +8,15 @@
  * call per batch cheaper than one per request. A check handle, run after each I/O poll of the
  * loop, sends the waves.
  *
+ * Lingering: a busy SKU, whose requests arrive at batch_target / 4 per batch_linger_us or more,
+ * waits for batch_target of them before its next call, at most batch_linger_us from its oldest
+ * waiting one's arrival, instead of sending whatever one round trip gathered. Each call costs
+ * Redis a fixed part besides its requests, so under a rush fewer, bigger calls leave more of the
+ * machine for the requests (and the loops sleep and wake less). The rate is the SKU's own on this
+ * loop: requests per time between its waves (fs__sku_wave; a SKU's first two waves never wait).
+ * A quiet SKU never waits, and no request waits longer than the linger for it: a timer sends the
+ * queues whose linger ran out while no I/O came. (Measured in docs/loadtest.md.)
+ *
  * With a hub (several loops), a request whose SKU another loop leads is handed to that loop
  * (fs__hub_forward) after this loop's own checks (sold-out mark, admission, units ahead); the
  * leader queues it with its own (fs__lead) and its fs__finish gives it back answered
@@ -47,6 +56,7 @@ typedef struct fs__queue {
     size_t count;
     int inflight; /* fs_reserve calls sent and not answered */
     int dirty;    /* on st->dirty */
+    fs__sku_t *known; /* what this loop knows of the SKU, once Redis knew it (lives on) */
 } fs__queue_t;
 
 typedef struct {
@@ -251,6 +261,31 @@ static void fs__mark_dirty(fs_stock_t *st, fs__queue_t *q)
     q->next_dirty = st->dirty;
     st->dirty = q;
     if (!uv_is_active((uv_handle_t *)&st->check)) uv_check_start(&st->check, fs__flush);
+}
+
+/* Whether q (nothing in flight, requests queued) waits for more before its next wave (see the top
+ * of this file): fewer than the target queued, the oldest within the linger, and the SKU busy. */
+static int fs__lingers(const fs_stock_t *st, const fs__queue_t *q, uint64_t now)
+{
+    if (!st->linger_ns || q->count >= st->batch_target || st->closing) return 0;
+    if (!q->known || now - q->head->queued_ns >= st->linger_ns) return 0;
+    return fs__sku_rate(q->known) * (double)st->linger_ns * 4 >= (double)st->batch_target;
+}
+
+/* While queues linger: every millisecond (libuv's timers' unit), those whose linger ran out with no
+ * I/O to wake the loop are sent; stops once none waits. */
+static void fs__on_linger_tick(uv_timer_t *t)
+{
+    fs_stock_t *st = t->data;
+    int waiting = 0;
+    for (int b = 0; b < FS__NBUCKETS; b++)
+        for (fs__queue_t *q = st->buckets[b]; q; q = q->next_in_bucket)
+            if (q->inflight < FS__MAX_WAVES && q->count > 0) fs__mark_dirty(st, q), waiting = 1;
+    if (!waiting) {
+        uv_timer_stop(t);
+        return;
+    }
+    fs__flush(&st->check); /* now: a check handle would wait for the next poll's I/O */
 }
 
 /* ---- answers ---- */
@@ -535,6 +570,8 @@ static void fs__send_batch(fs_stock_t *st, fs__queue_t *q, fs_reserve_item_t *it
 static void fs__send_wave(fs_stock_t *st, fs__queue_t *q)
 {
     uint64_t now = fs_mono_ns();
+    if (!q->known) q->known = fs__sku_find(st, q->launch, q->sku);
+    if (q->known) fs__sku_wave(q->known, q->count, now);
     fs_reserve_item_t *it = q->head, *send = NULL, **tail = &send;
     q->head = q->tail = NULL;
     q->count = 0;
@@ -568,11 +605,19 @@ static void fs__flush(uv_check_t *h)
 {
     fs_stock_t *st = h->data;
     uv_check_stop(h);
+    uint64_t now = st->linger_ns ? fs_mono_ns() : 0;
     while (st->dirty) {
         fs__queue_t *q = st->dirty;
         st->dirty = q->next_dirty;
         q->dirty = 0;
-        if (q->inflight < FS__MAX_WAVES && q->count > 0) fs__send_wave(st, q);
+        if (q->inflight < FS__MAX_WAVES && q->count > 0) {
+            if (fs__lingers(st, q, now)) {
+                if (!uv_is_active((uv_handle_t *)&st->linger_timer))
+                    uv_timer_start(&st->linger_timer, fs__on_linger_tick, 1, 1);
+                continue; /* its next request marks it again, or the timer */
+            }
+            fs__send_wave(st, q);
+        }
         fs__queue_free_if_idle(st, q);
     }
     if (st->quiesce_cb && st->foreign == 0) { /* fs_stock_quiesce's wait is over */
@@ -595,6 +640,7 @@ static void fs__enqueue(fs_stock_t *st, fs_reserve_item_t *it, uint32_t h)
         q->launch = fs_xstrndup(it->launch, strlen(it->launch));
         q->sku = fs_xstrndup(it->sku, strlen(it->sku));
         q->hash = h;
+        q->known = fs__sku_find(st, it->launch, it->sku);
         q->next_in_bucket = *bucket;
         *bucket = q;
     }
@@ -698,6 +744,8 @@ void fs__stock_queues_init(fs_stock_t *st)
 {
     uv_check_init(st->loop, &st->check);
     st->check.data = st;
+    uv_timer_init(st->loop, &st->linger_timer);
+    st->linger_timer.data = st;
 }
 
 void fs__stock_queues_close(fs_stock_t *st)

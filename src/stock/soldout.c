@@ -39,6 +39,8 @@ struct fs__sku {
     int64_t pending;    /* units of requests queued or in flight on this loop */
     double tokens;      /* admission bucket */
     uint64_t refill_ns;
+    uint64_t wave_ns;   /* when this loop last sent a wave of it (0: never) */
+    double rate;        /* its requests per ns between those waves (0: not known yet) */
     char key[]; /* "launch:sku", as in fs:stock messages */
 };
 
@@ -89,6 +91,20 @@ fs__sku_t *fs__sku_get(fs_stock_t *st, const char *launch, const char *sku)
     e->next = st->soldout[h % FS__NBUCKETS];
     st->soldout[h % FS__NBUCKETS] = e;
     return e;
+}
+
+void fs__sku_wave(fs__sku_t *e, size_t n, uint64_t now)
+{
+    if (e->wave_ns && now > e->wave_ns) {
+        double r = (double)n / (double)(now - e->wave_ns);
+        e->rate = r < e->rate ? r : (e->rate + r) / 2; /* down at once, up smoothed */
+    }
+    e->wave_ns = now;
+}
+
+double fs__sku_rate(const fs__sku_t *e)
+{
+    return e->rate;
 }
 
 int fs__soldout_hit(fs_stock_t *st, fs__sku_t *e)

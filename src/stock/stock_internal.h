@@ -20,6 +20,9 @@ struct fs_stock {
     fs__sku_t *soldout[FS__NBUCKETS]; /* SKU → what this loop knows of it (soldout.c) */
     uint64_t soldout_recheck_ns;
     uint64_t max_wait_ns;                  /* queue bounds (reserve_queue.c) */
+    uint64_t linger_ns;                    /* batching (reserve_queue.c): 0 = send every turn */
+    size_t batch_target;
+    uv_timer_t linger_timer;               /* runs while a queue lingers */
     double admission_per_sec;              /* per SKU on this loop; 0 = no cap (soldout.c) */
     int grouped_holds;                     /* fs_reserve_group for plain batches */
     size_t max_queued;
@@ -72,6 +75,11 @@ void fs__hub_settle(fs_stock_t *st);
  * Redis get or create it (fs__sku_get). Entries live until fs__soldout_free. */
 fs__sku_t *fs__sku_find(fs_stock_t *st, const char *launch, const char *sku);
 fs__sku_t *fs__sku_get(fs_stock_t *st, const char *launch, const char *sku);
+/* A wave of n requests of e goes to Redis from this loop now; fs__sku_rate: its requests per ns
+ * between this loop's waves (reserve_queue.c's linger): a lower figure is taken at once, a higher
+ * one halfway. */
+void fs__sku_wave(fs__sku_t *e, size_t n, uint64_t now);
+double fs__sku_rate(const fs__sku_t *e);
 /* 1: answer sold_out from memory (e may be NULL). */
 int fs__soldout_hit(fs_stock_t *st, fs__sku_t *e);
 void fs__soldout_mark(fs__sku_t *e, int sold_out);

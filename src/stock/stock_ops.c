@@ -301,6 +301,8 @@ fs_stock_t *fs_stock_new(uv_loop_t *loop, fs_redis_t *redis, const fs_stock_opts
     st->soldout_recheck_ns = (uint64_t)o->soldout_recheck_ms * 1000000u;
     st->max_wait_ns = (uint64_t)o->queue_max_wait_ms * 1000000u;
     st->max_queued = (size_t)o->queue_max_len;
+    st->linger_ns = (uint64_t)o->batch_linger_us * 1000u;
+    st->batch_target = (size_t)o->batch_target;
     st->admission_per_sec = o->admission_per_sec;
     st->grouped_holds = o->grouped_holds;
     st->hub = o->hub;
@@ -333,7 +335,7 @@ void fs_stock_close(fs_stock_t *st)
 {
     st->closing = 1;
     st->quiesce_cb = NULL;
-    st->open_handles = st->hub ? 3 : 2;
+    st->open_handles = st->hub ? 4 : 3;
     if (st->hub) { /* other loops' requests not queued yet: answered on their loop */
         fs_reserve_item_t *in = fs__hub_stop_leading(st);
         while (in) {
@@ -347,6 +349,7 @@ void fs_stock_close(fs_stock_t *st)
     fs_redis_sub_close(st->sub);
     uv_close((uv_handle_t *)&st->check, fs__stock_on_closed);
     uv_close((uv_handle_t *)&st->sweep_timer, fs__stock_on_closed);
+    uv_close((uv_handle_t *)&st->linger_timer, fs__stock_on_closed);
     /* The mailbox stays open while this loop's own requests are out at other loops. */
     if (st->hub) fs__hub_close(st, fs__stock_on_closed);
 }

@@ -6,6 +6,7 @@ the limit, the counter invariant, and the order stream matching `sold` with uniq
 
 import os
 import random
+import re
 import sys
 import threading
 import time
@@ -292,6 +293,62 @@ class OneCallPerSkuPerServerTest(fsserver.ServerTestCase):
             self.assertEqual(len(addrs), 1, "%s: reservation calls from %s" % (s, sorted(addrs)))
         c = self.srv.sku_counters(lid)
         self.assertEqual(c["lead"]["held"] + c["other"]["held"], len(answers))
+
+
+class BatchLingerTest(fsserver.ServerTestCase):
+    """FLASHSALE_BATCH_LINGER_US / FLASHSALE_BATCH_TARGET: a busy SKU's next call waits for the
+    target, a quiet SKU's request goes at once, and nothing waits past the linger. (A linger of
+    1 s and requests 20 ms apart, so that the outcome never depends on the machine's speed.)"""
+
+    server_env = {"FLASHSALE_THREADS": "1", "FLASHSALE_BATCH_LINGER_US": "1000000",
+                  "FLASHSALE_BATCH_TARGET": "6", "FLASHSALE_QUEUE_MAX_WAIT_MS": "10000"}
+
+    def calls(self):
+        text = self.srv.request("GET", "/metrics").body
+        return int(re.search(r"^fs_reserve_batches_total (\d+)$", text, re.M).group(1))
+
+    def spaced(self, lid, name, users, gap=0.02):
+        """Each user reserves on its own connection, `gap` seconds after the one before; returns
+        (answers, seconds until the last answer)."""
+        out = [None] * len(users)
+        t0 = time.monotonic()
+
+        def one(i):
+            time.sleep(gap * i)
+            out[i] = self.srv.clone().reserve(lid, name, users[i])
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(users))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        return out, time.monotonic() - t0
+
+    def test_quiet_then_busy_sku(self):
+        lid = self.new_launch([sku("hot", 10 ** 6, 10 ** 6)])
+        # A quiet SKU (no rate known yet): each request goes at once.
+        for i in range(2):
+            t0 = time.monotonic()
+            self.assertEqual(self.srv.reserve(lid, "hot", "q%d" % i).status, 201)
+            self.assertLess(time.monotonic() - t0, 0.6, "a quiet SKU's request waited")
+            time.sleep(0.3)
+        # Two waves 0.3 s apart: 1 / 0.3 s is more than a quarter of the target per second. From
+        # now on the SKU is busy: six requests 20 ms apart wait and go as one call.
+        before = self.calls()
+        answers, _ = self.spaced(lid, "hot", ["b%d" % i for i in range(6)])
+        for r in answers:
+            self.assertEqual(r.status, 201, r.body)
+        self.assertEqual(self.calls() - before, 1, "six requests of a busy SKU in one call")
+        # Fewer than the target: they wait for the linger (the timer sends them with no other
+        # I/O to wake the loop), then go together.
+        before = self.calls()
+        answers, took = self.spaced(lid, "hot", ["w%d" % i for i in range(3)])
+        for r in answers:
+            self.assertEqual(r.status, 201, r.body)
+        self.assertEqual(self.calls() - before, 1)
+        self.assertGreaterEqual(took, 0.95, "three requests went before the linger ran out")
+        c = self.srv.sku_counters(lid)["hot"]
+        self.assertEqual(c["held"], 11)
 
 
 if __name__ == "__main__":
