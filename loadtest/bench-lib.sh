@@ -7,6 +7,12 @@
 #   free_port              prints a free TCP port on 127.0.0.1
 #   bench_redis            starts a redis-server without persistence on a free 127.0.0.1 port,
 #                          data and log in WORK; waits for PING; sets RPORT, adds its pid to PIDS
+#   bench_paths            REPO (the checkout), BUILD (unless set: REPO/build-release), SERVER and
+#                          LOAD (flashsale-server and flashsale-load in BUILD)
+#   bench_need WHO TOOL... exits 2 with "WHO: TOOL is not installed" for the first TOOL not on PATH
+#   bench_build WHO BUILD_DIR TARGET...
+#                          builds the CMake targets (flashsale-server, flashsale-load) as Release
+#                          into BUILD_DIR unless each one's binary is already there
 #   bench_wait_ready URL WHO [LOG]
 #                          polls URL (up to 30 s) until it answers 2xx; otherwise prints
 #                          "WHO: URL did not answer", the LOG file if given, and exits 1
@@ -45,6 +51,37 @@ bench_redis() {
   echo "redis-server on port $RPORT did not answer PING" >&2
   cat "$WORK/redis.log" >&2
   exit 1
+}
+
+bench_paths() {
+  REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  BUILD=${BUILD:-$REPO/build-release}
+  SERVER=$BUILD/src/flashsale-server
+  LOAD=$BUILD/loadtest/flashsale-load
+}
+
+bench_need() {
+  local who=$1 tool
+  shift
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "$who: $tool is not installed" >&2; exit 2; }
+  done
+}
+
+bench_build() {
+  local who=$1 build=$2 target missing=""
+  shift 2
+  for target in "$@"; do
+    case $target in
+      flashsale-server) [ -x "$build/src/flashsale-server" ] || missing=1 ;;
+      flashsale-load) [ -x "$build/loadtest/flashsale-load" ] || missing=1 ;;
+      *) missing=1 ;;
+    esac
+  done
+  [ -n "$missing" ] || return 0
+  echo "$who: building Release into $build" >&2
+  cmake -S "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$build" -j"$(nproc)" --target "$@" >/dev/null
 }
 
 bench_wait_ready() {

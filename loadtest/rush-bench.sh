@@ -67,20 +67,11 @@ case $SERVER_THREADS in
 esac
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-REPO=$(dirname "$HERE")
-BUILD=${BUILD:-$REPO/build-release}
-SERVER=$BUILD/src/flashsale-server
-LOAD=$BUILD/loadtest/flashsale-load
-for tool in wrk redis-server redis-benchmark redis-cli curl python3; do
-  command -v $tool >/dev/null || { echo "rush-bench.sh: $tool is not installed" >&2; exit 2; }
-done
-if [ ! -x "$SERVER" ] || [ ! -x "$LOAD" ]; then
-  echo "rush-bench.sh: building Release into $BUILD" >&2
-  cmake -S "$REPO" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-  cmake --build "$BUILD" -j"$(nproc)" --target flashsale-server flashsale-load >/dev/null
-fi
-
 . "$HERE/bench-lib.sh"
+bench_paths
+bench_need rush-bench.sh wrk redis-server redis-benchmark redis-cli curl python3
+bench_build rush-bench.sh "$BUILD" flashsale-server flashsale-load
+
 bench_workdir fs-rush
 SPORT=$(free_port)
 KEY=bench-key-$RANDOM$RANDOM

@@ -22,19 +22,11 @@ while getopts "b:d:h" opt; do
   esac
 done
 HERE=$(cd "$(dirname "$0")" && pwd)
-REPO=$(dirname "$HERE")
-BUILD=${BUILD:-$REPO/build-release}
-SERVER=$BUILD/src/flashsale-server
-for tool in valgrind callgrind_control wrk redis-server redis-cli curl python3; do
-  command -v $tool >/dev/null || { echo "server-cost.sh: $tool is not installed" >&2; exit 2; }
-done
-if [ ! -x "$SERVER" ]; then
-  echo "server-cost.sh: building Release into $BUILD" >&2
-  cmake -S "$REPO" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-  cmake --build "$BUILD" -j"$(nproc)" --target flashsale-server >/dev/null
-fi
-
 . "$HERE/bench-lib.sh"
+bench_paths
+bench_need server-cost.sh valgrind callgrind_control wrk redis-server redis-cli curl python3
+bench_build server-cost.sh "$BUILD" flashsale-server
+
 bench_workdir fs-server-cost
 SPORT=$(free_port)
 URL=http://127.0.0.1:$SPORT

@@ -8,14 +8,15 @@
  * call per batch cheaper than one per request. A check handle, run after each I/O poll of the
  * loop, sends the waves.
  *
- * Lingering: a busy SKU, whose requests arrive at batch_target / 4 per batch_linger_us or more,
- * waits for batch_target of them before its next call, at most batch_linger_us from its oldest
- * waiting one's arrival, instead of sending whatever one round trip gathered. Each call costs
- * Redis a fixed part besides its requests, so under a rush fewer, bigger calls leave more of the
- * machine for the requests (and the loops sleep and wake less). The rate is the SKU's own on this
- * loop: requests per time between its waves (fs__sku_wave; a SKU's first two waves never wait).
- * A quiet SKU never waits, and no request waits longer than the linger for it: a timer sends the
- * queues whose linger ran out while no I/O came. (Measured in docs/loadtest.md.)
+ * Lingering (batch_linger_us, 0 turns it off): a busy SKU, whose requests arrive at
+ * batch_target / 4 per batch_linger_us or more, waits for batch_target of them before its next
+ * call, at most batch_linger_us from its oldest waiting one's arrival, instead of sending whatever
+ * one round trip gathered. Each call costs Redis a fixed part besides its requests, so fewer,
+ * bigger calls leave more of the machine for the requests (and the loops sleep and wake less),
+ * at the price of the wait. The rate is the SKU's own on this loop: requests per time between its
+ * waves (fs__sku_wave; a SKU's first two waves never wait). A quiet SKU never waits, and no
+ * request waits longer than the linger for it: a timer sends the queues whose linger ran out
+ * while no I/O came. (Measured in docs/loadtest.md.)
  *
  * With a hub (several loops), a request whose SKU another loop leads is handed to that loop
  * (fs__hub_forward) after this loop's own checks (sold-out mark, admission, units ahead); the

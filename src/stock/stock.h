@@ -90,7 +90,7 @@ typedef struct {
     int soldout_recheck_ms; /* a cached "sold out" lets one request through to Redis this often */
     int queue_max_wait_ms;  /* longest wait in a SKU's queue before "overloaded" */
     int queue_max_len;      /* most requests waiting in one SKU's queue */
-    int batch_linger_us;    /* a busy SKU's next call waits up to this long (0: never waits) ... */
+    int batch_linger_us;    /* a busy SKU's next call waits up to this long (0: never) ... */
     int batch_target;       /* ... for this many requests (reserve_queue.c) */
     double admission_per_sec; /* reservation requests per second let through per SKU on this
                                  loop (0: no cap); the excess is FS_RES_OVERLOADED */
