@@ -296,60 +296,62 @@ class OneCallPerSkuPerServerTest(fsserver.ServerTestCase):
 
 
 class BatchLingerTest(fsserver.ServerTestCase):
-    """FLASHSALE_BATCH_LINGER_US / FLASHSALE_BATCH_TARGET: a busy SKU's next call waits for the
-    target, a quiet SKU's request goes at once, and nothing waits past the linger. (A linger of
-    1 s and requests 20 ms apart, so that the outcome never depends on the machine's speed.)"""
+    """FLASHSALE_BATCH_LINGER_US / FLASHSALE_BATCH_TARGET: a quiet SKU's request goes at once, a
+    busy SKU's next call waits for the target, and nothing waits past the linger. (A linger of
+    1 s and a target of 2, so that "busy" is half a request per second or more: the outcome never
+    depends on the machine's speed.)"""
 
     server_env = {"FLASHSALE_THREADS": "1", "FLASHSALE_BATCH_LINGER_US": "1000000",
-                  "FLASHSALE_BATCH_TARGET": "6", "FLASHSALE_QUEUE_MAX_WAIT_MS": "10000"}
+                  "FLASHSALE_BATCH_TARGET": "2", "FLASHSALE_QUEUE_MAX_WAIT_MS": "10000"}
 
     def calls(self):
         text = self.srv.request("GET", "/metrics").body
         return int(re.search(r"^fs_reserve_batches_total (\d+)$", text, re.M).group(1))
 
-    def spaced(self, lid, name, users, gap=0.02):
+    def spaced(self, lid, name, users, gap):
         """Each user reserves on its own connection, `gap` seconds after the one before; returns
-        (answers, seconds until the last answer)."""
-        out = [None] * len(users)
+        (answers, seconds from the first request to each answer)."""
+        out, took = [None] * len(users), [None] * len(users)
         t0 = time.monotonic()
 
         def one(i):
             time.sleep(gap * i)
             out[i] = self.srv.clone().reserve(lid, name, users[i])
+            took[i] = time.monotonic() - t0
 
         threads = [threading.Thread(target=one, args=(i,)) for i in range(len(users))]
         for t in threads:
             t.start()
         for t in threads:
             t.join(30)
-        return out, time.monotonic() - t0
+        return out, took
 
     def test_quiet_then_busy_sku(self):
         lid = self.new_launch([sku("hot", 10 ** 6, 10 ** 6)])
-        # A quiet SKU (no rate known yet): each request goes at once.
-        for i in range(2):
-            t0 = time.monotonic()
-            self.assertEqual(self.srv.reserve(lid, "hot", "q%d" % i).status, 201)
-            self.assertLess(time.monotonic() - t0, 0.6, "a quiet SKU's request waited")
-            time.sleep(0.3)
-        # Two waves 0.3 s apart: 1 / 0.3 s is more than a quarter of the target per second. From
-        # now on the SKU is busy: six requests 20 ms apart wait and go as one call.
+        # A quiet SKU (no rate known yet) sends its request at once.
+        t0 = time.monotonic()
+        self.assertEqual(self.srv.reserve(lid, "hot", "q0").status, 201)
+        self.assertLess(time.monotonic() - t0, 0.6, "a quiet SKU's request waited")
+        # Two more waves 50 ms apart (each may wait once the SKU is busy): its rate is known and
+        # at least a request per second.
+        for u in ("q1", "q2"):
+            time.sleep(0.05)
+            self.assertEqual(self.srv.reserve(lid, "hot", u).status, 201)
+        # Busy: the first of two requests 0.3 s apart waits for the second, one call for both.
         before = self.calls()
-        answers, _ = self.spaced(lid, "hot", ["b%d" % i for i in range(6)])
+        answers, took = self.spaced(lid, "hot", ["b0", "b1"], 0.3)
         for r in answers:
             self.assertEqual(r.status, 201, r.body)
-        self.assertEqual(self.calls() - before, 1, "six requests of a busy SKU in one call")
-        # Fewer than the target: they wait for the linger (the timer sends them with no other
-        # I/O to wake the loop), then go together.
+        self.assertEqual(self.calls() - before, 1, "two requests of a busy SKU in one call")
+        self.assertGreaterEqual(took[0], 0.29, "the first went before the second came")
+        # Alone, short of the target: it waits for the linger, then the timer sends it (no other
+        # I/O wakes the loop).
         before = self.calls()
-        answers, took = self.spaced(lid, "hot", ["w%d" % i for i in range(3)])
-        for r in answers:
-            self.assertEqual(r.status, 201, r.body)
+        answers, took = self.spaced(lid, "hot", ["w0"], 0)
+        self.assertEqual(answers[0].status, 201, answers[0].body)
         self.assertEqual(self.calls() - before, 1)
-        self.assertGreaterEqual(took, 0.95, "three requests went before the linger ran out")
-        c = self.srv.sku_counters(lid)["hot"]
-        self.assertEqual(c["held"], 11)
-
+        self.assertGreaterEqual(took[0], 0.95, "it went before the linger ran out")
+        self.assertEqual(self.srv.sku_counters(lid)["hot"]["held"], 6)
 
 if __name__ == "__main__":
     fsserver.main(timeout=110)
