@@ -2,7 +2,7 @@
 # ab-bench.sh: two flashsale-server configurations side by side on one Redis, in-stock reservations.
 #
 #   loadtest/ab-bench.sh [-a 'VAR=value ...'] [-b 'VAR=value ...'] [-r ROUNDS] [-d SECONDS]
-#                        [-c CONNECTIONS] [-H] [-R RATE] [-B BUILD_DIR]
+#                        [-c CONNECTIONS] [-H] [-R RATE] [-B BUILD_DIR] [-A BUILD_DIR_OF_A]
 #
 # Starts a redis-server and two servers (Release build, default event loops) on free 127.0.0.1
 # ports: A with the environment settings of -a, B with those of -b (e.g. -a
@@ -14,17 +14,18 @@
 # per fs_reserve call); then the medians of each side, and in how many rounds B did better. With
 # -R, the open loop instead: flashsale-load --post at RATE reservations/s on both sides (-c 200
 # -t 2, after 1 s of the same load, unmeasured), p50/p90/p99 from the intended send times, and
-# the same CPU columns (the tool's under "load"). The machine is shared and its speed drifts:
-# compare the sides of one run, not runs.
+# the same CPU columns (the tool's under "load"). -A runs A's server from another build directory
+# (two versions of the code, e.g. a worktree of the last commit built there). The machine is
+# shared and its speed drifts: compare the sides of one run, not runs.
 # Stops only what it started, by pid.
 set -euo pipefail
 
-A_ENV="" B_ENV="" ROUNDS=8 DURATION=3 CONNS=100 HEALTHZ="" RATE="" BUILD=""
-while getopts "a:b:r:d:c:HR:B:h" opt; do
+A_ENV="" B_ENV="" ROUNDS=8 DURATION=3 CONNS=100 HEALTHZ="" RATE="" BUILD="" A_BUILD=""
+while getopts "a:b:r:d:c:HR:B:A:h" opt; do
   case $opt in
     a) A_ENV=$OPTARG ;; b) B_ENV=$OPTARG ;; r) ROUNDS=$OPTARG ;; d) DURATION=$OPTARG ;;
     c) CONNS=$OPTARG ;; H) HEALTHZ=1 ;; R) RATE=$OPTARG ;; B) BUILD=$OPTARG ;;
-    h) sed -n '2,19p' "$0"; exit 0 ;;
+    A) A_BUILD=$OPTARG ;; h) sed -n '2,21p' "$0"; exit 0 ;;
     *) exit 2 ;;
   esac
 done
@@ -37,13 +38,19 @@ bench_build ab-bench.sh "$BUILD" flashsale-server flashsale-load
 bench_workdir fs-ab-bench
 bench_redis
 
+SERVER_A=$SERVER
+if [ -n "$A_BUILD" ]; then
+  SERVER_A=$A_BUILD/src/flashsale-server
+  [ -x "$SERVER_A" ] || { echo "ab-bench.sh: no $SERVER_A" >&2; exit 2; }
+fi
 start_server() { # side port env: starts it, its pid in SPID_<side>
-  local side=$1 port=$2 env_words=$3
+  local side=$1 port=$2 env_words=$3 bin=$SERVER
+  [ "$side" = A ] && bin=$SERVER_A
   # shellcheck disable=SC2086 # the settings are words
   env $env_words FLASHSALE_LISTEN=127.0.0.1:$port FLASHSALE_REDIS=redis://127.0.0.1:$RPORT/0 \
     FLASHSALE_API_KEYS=bench-key FLASHSALE_ADMIN_TOKEN=bench-admin FLASHSALE_LOG_LEVEL=warn \
     FLASHSALE_IDLE_TIMEOUT_MS=600000 FLASHSALE_MAX_CONNECTIONS_PER_ADDR=1000000 \
-    "$SERVER" >"$WORK/server-$side.log" 2>&1 &
+    "$bin" >"$WORK/server-$side.log" 2>&1 &
   PIDS+=($!)
   eval "SPID_$side=$!"
   bench_wait_ready "http://127.0.0.1:$port/readyz" "server $side ($env_words)" "$WORK/server-$side.log"
@@ -122,9 +129,9 @@ EOF
 
 if [ -n "$RATE" ]; then
   HEALTHZ=""
-  echo "ab-bench: A = ${A_ENV:-(defaults)}, B = ${B_ENV:-(defaults)}; $ROUNDS rounds of ${DURATION}s, open loop at $RATE/s (flashsale-load -c 200 -t 2)"
+  echo "ab-bench: A = $SERVER_A ${A_ENV:-(defaults)}, B = $SERVER ${B_ENV:-(defaults)}; $ROUNDS rounds of ${DURATION}s, open loop at $RATE/s (flashsale-load -c 200 -t 2)"
 else
-  echo "ab-bench: A = ${A_ENV:-(defaults)}, B = ${B_ENV:-(defaults)}; $ROUNDS rounds of ${DURATION}s, wrk -t1 -c$CONNS"
+  echo "ab-bench: A = $SERVER_A ${A_ENV:-(defaults)}, B = $SERVER ${B_ENV:-(defaults)}; $ROUNDS rounds of ${DURATION}s, wrk -t1 -c$CONNS"
 fi
 for round in $(seq "$ROUNDS"); do
   for side in A B; do
