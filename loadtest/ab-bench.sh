@@ -87,42 +87,43 @@ one_run() { # side what(hz|in): one wrk run, one line to $WORK/rows
   r0=$(cpu_seconds "${PIDS[0]}"); s0=$(cpu_seconds "$spid"); read -r b0 n0 < <(batches "$port")
   times >"$WORK/times0" # this shell's finished children: only the client runs until times1
   if [ -n "$RATE" ]; then
+    rm -f "$WORK/load.json"
     "$LOAD" --url "http://127.0.0.1:$port/v1/launches/ab/reservations" \
       -H "Authorization: Bearer bench-key" -H "Content-Type: application/json" \
       --post '{"sku":"'"$sku"'","user_id":"ol-{seq}"}' -c 200 -t 2 -R "$RATE" \
-      -d "${DURATION}s" --warmup 1s -q --json "$WORK/load.json" >/dev/null 2>&1 || true
+      -d "${DURATION}s" --warmup 1s -q --json "$WORK/load.json" >"$WORK/load.out" 2>&1 ||
+      { echo "ab-bench.sh: flashsale-load failed:" >&2; cat "$WORK/load.out" >&2; exit 1; }
   else
     FS_LAUNCH=ab FS_SKU=$sku FS_KEY=bench-key \
       wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${script[@]}" "$url" >"$WORK/wrk.out"
   fi
   times >"$WORK/times1"
   r1=$(cpu_seconds "${PIDS[0]}"); s1=$(cpu_seconds "$spid"); read -r b1 n1 < <(batches "$port")
-  python3 - "$WORK/wrk.out" "$WORK/load.json" "$RATE" "$side" "$what" "$WORK/times0" "$WORK/times1" "$s0" "$s1" "$r0" "$r1" \
-    "$b0" "$b1" "$n0" "$n1" >>"$WORK/rows" <<'EOF'
+  python3 - "$side" "$what" "$RATE" "$WORK" "$s0" "$s1" "$r0" "$r1" "$b0" "$b1" "$n0" "$n1" \
+    >>"$WORK/rows" <<'EOF'
 import json, re, sys
-wrk_out, load_json, rate = sys.argv[1:4]
-del sys.argv[1:3]  # the rest as before: side what times0 times1 ...
-side, what = sys.argv[2], sys.argv[3]
+side, what, rate, work = sys.argv[1:5]
+s0, s1, r0, r1 = (float(x) for x in sys.argv[5:9])
+b0, b1, n0, n1 = (int(float(x)) for x in sys.argv[9:13])
 def secs(path):  # the second line of bash's `times`: children user and system, "0m1.234s 0m0.567s"
     line = open(path).read().splitlines()[1]
     return sum(int(m) * 60 + float(s) for m, s in re.findall(r"(\d+)m([\d.]+)s", line))
 if rate:  # the open loop: n includes the warm-up's requests (the CPU windows include it too)
-    d = json.load(open(load_json))
+    d = json.load(open(work + "/load.json"))
     lat = d["latency_ms"]
     rps = d["requests_per_sec"]
     n = round(rps * (d["duration_s"] + d.get("warmup_s", 0))) or 1
     p99 = "%.2f/%.2f/%.2fms" % (lat["p50"], lat["p90"], lat["p99"])
 else:
-    out = open(wrk_out).read()
+    out = open(work + "/wrk.out").read()
     n = int(re.search(r"(\d+) requests in", out).group(1)) or 1
     rps = float(re.search(r"Requests/sec:\s*([\d.]+)", out).group(1))
     p99 = re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1)
-wrk = (secs(sys.argv[5]) - secs(sys.argv[4])) * 1e6 / n
-srv = (float(sys.argv[7]) - float(sys.argv[6])) * 1e6 / n
-red = (float(sys.argv[9]) - float(sys.argv[8])) * 1e6 / n
-calls = int(float(sys.argv[11])) - int(float(sys.argv[10]))
-batch = (int(float(sys.argv[13])) - int(float(sys.argv[12]))) / calls if calls else 0
-print(side, what, "%.0f" % rps, p99, "%.1f %.1f %.1f %.1f %.1f" % (wrk, srv, red, wrk + srv + red, batch))
+client = (secs(work + "/times1") - secs(work + "/times0")) * 1e6 / n
+srv = (s1 - s0) * 1e6 / n
+red = (r1 - r0) * 1e6 / n
+batch = (n1 - n0) / (b1 - b0) if b1 > b0 else 0
+print(side, what, "%.0f" % rps, p99, "%.1f %.1f %.1f %.1f %.1f" % (client, srv, red, client + srv + red, batch))
 EOF
   tail -1 "$WORK/rows" | awk -v lat="${RATE:+p50/p90/p99}" -v cl="${RATE:+load}" '{printf "%s %-7s %8s/s  %s %-8s  us per request: %s %5s  server %5s  Redis %5s  total %5s  batch %5s\n", $1, ($2=="in" ? "in-stock" : "healthz"), $3, (lat ? lat : "p99"), $4, (cl ? cl : "wrk"), $5, $6, $7, $8, $9}'
 }

@@ -26,7 +26,7 @@ static const fs_setting_t fs__settings[] = {
     {"server", "soldout_recheck_ms", "FLASHSALE_SOLDOUT_RECHECK_MS", FS__I, FS__OFF(soldout_recheck_ms), 10, 3600000, "1000"},
     {"server", "queue_max_wait_ms", "FLASHSALE_QUEUE_MAX_WAIT_MS", FS__I, FS__OFF(queue_max_wait_ms), 1, 600000, "1000"},
     {"server", "queue_max_len", "FLASHSALE_QUEUE_MAX_LEN", FS__I, FS__OFF(queue_max_len), 1, 10000000, "10000"},
-    {"server", "batch_linger_us", "FLASHSALE_BATCH_LINGER_US", FS__I, FS__OFF(batch_linger_us), 0, 1000000, "500"},
+    {"server", "batch_linger_us", "FLASHSALE_BATCH_LINGER_US", FS__I, FS__OFF(batch_linger_us), 0, 1000000, "0"},
     {"server", "batch_target", "FLASHSALE_BATCH_TARGET", FS__I, FS__OFF(batch_target), 1, 256, "32"},
     {"server", "grouped_holds", "FLASHSALE_GROUPED_HOLDS", FS__I, FS__OFF(grouped_holds), 0, 1, "1"},
     {"server", "admission_per_sku", "FLASHSALE_ADMISSION_PER_SKU", FS__I, FS__OFF(admission_per_sku), 0, 100000000, "0"},

@@ -67,7 +67,7 @@ static void fs__usage(FILE *f)
             "  [server] soldout_recheck_ms  FLASHSALE_SOLDOUT_RECHECK_MS   1000\n"
             "  [server] queue_max_wait_ms   FLASHSALE_QUEUE_MAX_WAIT_MS    1000\n"
             "  [server] queue_max_len       FLASHSALE_QUEUE_MAX_LEN        10000\n"
-            "  [server] batch_linger_us     FLASHSALE_BATCH_LINGER_US      500 (0: send every turn)\n"
+            "  [server] batch_linger_us     FLASHSALE_BATCH_LINGER_US      0 (off; e.g. 500 when Redis's CPU is the limit)\n"
             "  [server] batch_target        FLASHSALE_BATCH_TARGET         32\n"
             "  [server] admission_per_sku   FLASHSALE_ADMISSION_PER_SKU    0 (no cap)\n"
             "  [server] grouped_holds       FLASHSALE_GROUPED_HOLDS        1 (0 while v3 servers share Redis)\n"

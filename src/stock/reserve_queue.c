@@ -8,7 +8,7 @@
  * call per batch cheaper than one per request. A check handle, run after each I/O poll of the
  * loop, sends the waves.
  *
- * Lingering (batch_linger_us, 0 turns it off): a busy SKU, whose requests arrive at
+ * Lingering (batch_linger_us; off by default): a busy SKU, whose requests arrive at
  * batch_target / 4 per batch_linger_us or more, waits for batch_target of them before its next
  * call, at most batch_linger_us from its oldest waiting one's arrival, instead of sending whatever
  * one round trip gathered. Each call costs Redis a fixed part besides its requests, so fewer,
