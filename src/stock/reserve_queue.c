@@ -57,7 +57,8 @@ typedef struct fs__queue {
     size_t count;
     int inflight; /* fs_reserve calls sent and not answered */
     int dirty;    /* on st->dirty */
-    fs__sku_t *known; /* what this loop knows of the SKU, once Redis knew it (lives on) */
+    fs__sku_t *known; /* what this loop knows of the SKU, once Redis knew it (lives on); only
+                         looked up with a linger */
 } fs__queue_t;
 
 typedef struct {
@@ -571,8 +572,10 @@ static void fs__send_batch(fs_stock_t *st, fs__queue_t *q, fs_reserve_item_t *it
 static void fs__send_wave(fs_stock_t *st, fs__queue_t *q)
 {
     uint64_t now = fs_mono_ns();
-    if (!q->known) q->known = fs__sku_find(st, q->launch, q->sku);
-    if (q->known) fs__sku_wave(q->known, q->count, now);
+    if (st->linger_ns) { /* the SKU's rate, for fs__lingers */
+        if (!q->known) q->known = fs__sku_find(st, q->launch, q->sku);
+        if (q->known) fs__sku_wave(q->known, q->count, now);
+    }
     fs_reserve_item_t *it = q->head, *send = NULL, **tail = &send;
     q->head = q->tail = NULL;
     q->count = 0;
@@ -641,7 +644,7 @@ static void fs__enqueue(fs_stock_t *st, fs_reserve_item_t *it, uint32_t h)
         q->launch = fs_xstrndup(it->launch, strlen(it->launch));
         q->sku = fs_xstrndup(it->sku, strlen(it->sku));
         q->hash = h;
-        q->known = fs__sku_find(st, it->launch, it->sku);
+        q->known = st->linger_ns ? fs__sku_find(st, it->launch, it->sku) : NULL;
         q->next_in_bucket = *bucket;
         *bucket = q;
     }
