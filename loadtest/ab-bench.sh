@@ -37,6 +37,7 @@ bench_build ab-bench.sh "$BUILD" flashsale-server flashsale-load
 
 bench_workdir fs-ab-bench
 bench_redis
+REDIS_PID=${PIDS[0]}
 
 SERVER_A=$SERVER
 if [ -n "$A_BUILD" ]; then
@@ -84,7 +85,7 @@ one_run() { # side what(hz|in): one wrk run, one line to $WORK/rows
     sku=s$RUN url=http://127.0.0.1:$port/
     script=(-s "$HERE/wrk/reserve-random.lua")
   fi
-  r0=$(cpu_seconds "${PIDS[0]}"); s0=$(cpu_seconds "$spid"); read -r b0 n0 < <(batches "$port")
+  r0=$(cpu_seconds "$REDIS_PID"); s0=$(cpu_seconds "$spid"); read -r b0 n0 < <(batches "$port")
   times >"$WORK/times0" # this shell's finished children: only the client runs until times1
   if [ -n "$RATE" ]; then
     rm -f "$WORK/load.json"
@@ -98,7 +99,7 @@ one_run() { # side what(hz|in): one wrk run, one line to $WORK/rows
       wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${script[@]}" "$url" >"$WORK/wrk.out"
   fi
   times >"$WORK/times1"
-  r1=$(cpu_seconds "${PIDS[0]}"); s1=$(cpu_seconds "$spid"); read -r b1 n1 < <(batches "$port")
+  r1=$(cpu_seconds "$REDIS_PID"); s1=$(cpu_seconds "$spid"); read -r b1 n1 < <(batches "$port")
   python3 - "$side" "$what" "$RATE" "$WORK" "$s0" "$s1" "$r0" "$r1" "$b0" "$b1" "$n0" "$n1" \
     >>"$WORK/rows" <<'EOF'
 import json, re, sys

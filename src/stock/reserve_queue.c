@@ -57,8 +57,8 @@ typedef struct fs__queue {
     size_t count;
     int inflight; /* fs_reserve calls sent and not answered */
     int dirty;    /* on st->dirty */
-    fs__sku_t *known; /* what this loop knows of the SKU, once Redis knew it (lives on); only
-                         looked up with a linger */
+    fs__sku_t *known; /* what this loop knows of the SKU, once Redis knew it (lives on); looked
+                         up before a wave, only with a linger */
 } fs__queue_t;
 
 typedef struct {
@@ -572,10 +572,7 @@ static void fs__send_batch(fs_stock_t *st, fs__queue_t *q, fs_reserve_item_t *it
 static void fs__send_wave(fs_stock_t *st, fs__queue_t *q)
 {
     uint64_t now = fs_mono_ns();
-    if (st->linger_ns) { /* the SKU's rate, for fs__lingers */
-        if (!q->known) q->known = fs__sku_find(st, q->launch, q->sku);
-        if (q->known) fs__sku_wave(q->known, q->count, now);
-    }
+    if (q->known) fs__sku_wave(q->known, q->count, now); /* the SKU's rate, for fs__lingers */
     fs_reserve_item_t *it = q->head, *send = NULL, **tail = &send;
     q->head = q->tail = NULL;
     q->count = 0;
@@ -615,6 +612,7 @@ static void fs__flush(uv_check_t *h)
         st->dirty = q->next_dirty;
         q->dirty = 0;
         if (q->inflight < FS__MAX_WAVES && q->count > 0) {
+            if (st->linger_ns && !q->known) q->known = fs__sku_find(st, q->launch, q->sku);
             if (fs__lingers(st, q, now)) {
                 if (!uv_is_active((uv_handle_t *)&st->linger_timer))
                     uv_timer_start(&st->linger_timer, fs__on_linger_tick, 1, 1);
@@ -644,7 +642,6 @@ static void fs__enqueue(fs_stock_t *st, fs_reserve_item_t *it, uint32_t h)
         q->launch = fs_xstrndup(it->launch, strlen(it->launch));
         q->sku = fs_xstrndup(it->sku, strlen(it->sku));
         q->hash = h;
-        q->known = st->linger_ns ? fs__sku_find(st, it->launch, it->sku) : NULL;
         q->next_in_bucket = *bucket;
         *bucket = q;
     }
