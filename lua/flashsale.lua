@@ -1,4 +1,4 @@
-#!lua name=flashsale_v4
+#!lua name=flashsale_v5
 --[[
 flashsale: every rule about stock, as one Redis 7.0 Functions library.
 
@@ -1275,12 +1275,33 @@ end
 ---------------------------------------------------------------------------------------------------
 -- fs_expire: the sweeper.
 --   KEYS: fs:{L:S}:sku, fs:{L:S}:holds, fs:{L:S}:users, fs:{L:S}:held   ARGV: max (1..1000)
---   Returns the number of holds expired (integer), those with expires_ms <= now_ms: due members
---     of holds in order while fewer than max holds are taken, a group with all its holds (so up
---     to max - 1 + 1000). A return of max or more means more may be due.
+--   Expires the holds with expires_ms <= now_ms: due members of holds in order while fewer than
+--     max holds are taken, a group with all its holds (so up to max - 1 + 1000).
+--   Returns {expired, wait_ms}: the number of holds expired, and how long nothing more can come
+--     due: 0 when expired is max or more (more may be due), else the time to the earliest hold
+--     left, at most the SKU's hold_ms (a hold made now is due that late); -1 if the SKU does not
+--     exist. A sweeper calls the SKU again once the wait has passed (or the launch's hold time
+--     fell: fs_sku_list), not at every tick: with nothing due, a SKU costs Redis one call per
+--     hold time per server instead of one per tick.
 --   Invariant: each expired hold leaves holds in the same call that returns its qty from held to
 --     available and takes it off users[user], so concurrent sweepers return a unit exactly once.
 ---------------------------------------------------------------------------------------------------
+-- fs_expire's wait: ms from now until the SKU's next hold can be due (see above).
+local function expire_wait(keys, now)
+    local hold = redis.call('HGET', keys[1], 'hold_ms')
+    if not hold then
+        return -1
+    end
+    local wait = stored_int(hold, 'hold_ms')
+    local first = redis.call('ZRANGE', keys[2], 0, 0, 'WITHSCORES')
+    if first[2] then
+        local at = tonumber(first[2]) - now
+        if at < wait then wait = at end
+    end
+    if wait < 0 then wait = 0 end
+    return wait
+end
+
 local function fs_expire(keys, args)
     if #keys ~= 4 or #args ~= 1 then
         fail('wrong number of arguments')
@@ -1294,7 +1315,7 @@ local function fs_expire(keys, args)
     local now = now_ms()
     local due = redis.call('ZRANGEBYSCORE', keys[2], '-inf', fmt_int(now), 'LIMIT', 0, max)
     if #due == 0 then
-        return 0
+        return { 0, expire_wait(keys, now) }
     end
     local s = read_sku(keys[1], SKU_COUNTERS)
     if not s then
@@ -1372,7 +1393,7 @@ local function fs_expire(keys, args)
         write_ended(rprefix .. rids[i], res[i], 'expired')
     end
     announce(prefix)
-    return #res
+    return { #res, #res >= max and 0 or expire_wait(keys, now) }
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -1866,8 +1887,9 @@ end
 ---------------------------------------------------------------------------------------------------
 -- fs_sku_list (read-only): what the sweeper sweeps.
 --   KEYS: fs:launches   ARGV: none
---   Returns a flat array L1, S1, L2, S2, ... of every SKU of every launch (launches sorted by id,
---     SKUs in the order they were added).
+--   Returns a flat array L1, S1, H1, L2, S2, H2, ... of every SKU of every launch (launches sorted
+--     by id, SKUs in the order they were added) with its launch's hold time in ms (Hi): a sweeper
+--     that waits on a SKU (fs_expire's wait_ms) sweeps it at once when that falls.
 --   Invariant: changes nothing.
 ---------------------------------------------------------------------------------------------------
 local function fs_sku_list(keys, args)
@@ -1879,10 +1901,14 @@ local function fs_sku_list(keys, args)
     table.sort(launches)
     local out = {}
     for i = 1, #launches do
-        local skus = redis.call('LRANGE', 'fs:launch:{' .. launches[i] .. '}:skus', 0, -1)
+        local lkey = 'fs:launch:{' .. launches[i] .. '}'
+        local skus = redis.call('LRANGE', lkey .. ':skus', 0, -1)
+        local hold = redis.call('HGET', lkey, 'hold_seconds')
+        hold = hold and fmt_int(stored_int(hold, 'hold_seconds') * 1000) or '0'
         for j = 1, #skus do
             out[#out + 1] = launches[i]
             out[#out + 1] = skus[j]
+            out[#out + 1] = hold
         end
     end
     return out
@@ -1898,7 +1924,7 @@ end
 -- library name above and FS_LUA_API in src/stock/stock.h, whenever arguments or replies change
 -- or a function is added (a server of the previous version reloads its library with REPLACE).
 -- Errors keep the plain name: "ERR flashsale fs_reserve: ...".
-local API = '4'
+local API = '5'
 
 local function register(name, fn, read_only)
     local spec = { function_name = name .. '_v' .. API, callback = guard(name, fn) }

@@ -24,10 +24,10 @@
 typedef struct fs_stock fs_stock_t;
 
 /* Names of the functions of lua/flashsale.lua as the server calls them: each carries the
- * library's API version (library flashsale_v4, functions fs_reserve_v4, ...), so that servers of
+ * library's API version (library flashsale_v5, functions fs_reserve_v5, ...), so that servers of
  * two versions can share one Redis during a rolling deploy, each calling its own functions.
  * Raise it together with API in the Lua whenever a function's arguments or reply change. */
-#define FS_LUA_API "4"
+#define FS_LUA_API "5"
 #define FS_FN(name) name "_v" FS_LUA_API
 
 typedef enum {
@@ -181,8 +181,8 @@ typedef struct {
 int fs_launch_view_parse(const redisReply *reply, fs_launch_view_t *v);
 void fs_launch_view_free(fs_launch_view_t *v);
 
-/* The sweeper: every interval, refreshes the SKU list (at most once a second) and expires due
- * holds of every SKU. */
+/* The sweeper: every interval, refreshes the SKU list (at most once a second) and expires the due
+ * holds of each SKU whose wait (fs_expire's: until something of it can be due) has passed. */
 void fs_stock_start_sweeper(fs_stock_t *st, int interval_ms);
 
 #endif

@@ -31,7 +31,7 @@ struct fs_stock {
     uv_timer_t sweep_timer;
     int sweeping;                          /* calls in flight */
     uint64_t skus_fetched_ns;
-    char **sweep_skus;                     /* pairs: launch, sku */
+    struct fs__sweep_sku *sweep_skus;      /* every SKU of every launch (stock_ops.c) */
     size_t sweep_nskus;
     int sweep_again;                       /* a call expired its most: sweep again at once */
     int closing, open_handles;

@@ -143,5 +143,48 @@ class ManyHoldsExpireTogetherTest(fsserver.ServerTestCase):
         self.check_invariants(lid, ["a"])
 
 
+class SweeperWaitsTest(fsserver.ServerTestCase):
+    """The sweeper calls fs_expire for a SKU only once something of it can be due (fs_expire says
+    when), not at every tick; a launch's shorter hold time makes it look again at once."""
+
+    server_env = {"FLASHSALE_SWEEP_INTERVAL_MS": "50", "FLASHSALE_THREADS": "1"}
+
+    def fcalls(self):
+        info = self.r.call("INFO", "commandstats")
+        m = re.search(r"^cmdstat_fcall:calls=(\d+),", info, re.M)
+        return int(m.group(1)) if m else 0
+
+    def test_idle_skus_are_not_swept_at_every_tick(self):
+        skus = ["s%d" % i for i in range(20)]
+        lid = self.new_launch([sku(s, 10, 1) for s in skus], hold_seconds=3600)
+        held = self.srv.reserve(lid, "s0", "u1")
+        self.assertEqual(held.status, 201, held.body)
+        time.sleep(1.5)  # the SKU list, then one fs_expire per SKU
+        before = self.fcalls()
+        time.sleep(2.0)
+        # 40 ticks: 800 fs_expire calls at one per SKU and tick; now only the SKU list, once
+        # a second.
+        calls = self.fcalls() - before
+        self.assertLessEqual(calls, 4, "FCALLs in 2 s with nothing due")
+
+        # The launch's hold time falls to 1 s: a hold made now is due in 1 s, sooner than the
+        # sweeper was told (3600 s); it must still be back within SWEEP_BOUND of expiring.
+        r = self.srv.admin_put_launch(lid, [sku(s, 10, 1) for s in skus], hold_seconds=1)
+        self.assertEqual(r.status, 200, r.body)
+        short = self.srv.reserve(lid, "s1", "u2")
+        self.assertEqual(short.status, 201, short.body)
+        exp = parse_rfc3339(short.body["expires_at"])
+        self.assertAlmostEqual(exp - parse_rfc3339(short.body["created_at"]), 1.0, delta=0.5)
+
+        def back():
+            c = self.srv.sku_counters(lid)["s1"]
+            return c if c["available"] == 10 else None
+        wait_until(back, exp - time.time() + SWEEP_BOUND + SLACK, interval=0.05,
+                   what="the hold made under the shorter hold time to return")
+        c = self.srv.sku_counters(lid)
+        self.assertEqual((c["s0"]["held"], c["s1"]["held"]), (1, 0), c)
+        self.check_invariants(lid, skus)
+
+
 if __name__ == "__main__":
     fsserver.main(timeout=60)

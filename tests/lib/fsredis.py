@@ -5,7 +5,7 @@ Standard library only; shared by the Lua tests and the integration tests.
     with RedisServer() as srv:
         r = srv.client()
         load_library(r)
-        r.call("FCALL", "fs_sku_list_v4", "1", "fs:launches")
+        r.call("FCALL", "fs_sku_list_v5", "1", "fs:launches")
 
 RedisServer(appendonly=False)
     .start()    free port, redis-server in a private temporary directory, waits (<= 10 s) for PING

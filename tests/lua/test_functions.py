@@ -238,10 +238,15 @@ class FS:
         return self.r.call("FCALL_RO", "fs_get_reservation", 2, p + ":held", p + ":r:" + rid,
                            rid, user)
 
-    def expire(self, launch, sku, max_=100):
+    def expire_reply(self, launch, sku, max_=100):
+        """fs_expire's reply: [expired, wait_ms]."""
         p = self.p(launch, sku)
         return self.r.call("FCALL", "fs_expire", 4, p + ":sku", p + ":holds", p + ":users",
                            p + ":held", max_)
+
+    def expire(self, launch, sku, max_=100):
+        """The number of holds fs_expire expired."""
+        return self.expire_reply(launch, sku, max_)[0]
 
     def restock(self, launch, sku, delta):
         return self.r.call("FCALL", "fs_restock", 1, self.p(launch, sku) + ":sku", delta)
@@ -292,7 +297,7 @@ class Base(unittest.TestCase):
         """The counter invariant of docs/redis.md on every SKU; raises AssertionError."""
         r, fs = self.r, self.fs
         flat = fs.sku_list()
-        for launch, sku in zip(flat[0::2], flat[1::2]):
+        for launch, sku in zip(flat[0::3], flat[1::3]):
             p = fs.p(launch, sku)
             what = "%s/%s" % (launch, sku)
             total, available, held, sold = fs.counters(launch, sku)
@@ -403,7 +408,7 @@ class TestLaunches(Base):
         self.assertEqual(got[:8], ["ok", 0] + raw[2:8])
         self.assertEqual(got[9:], raw[9:])
         self.assertLess(abs(got[8] - self.fs.now_ms()), 5000)
-        self.assertEqual(self.fs.sku_list(), ["L1", "red", "L1", "blue"])
+        self.assertEqual(self.fs.sku_list(), ["L1", "red", "120000", "L1", "blue", "120000"])
         self.assertEqual(self.fs.get("nope"), ["not_found"])
 
     def test_update(self):
@@ -1084,7 +1089,10 @@ class TestConfirmCancel(Base):
         out = fs.reserve("L", "A", [("c", 1), ("x", 2), ("g", 1), ("s1", 1), ("s2", 1), ("s3", 1),
                                     ("s4", 1)])
         self.assertTrue(all(o[0] == "ok" for o in out))
-        self.assertEqual(fs.expire("L", "A"), 0, "swept a hold before its time")
+        n, wait = fs.expire_reply("L", "A")
+        self.assertEqual(n, 0, "swept a hold before its time")
+        # The wait is to the first hold's expiry (made just now: not more than the hold time).
+        self.assertTrue(0 < wait <= 1000 and wait >= out[0][3] - fs.now_ms() - 5, (wait, out))
         self.assertEqual(fs.counters("L", "A"), [10, 2, 8, 0])
         time.sleep(1.1)
         self.assertGreaterEqual(fs.now_ms(), max(o[3] for o in out))
@@ -1113,12 +1121,13 @@ class TestConfirmCancel(Base):
         self.assertEqual(self.r.call("HLEN", "fs:{L:A}:held"), 5)
         self.assertEqual(self.r.call("XLEN", "fs:{L:A}:orders"), 0)
         # The sweeper: at most max per call, each unit returned exactly once.
-        self.assertEqual(fs.expire("L", "A", 3), 3)
+        self.assertEqual(fs.expire_reply("L", "A", 3), [3, 0])  # max: more may be due at once
         self.check_invariant()
         self.assertEqual(self.r.call("HLEN", "fs:{L:A}:held"), 2)
         self.assertEqual(fs.counters("L", "A"), [10, 8, 2, 0])
-        self.assertEqual(fs.expire("L", "A", 3), 2)
-        self.assertEqual(fs.expire("L", "A", 3), 0)
+        # Nothing left: the next hold, made now, is due in the SKU's hold time at the soonest.
+        self.assertEqual(fs.expire_reply("L", "A", 3), [2, 1000])
+        self.assertEqual(fs.expire_reply("L", "A", 3), [0, 1000])
         self.assertEqual(fs.counters("L", "A"), [10, 10, 0, 0])
         self.assertEqual(fs.hash("fs:{L:A}:users"), {})
         self.assertEqual(self.r.call("ZCARD", "fs:{L:A}:holds"), 0)
@@ -1131,8 +1140,25 @@ class TestConfirmCancel(Base):
                                                             "", 0, ""])
             self.assertTrue(7 * 86400 - 60 < self.r.call("TTL", "fs:{L:A}:r:" + o[1]) <= 7 * 86400)
         self.assertEqual(fs.confirm("L", "A", out[3][1], "s1")[0], "reservation_expired")
-        # The sweeper of a SKU that does not exist (or has nothing due) is a no-op.
-        self.assertEqual(fs.expire("L", "nosku"), 0)
+        # The sweeper of a SKU that does not exist (or has nothing due) is a no-op; with no
+        # SKU there is no hold time to wait (-1).
+        self.assertEqual(fs.expire_reply("L", "nosku"), [0, -1])
+
+    def test_expire_wait_follows_hold_time(self):
+        """fs_expire's wait is at most the SKU's hold time as it is now, and fs_sku_list gives
+        that hold time, so that a sweeper learns when a shorter one makes holds due sooner."""
+        self.open_launch("L", [("A", 10, 3, 1)], hold_seconds=100)
+        fs = self.fs
+        self.assertEqual(fs.sku_list(), ["L", "A", "100000"])
+        self.assertEqual(fs.expire_reply("L", "A"), [0, 100000])
+        out = fs.reserve("L", "A", [("u", 1)])
+        self.assertEqual(out[0][0], "ok")
+        n, wait = fs.expire_reply("L", "A")
+        self.assertTrue(n == 0 and 99000 < wait <= 100000, (n, wait))
+        self.assertEqual(fs.put("L", [("A", -1, 3, 1)], hold_seconds=10)[0], "ok")
+        self.assertEqual(fs.sku_list(), ["L", "A", "10000"])
+        # The hold made under 100 s is due later than one made now would be.
+        self.assertEqual(fs.expire_reply("L", "A"), [0, 10000])
 
 
 class TestGroupedHolds(Base):
