@@ -3,6 +3,7 @@
 #
 #   loadtest/ab-bench.sh [-a 'VAR=value ...'] [-b 'VAR=value ...'] [-r ROUNDS] [-d SECONDS]
 #                        [-c CONNECTIONS] [-H] [-R RATE] [-B BUILD_DIR] [-A BUILD_DIR_OF_A]
+#                        [-k SKUS] [-1]
 #
 # Starts a redis-server and two servers (Release build, default event loops) on free 127.0.0.1
 # ports: A with the environment settings of -a, B with those of -b (e.g. -a
@@ -15,20 +16,33 @@
 # -R, the open loop instead: flashsale-load --post at RATE reservations/s on both sides (-c 200
 # -t 2, after 1 s of the same load, unmeasured), p50/p90/p99 from the intended send times, and
 # the same CPU columns (the tool's under "load"). -A runs A's server from another build directory
-# (two versions of the code, e.g. a worktree of the last commit built there). The machine is
-# shared and its speed drifts: compare the sides of one run, not runs.
+# (two versions of the code, e.g. a worktree of the last commit built there). -k gives the launch
+# SKUS SKUs (default and least: two per round; at most 100), those the runs do not use idle, as a
+# launch's other SKUs are. -1 runs one server at a time: each run starts its side's server, waits
+# a second, runs and stops it, so that neither side's own periodic work (the expiry sweeper, the
+# sold-out checks, statistics) falls into the other side's runs. The machine is shared and its
+# speed drifts: compare the sides of one run, not runs.
 # Stops only what it started, by pid.
 set -euo pipefail
 
-A_ENV="" B_ENV="" ROUNDS=8 DURATION=3 CONNS=100 HEALTHZ="" RATE="" BUILD="" A_BUILD=""
-while getopts "a:b:r:d:c:HR:B:A:h" opt; do
+A_ENV="" B_ENV="" ROUNDS=8 DURATION=3 CONNS=100 HEALTHZ="" RATE="" BUILD="" A_BUILD="" NSKUS=""
+ONE_AT_A_TIME=""
+while getopts "a:b:r:d:c:HR:B:A:k:1h" opt; do
   case $opt in
     a) A_ENV=$OPTARG ;; b) B_ENV=$OPTARG ;; r) ROUNDS=$OPTARG ;; d) DURATION=$OPTARG ;;
     c) CONNS=$OPTARG ;; H) HEALTHZ=1 ;; R) RATE=$OPTARG ;; B) BUILD=$OPTARG ;;
-    A) A_BUILD=$OPTARG ;; h) sed -n '2,21p' "$0"; exit 0 ;;
+    A) A_BUILD=$OPTARG ;; k) NSKUS=$OPTARG ;; 1) ONE_AT_A_TIME=1 ;;
+    h) sed -n '2,27p' "$0"; exit 0 ;;
     *) exit 2 ;;
   esac
 done
+case $ROUNDS in ''|*[!0-9]*|0) echo "ab-bench.sh: -r must be a number of rounds, 1 or more" >&2; exit 2 ;; esac
+NSKUS=${NSKUS:-$((2 * ROUNDS))}
+case $NSKUS in ''|*[!0-9]*) echo "ab-bench.sh: -k must be a number of SKUs" >&2; exit 2 ;; esac
+if [ "$NSKUS" -lt $((2 * ROUNDS)) ] || [ "$NSKUS" -gt 100 ]; then
+  echo "ab-bench.sh: -k must be from $((2 * ROUNDS)) (two per round) to 100 (a launch's most)" >&2
+  exit 2
+fi
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/bench-lib.sh"
 bench_paths
@@ -56,12 +70,17 @@ start_server() { # side port env: starts it, its pid in SPID_<side>
   eval "SPID_$side=$!"
   bench_wait_ready "http://127.0.0.1:$port/readyz" "server $side ($env_words)" "$WORK/server-$side.log"
 }
+stop_server() { # side: stops the server of that side and waits for it
+  local pid
+  eval "pid=\$SPID_$1"
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
 PORT_A=$(free_port)
 PORT_B=$(free_port)
 start_server A "$PORT_A" "$A_ENV"
-start_server B "$PORT_B" "$B_ENV"
+[ -n "$ONE_AT_A_TIME" ] || start_server B "$PORT_B" "$B_ENV"
 
-NSKUS=$((2 * ROUNDS))
 SKUS=$(python3 -c 'import json, sys
 print(json.dumps([{"sku": "s%d" % i, "stock": 10 ** 9, "per_user_limit": 10 ** 6,
                    "price_cents": 1} for i in range(1, int(sys.argv[1]) + 1)]))' "$NSKUS")
@@ -69,6 +88,7 @@ admin() { curl -fsS -H "Authorization: Bearer bench-admin" "$@" >/dev/null; }
 admin -X PUT "http://127.0.0.1:$PORT_A/admin/v1/launches/ab" \
   -d '{"name":"ab-bench","hold_seconds":3600,"skus":'"$SKUS"'}'
 admin -X POST "http://127.0.0.1:$PORT_A/admin/v1/launches/ab/open"
+[ -z "$ONE_AT_A_TIME" ] || stop_server A
 
 batches() { # port: "calls reservations" of the server's fs_reserve calls so far
   curl -fsS "http://127.0.0.1:$1/metrics" |
@@ -129,16 +149,23 @@ EOF
   tail -1 "$WORK/rows" | awk -v lat="${RATE:+p50/p90/p99}" -v cl="${RATE:+load}" '{printf "%s %-7s %8s/s  %s %-8s  us per request: %s %5s  server %5s  Redis %5s  total %5s  batch %5s\n", $1, ($2=="in" ? "in-stock" : "healthz"), $3, (lat ? lat : "p99"), $4, (cl ? cl : "wrk"), $5, $6, $7, $8, $9}'
 }
 
+SETUP="a launch of $NSKUS SKUs, both servers running"
+[ -z "$ONE_AT_A_TIME" ] || SETUP="a launch of $NSKUS SKUs, one server at a time"
 if [ -n "$RATE" ]; then
   HEALTHZ=""
-  echo "ab-bench: A = $SERVER_A ${A_ENV:-(defaults)}, B = $SERVER ${B_ENV:-(defaults)}; $ROUNDS rounds of ${DURATION}s, open loop at $RATE/s (flashsale-load -c 200 -t 2)"
+  echo "ab-bench: A = $SERVER_A ${A_ENV:-(defaults)}, B = $SERVER ${B_ENV:-(defaults)}; $ROUNDS rounds of ${DURATION}s, open loop at $RATE/s (flashsale-load -c 200 -t 2); $SETUP"
 else
-  echo "ab-bench: A = $SERVER_A ${A_ENV:-(defaults)}, B = $SERVER ${B_ENV:-(defaults)}; $ROUNDS rounds of ${DURATION}s, wrk -t1 -c$CONNS"
+  echo "ab-bench: A = $SERVER_A ${A_ENV:-(defaults)}, B = $SERVER ${B_ENV:-(defaults)}; $ROUNDS rounds of ${DURATION}s, wrk -t1 -c$CONNS; $SETUP"
 fi
 for round in $(seq "$ROUNDS"); do
   for side in A B; do
+    if [ -n "$ONE_AT_A_TIME" ]; then
+      if [ "$side" = A ]; then start_server A "$PORT_A" "$A_ENV"; else start_server B "$PORT_B" "$B_ENV"; fi
+      sleep 1 # its first SKU list and sweep
+    fi
     [ -n "$HEALTHZ" ] && one_run "$side" hz
     one_run "$side" in
+    [ -z "$ONE_AT_A_TIME" ] || stop_server "$side"
   done
 done
 python3 - "$WORK/rows" "$RATE" <<'EOF'
