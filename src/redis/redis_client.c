@@ -19,7 +19,7 @@ typedef struct fs__cmd {
     void *arg;
     uint64_t deadline_ns;
     char *fmt; /* the formatted command, kept for one retry after a library reload */
-    size_t fmtlen;
+    size_t fmtlen, fmtcap;
     unsigned retried : 1, internal : 1;
 } fs__cmd_t;
 
@@ -37,8 +37,14 @@ struct fs_redis {
     int reload_in_flight;
     fs__cmd_t *head, *tail;
     size_t in_flight;
+    fs__cmd_t *spare; /* answered commands kept for reuse, with their buffers (FS__SPARE_MAX) */
+    size_t nspare;
     fs_redis_stats_t stats;
 };
+
+/* Commands kept for reuse: the reservation path sends one or more per loop turn, each of which
+ * would otherwise cost two allocations and two frees. */
+#define FS__SPARE_MAX 32
 
 static void fs__connect(fs_redis_t *r);
 static void fs__send_internal(fs_redis_t *r, fs_redis_cb cb, int argc, const char **argv,
@@ -96,6 +102,43 @@ static void fs__schedule_reconnect(fs_redis_t *r)
     r->backoff_ms = r->backoff_ms * 2 > 2000 ? 2000 : r->backoff_ms * 2;
 }
 
+/* A command record with room for a formatted command of `need` bytes: a spare one if there is. */
+static fs__cmd_t *fs__cmd_get(fs_redis_t *r, size_t need)
+{
+    fs__cmd_t *c = r->spare;
+    if (c) {
+        r->spare = c->next;
+        r->nspare--;
+    } else {
+        c = fs_xmalloc(sizeof *c);
+        c->fmt = NULL;
+        c->fmtcap = 0;
+    }
+    char *fmt = c->fmt;
+    size_t cap = c->fmtcap;
+    if (cap < need) {
+        free(fmt);
+        cap = need < 256 ? 256 : need;
+        fmt = fs_xmalloc(cap);
+    }
+    memset(c, 0, sizeof *c);
+    c->fmt = fmt;
+    c->fmtcap = cap;
+    return c;
+}
+
+static void fs__cmd_put(fs_redis_t *r, fs__cmd_t *c)
+{
+    if (r->nspare < FS__SPARE_MAX && !r->closing) {
+        c->next = r->spare;
+        r->spare = c;
+        r->nspare++;
+        return;
+    }
+    free(c->fmt);
+    free(c);
+}
+
 static void fs__on_reply(redisAsyncContext *ac, void *rep, void *privdata)
 {
     fs__cmd_t *c = privdata;
@@ -128,26 +171,31 @@ static void fs__on_reply(redisAsyncContext *ac, void *rep, void *privdata)
         if (redisAsyncFormattedCommand(ac, fs__on_reply, c, c->fmt, c->fmtlen) != REDIS_OK) {
             fs__unlink(r, c);
             c->cb(NULL, FS_EIO, c->arg);
-            free(c->fmt);
-            free(c);
+            fs__cmd_put(r, c);
         }
         return;
     } else {
         if (reply->type == REDIS_REPLY_ERROR) r->stats.errors++;
         c->cb(reply, FS_OK, c->arg);
     }
-    free(c->fmt);
-    free(c);
+    fs__cmd_put(r, c);
 }
 
-/* The RESP form of a command, "*argc\r\n" then "$len\r\narg\r\n" per argument, into one
- * fs_xmalloc'ed buffer. hiredis's redisFormatCommandArgv does the same with one sprintf per
- * argument, which showed in profiles of the reservation path (five arguments per request). */
-static size_t fs__format_command(char **out, int argc, const char **argv, const size_t *lens)
+/* The most bytes fs__format_command writes for these arguments, its final NUL included. */
+static size_t fs__format_bound(int argc, const size_t *lens)
 {
-    size_t total = 1 + FS_I64_MAX_LEN + 2;
+    size_t total = 1 + FS_I64_MAX_LEN + 2 + 1;
     for (int i = 0; i < argc; i++) total += 1 + FS_I64_MAX_LEN + 2 + lens[i] + 2;
-    char *p = fs_xmalloc(total + 1), *w = p;
+    return total;
+}
+
+/* The RESP form of a command, "*argc\r\n" then "$len\r\narg\r\n" per argument, into p (room
+ * for fs__format_bound bytes); returns its length. hiredis's redisFormatCommandArgv does the same
+ * with one sprintf per argument, which showed in profiles of the reservation path (five arguments
+ * per request). */
+static size_t fs__format_command(char *p, int argc, const char **argv, const size_t *lens)
+{
+    char *w = p;
     *w++ = '*';
     w += fs_fmt_i64(w, argc);
     *w++ = '\r', *w++ = '\n';
@@ -160,15 +208,14 @@ static size_t fs__format_command(char **out, int argc, const char **argv, const 
         *w++ = '\r', *w++ = '\n';
     }
     *w = 0;
-    *out = p;
     return (size_t)(w - p);
 }
 
 static void fs__enqueue(fs_redis_t *r, fs_redis_cb cb, void *arg, int argc, const char **argv,
                         const size_t *lens, int timeout_ms, int internal)
 {
-    fs__cmd_t *c = fs_xcalloc(1, sizeof *c);
-    c->fmtlen = fs__format_command(&c->fmt, argc, argv, lens);
+    fs__cmd_t *c = fs__cmd_get(r, fs__format_bound(argc, lens));
+    c->fmtlen = fs__format_command(c->fmt, argc, argv, lens);
     c->r = r;
     c->cb = cb;
     c->arg = arg;
@@ -182,8 +229,7 @@ static void fs__enqueue(fs_redis_t *r, fs_redis_cb cb, void *arg, int argc, cons
     r->stats.commands++;
     if (redisAsyncFormattedCommand(r->ac, fs__on_reply, c, c->fmt, c->fmtlen) != REDIS_OK) {
         fs__unlink(r, c);
-        free(c->fmt);
-        free(c);
+        fs__cmd_put(r, c);
         r->stats.errors++;
         cb(NULL, FS_EIO, arg);
     }
@@ -363,6 +409,12 @@ fs_redis_stats_t fs_redis_stats(const fs_redis_t *r)
 static void fs__on_timer_closed(uv_handle_t *h)
 {
     fs_redis_t *r = h->data;
+    while (r->spare) {
+        fs__cmd_t *c = r->spare;
+        r->spare = c->next;
+        free(c->fmt);
+        free(c);
+    }
     free(r->host);
     free(r);
 }

@@ -49,9 +49,16 @@
  * their own calls in flight. */
 #define FS__MAX_WAVES 1
 
+/* Queues and batches, once done with, are kept for reuse (up to this many queues; batches are
+ * bounded by the calls in flight), and so are the arrays a call is built in: under load a wave
+ * allocates nothing. */
+#define FS__SPARE_QUEUES 64
+
 typedef struct fs__queue {
     struct fs__queue *next_in_bucket, *next_dirty;
-    char *launch, *sku;
+    char *launch, *sku; /* in names (launch, NUL, sku, NUL) */
+    char *names;
+    size_t names_cap;
     uint32_t hash;
     fs_reserve_item_t *head, *tail;
     size_t count;
@@ -61,7 +68,8 @@ typedef struct fs__queue {
                          up before a wave, only with a linger */
 } fs__queue_t;
 
-typedef struct {
+typedef struct fs__batch {
+    struct fs__batch *next_spare;
     fs_stock_t *st;
     fs__queue_t *q;
     fs_reserve_item_t *items;
@@ -243,15 +251,57 @@ static fs__queue_t **fs__bucket(fs_stock_t *st, uint32_t h)
     return &st->buckets[h % FS__NBUCKETS];
 }
 
+/* A new queue for launch, sku (hash h), not yet in the map: a spare one if there is. */
+static fs__queue_t *fs__queue_new(fs_stock_t *st, const char *launch, const char *sku, uint32_t h)
+{
+    fs__queue_t *q = st->spare_queues;
+    char *names = NULL;
+    size_t cap = 0;
+    if (q) {
+        st->spare_queues = q->next_in_bucket;
+        st->nspare_queues--;
+        names = q->names;
+        cap = q->names_cap;
+    } else {
+        q = fs_xmalloc(sizeof *q);
+    }
+    size_t ll = strlen(launch), sl = strlen(sku);
+    if (cap < ll + sl + 2) {
+        free(names);
+        cap = ll + sl + 2 < 64 ? 64 : ll + sl + 2;
+        names = fs_xmalloc(cap);
+    }
+    memset(q, 0, sizeof *q);
+    q->names = names;
+    q->names_cap = cap;
+    q->launch = names;
+    memcpy(q->launch, launch, ll + 1);
+    q->sku = names + ll + 1;
+    memcpy(q->sku, sku, sl + 1);
+    q->hash = h;
+    return q;
+}
+
+/* Done with q (out of the map): kept for reuse unless enough are. */
+static void fs__queue_release(fs_stock_t *st, fs__queue_t *q)
+{
+    if (st->nspare_queues < FS__SPARE_QUEUES && !st->closing) {
+        q->next_in_bucket = st->spare_queues;
+        st->spare_queues = q;
+        st->nspare_queues++;
+        return;
+    }
+    free(q->names);
+    free(q);
+}
+
 static void fs__queue_free_if_idle(fs_stock_t *st, fs__queue_t *q)
 {
     if (q->count || q->inflight || q->dirty) return;
     fs__queue_t **pp = fs__bucket(st, q->hash);
     while (*pp != q) pp = &(*pp)->next_in_bucket;
     *pp = q->next_in_bucket;
-    free(q->launch);
-    free(q->sku);
-    free(q);
+    fs__queue_release(st, q);
 }
 
 static void fs__flush(uv_check_t *h);
@@ -395,7 +445,8 @@ static void fs__on_batch_reply(redisReply *reply, int err, void *arg)
     } else {
         fs__answer_batch(st, b, reply);
     }
-    free(b);
+    b->next_spare = st->spare_batches;
+    st->spare_batches = b;
     fs__queue_free_if_idle(st, q);
     fs__hub_settle(st);
 }
@@ -504,24 +555,33 @@ static void fs__send_batch(fs_stock_t *st, fs__queue_t *q, fs_reserve_item_t *it
             it->rid_len = fs_rid_new(launch, strlen(launch), sku, strlen(sku), it->rid);
     }
     size_t maxargs = 3 + 6 + n + 3 + n * 5;
-    const char **argv = fs_xmalloc(maxargs * sizeof *argv);
-    size_t *lens = fs_xmalloc(maxargs * sizeof *lens);
-    fs_buf_t keys;
-    fs_buf_init(&keys);
+    if (st->send_cap < maxargs) { /* grows to the largest call made so far, then stays */
+        st->send_cap = maxargs;
+        st->send_argv = fs_xrealloc(st->send_argv, maxargs * sizeof *st->send_argv);
+        st->send_lens = fs_xrealloc(st->send_lens, maxargs * sizeof *st->send_lens);
+    }
+    if (st->send_kcap < 6 + n) {
+        st->send_kcap = 6 + n;
+        st->send_offs = fs_xrealloc(st->send_offs, (6 + n) * sizeof *st->send_offs);
+        st->send_klens = fs_xrealloc(st->send_klens, (6 + n) * sizeof *st->send_klens);
+    }
+    const char **argv = st->send_argv;
+    size_t *lens = st->send_lens, *offs = st->send_offs, *klens = st->send_klens, nkeys = 0;
+    fs_buf_t *keybuf = &st->send_keys;
+    fs_buf_reset(keybuf);
     /* Keys are written into one buffer first and pointed at afterwards (it may move while growing). */
-    size_t nkeys = 0, *offs = fs_xmalloc((6 + n) * sizeof *offs), *klens = fs_xmalloc((6 + n) * sizeof *klens);
     static const char *const suffixes[] = {"sku", "holds", "users", "held", "rlu", "rla"};
     for (int k = 0; k < 6; k++) {
-        offs[nkeys] = keys.len;
-        fs__sku_key(&keys, launch, sku, suffixes[k]);
-        klens[nkeys] = keys.len - offs[nkeys];
+        offs[nkeys] = keybuf->len;
+        fs__sku_key(keybuf, launch, sku, suffixes[k]);
+        klens[nkeys] = keybuf->len - offs[nkeys];
         nkeys++;
     }
     for (fs_reserve_item_t *it = items; it; it = it->next) {
         if (!it->idem) continue;
-        offs[nkeys] = keys.len;
-        fs__idem_key(&keys, it);
-        klens[nkeys] = keys.len - offs[nkeys];
+        offs[nkeys] = keybuf->len;
+        fs__idem_key(keybuf, it);
+        klens[nkeys] = keybuf->len - offs[nkeys];
         nkeys++;
     }
     char numkeys[FS_I64_MAX_LEN], nstr[FS_I64_MAX_LEN], qty[FS__BATCH_MAX][FS_I64_MAX_LEN];
@@ -534,7 +594,7 @@ static void fs__send_batch(fs_stock_t *st, fs__queue_t *q, fs_reserve_item_t *it
     else
         argv[a] = FS_FN("fs_reserve"), lens[a++] = sizeof FS_FN("fs_reserve") - 1;
     lens[a] = fs_fmt_i64(numkeys, (int64_t)nkeys), argv[a++] = numkeys;
-    for (size_t k = 0; k < nkeys; k++) argv[a] = keys.data + offs[k], lens[a++] = klens[k];
+    for (size_t k = 0; k < nkeys; k++) argv[a] = keybuf->data + offs[k], lens[a++] = klens[k];
     lens[a] = fs_fmt_i64(nstr, (int64_t)n), argv[a++] = nstr;
     if (grouped) {
         argv[a] = group, lens[a++] = group_len;
@@ -551,7 +611,9 @@ static void fs__send_batch(fs_stock_t *st, fs__queue_t *q, fs_reserve_item_t *it
         if (!shared)
             argv[a] = it->addr ? it->addr : "", lens[a++] = it->addr ? strlen(it->addr) : 0;
     }
-    fs__batch_t *b = fs_xmalloc(sizeof *b);
+    fs__batch_t *b = st->spare_batches;
+    if (b) st->spare_batches = b->next_spare;
+    else b = fs_xmalloc(sizeof *b);
     b->st = st;
     b->q = q;
     b->items = items;
@@ -559,12 +621,10 @@ static void fs__send_batch(fs_stock_t *st, fs__queue_t *q, fs_reserve_item_t *it
     q->inflight++;
     st->stats.batches++;
     st->stats.batched_items += n;
+    /* The command is formatted into the Redis client's own buffer before this returns (a reply
+     * comes later, or, with the connection down, at once, sending nothing): the arrays are free
+     * for the next call. */
     fs_redis_command(st->redis, fs__on_batch_reply, b, (int)a, argv, lens);
-    free(argv);
-    free(lens);
-    free(offs);
-    free(klens);
-    fs_buf_free(&keys);
 }
 
 /* Sends the next wave of queue q: everything queued, in calls of at most FS__BATCH_MAX. Requests
@@ -638,10 +698,7 @@ static void fs__enqueue(fs_stock_t *st, fs_reserve_item_t *it, uint32_t h)
     for (q = *bucket; q; q = q->next_in_bucket)
         if (q->hash == h && strcmp(q->launch, it->launch) == 0 && strcmp(q->sku, it->sku) == 0) break;
     if (!q) {
-        q = fs_xcalloc(1, sizeof *q);
-        q->launch = fs_xstrndup(it->launch, strlen(it->launch));
-        q->sku = fs_xstrndup(it->sku, strlen(it->sku));
-        q->hash = h;
+        q = fs__queue_new(st, it->launch, it->sku, h);
         q->next_in_bucket = *bucket;
         *bucket = q;
     }
@@ -761,12 +818,31 @@ void fs__stock_queues_close(fs_stock_t *st)
             q->head = q->tail = NULL;
             q->count = 0;
             fs__fail_list(st, it, FS_RES_UNAVAILABLE);
-            free(q->launch);
-            free(q->sku);
+            free(q->names);
             free(q);
             q = next;
         }
         st->buckets[b] = NULL;
     }
     st->dirty = NULL;
+}
+
+void fs__stock_queues_free(fs_stock_t *st)
+{
+    while (st->spare_queues) {
+        fs__queue_t *q = st->spare_queues;
+        st->spare_queues = q->next_in_bucket;
+        free(q->names);
+        free(q);
+    }
+    while (st->spare_batches) {
+        fs__batch_t *b = st->spare_batches;
+        st->spare_batches = b->next_spare;
+        free(b);
+    }
+    free(st->send_argv);
+    free(st->send_lens);
+    free(st->send_offs);
+    free(st->send_klens);
+    fs_buf_free(&st->send_keys);
 }

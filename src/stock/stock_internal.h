@@ -3,6 +3,7 @@
 #define FS_STOCK_INTERNAL_H
 
 #include "stock.h"
+#include "../common/buf.h"
 
 #define FS__NBUCKETS 256
 
@@ -27,6 +28,14 @@ struct fs_stock {
     int grouped_holds;                     /* fs_reserve_group for plain batches */
     size_t max_queued;
     struct fs_redis_sub *sub;              /* fs:stock messages drop marks */
+    /* kept for reuse by the send path (reserve_queue.c), so that a wave allocates nothing */
+    struct fs__queue *spare_queues;
+    size_t nspare_queues;
+    struct fs__batch *spare_batches;
+    const char **send_argv;                /* an fs_reserve call's arguments... */
+    size_t *send_lens, send_cap;
+    size_t *send_offs, *send_klens, send_kcap; /* ...and its keys, written into send_keys */
+    fs_buf_t send_keys;
     /* sweeper */
     uv_timer_t sweep_timer;
     int sweeping;                          /* calls in flight */
@@ -47,6 +56,7 @@ struct fs_stock {
 
 void fs__stock_queues_init(fs_stock_t *st);
 void fs__stock_queues_close(fs_stock_t *st);
+void fs__stock_queues_free(fs_stock_t *st); /* what the send path kept, once st is closed */
 void fs__stock_on_closed(uv_handle_t *h); /* one of st's handles closed: frees st after the last */
 
 /* hub.c: the mailboxes between loops (see there). */

@@ -381,6 +381,7 @@ void fs__stock_on_closed(uv_handle_t *h)
     fs_stock_t *st = h->data;
     if (--st->open_handles == 0) {
         fs__free_sku_list(st->sweep_skus, st->sweep_nskus);
+        fs__stock_queues_free(st);
         fs__soldout_free(st);
         free(st);
     }
