@@ -7,6 +7,7 @@
 #include "../redis/redis_sub.h"
 #include "flashsale/error.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -246,7 +247,8 @@ static void fs__on_expired(redisReply *reply, int err, void *arg)
             k->waited_hold_ms = k->hold_ms;
         }
     } else if (!err && reply->type == REDIS_REPLY_ERROR) {
-        fs_warn("sweep_failed", "error=\"%s\"", reply->str);
+        char msg[200];
+        fs_warn("sweep_failed", "error=%s", fs_log_quote(msg, sizeof msg, reply->str));
     } else if (!err) {
         fs_warn("sweep_failed", "error=\"unexpected reply to fs_expire\"");
     }
@@ -265,14 +267,22 @@ static void fs__free_sku_list(fs__sweep_sku_t *v, size_t n)
     free(v);
 }
 
-/* The entry of old (n of them) for launch l, SKU s, or NULL; looked for at index `at` first (the
- * list is in the same order from one fetch to the next unless launches come or go). */
-static fs__sweep_sku_t *fs__sweep_find(fs__sweep_sku_t *old, size_t n, size_t at, const char *l,
-                                       const char *s)
+/* The entry of old (n of them) for launch l, SKU s (the new list's entry i), or NULL. The list
+ * keeps its order from one fetch to the next, shifted where launches or SKUs came: the entry *off
+ * places from i is tried first, and a search (for a SKU that moved or is new) updates *off, so a
+ * list of thousands of SKUs (every launch ever made) costs a lookup per entry, not a search. */
+static fs__sweep_sku_t *fs__sweep_find(fs__sweep_sku_t *old, size_t n, size_t i, ptrdiff_t *off,
+                                       const char *l, const char *s)
 {
-    if (at < n && strcmp(old[at].sku, s) == 0 && strcmp(old[at].launch, l) == 0) return &old[at];
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(old[i].sku, s) == 0 && strcmp(old[i].launch, l) == 0) return &old[i];
+    ptrdiff_t at = (ptrdiff_t)i + *off;
+    if (at >= 0 && (size_t)at < n && strcmp(old[at].sku, s) == 0 && strcmp(old[at].launch, l) == 0)
+        return &old[at];
+    for (size_t j = 0; j < n; j++) {
+        if (strcmp(old[j].sku, s) == 0 && strcmp(old[j].launch, l) == 0) {
+            *off = (ptrdiff_t)j - (ptrdiff_t)i;
+            return &old[j];
+        }
+    }
     return NULL;
 }
 
@@ -281,10 +291,16 @@ static void fs__on_sku_list(redisReply *reply, int err, void *arg)
     fs_stock_t *st = arg;
     st->sweeping--;
     if (err || reply->type != REDIS_REPLY_ARRAY || reply->elements % 3) {
-        if (!err) fs_warn("sweep_failed", "error=\"unexpected reply to fs_sku_list\"");
+        char msg[200];
+        if (!err)
+            fs_warn("sweep_failed", "error=%s",
+                    fs_log_quote(msg, sizeof msg, reply->type == REDIS_REPLY_ERROR
+                                                      ? reply->str
+                                                      : "unexpected reply to fs_sku_list"));
         return;
     }
     size_t n = reply->elements / 3;
+    ptrdiff_t off = 0;
     fs__sweep_sku_t *v = fs_xcalloc(n ? n : 1, sizeof *v);
     for (size_t i = 0; i < n; i++) {
         size_t len;
@@ -294,8 +310,8 @@ static void fs__on_sku_list(redisReply *reply, int err, void *arg)
         s = fs_reply_str(reply->element[3 * i + 1], &len);
         v[i].sku = fs_xstrndup(s, len);
         v[i].hold_ms = fs_reply_i64(reply->element[3 * i + 2], NULL);
-        fs__sweep_sku_t *was = fs__sweep_find(st->sweep_skus, st->sweep_nskus, i, v[i].launch,
-                                              v[i].sku);
+        fs__sweep_sku_t *was = fs__sweep_find(st->sweep_skus, st->sweep_nskus, i, &off,
+                                              v[i].launch, v[i].sku);
         /* A SKU new to the list is swept at once; one whose hold time fell may have holds due
          * sooner than it was told. */
         if (was && v[i].hold_ms >= was->waited_hold_ms) {

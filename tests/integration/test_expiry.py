@@ -167,6 +167,18 @@ class SweeperWaitsTest(fsserver.ServerTestCase):
         calls = self.fcalls() - before
         self.assertLessEqual(calls, 4, "FCALLs in 2 s with nothing due")
 
+        # A launch whose id sorts first moves every SKU down the sweeper's list; what it knows of
+        # them must move along (else all 20 are swept again).
+        before = self.fcalls()
+        first = "A" + fsserver.unique()
+        r = self.srv.admin_put_launch(first, [sku("n%d" % i, 10, 1) for i in range(3)],
+                                      hold_seconds=3600)
+        self.assertEqual(r.status, 200, r.body)
+        time.sleep(2.0)
+        calls = self.fcalls() - before
+        # the PUT's own call(s), the SKU list twice, one fs_expire per new SKU
+        self.assertLessEqual(calls, 10, "FCALLs in 2 s after a launch was added")
+
         # The launch's hold time falls to 1 s: a hold made now is due in 1 s, sooner than the
         # sweeper was told (3600 s); it must still be back within SWEEP_BOUND of expiring.
         r = self.srv.admin_put_launch(lid, [sku(s, 10, 1) for s in skus], hold_seconds=1)
