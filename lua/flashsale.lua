@@ -6,6 +6,7 @@ The server (flashsale-server) loads this text with FUNCTION LOAD REPLACE and cal
 below with FCALL. docs/redis.md is the contract: key layout, arguments and reply formats. In short:
 
   fs:launches                  set     every launch id
+  fs:launches:ver              string  a count fs_launch_put raises: the version of fs_sku_list
   fs:launch:{L}                hash    name state hold_seconds starts_at_ms ends_at_ms created_ms updated_ms
   fs:launch:{L}:skus           list    SKU ids in the order they were added
   fs:{L:S}:sku                 hash    launch sku stock total available held sold per_user_limit
@@ -1501,7 +1502,8 @@ end
 --         then per SKU sku, stock, per_user_limit, price_cents
 --   Returns {"ok", created (1/0), <launch as fs_launch_get returns it from its third element>}
 --     or {"use_restock", sku} when an existing SKU is given a stock other than the one it was
---     created with (then nothing changes). A SKU listed twice in one call is an error.
+--     created with (then nothing changes). A SKU listed twice in one call is an error. A call
+--     that changes something adds one to fs:launches:ver (fs_sku_list's version).
 --   Invariant: a new SKU starts with total = available = stock, held = sold = 0; existing
 --     counters are never touched here (restock does that). The launch's state, hold_ms,
 --     starts_at_ms and ends_at_ms are mirrored into every SKU hash of the launch.
@@ -1608,6 +1610,7 @@ local function fs_launch_put(keys, args)
     for i = 1, #skus do
         redis.call('HSET', sku_key(launch, skus[i]), unpack(copies))
     end
+    redis.call('INCR', keys[3] .. ':ver')
     return launch_view(launch, l, skus, created, now)
 end
 
@@ -1886,20 +1889,27 @@ end
 
 ---------------------------------------------------------------------------------------------------
 -- fs_sku_list (read-only): what the sweeper sweeps.
---   KEYS: fs:launches   ARGV: none
---   Returns a flat array L1, S1, H1, L2, S2, H2, ... of every SKU of every launch (launches sorted
---     by id, SKUs in the order they were added) with its launch's hold time in ms (Hi): a sweeper
---     that waits on a SKU (fs_expire's wait_ms) sweeps it at once when that falls.
+--   KEYS: fs:launches   ARGV: none, or the version of the list the caller has
+--   Returns {V, L1, S1, H1, L2, S2, H2, ...}: the list's version (fs:launches:ver, which
+--     fs_launch_put raises; '0' before any), then every SKU of every launch (launches sorted by
+--     id, SKUs in the order they were added) with its launch's hold time in ms (Hi): a sweeper
+--     that waits on a SKU (fs_expire's wait_ms) sweeps it at once when that falls. Only {V} when
+--     V is the version given: the list holds every launch ever made, and each server asks for it
+--     once a second.
 --   Invariant: changes nothing.
 ---------------------------------------------------------------------------------------------------
 local function fs_sku_list(keys, args)
-    if #keys ~= 1 or #args ~= 0 then
+    if #keys ~= 1 or #args > 1 then
         fail('wrong number of arguments')
     end
     expect_key(keys[1], 'fs:launches', 'launches')
+    local ver = redis.call('GET', keys[1] .. ':ver') or '0'
+    if args[1] == ver then
+        return { ver }
+    end
     local launches = redis.call('SMEMBERS', keys[1])
     table.sort(launches)
-    local out = {}
+    local out = { ver }
     for i = 1, #launches do
         local lkey = 'fs:launch:{' .. launches[i] .. '}'
         local skus = redis.call('LRANGE', lkey .. ':skus', 0, -1)

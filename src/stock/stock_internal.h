@@ -42,6 +42,8 @@ struct fs_stock {
     uint64_t skus_fetched_ns;
     struct fs__sweep_sku *sweep_skus;      /* every SKU of every launch (stock_ops.c) */
     size_t sweep_nskus;
+    char skus_ver[24];                     /* fs_sku_list's version of them ("": none yet) */
+    uint64_t skus_whole_ns;                /* when the whole list last came */
     int sweep_again;                       /* a call expired its most: sweep again at once */
     int closing, open_handles;
     /* the hub (hub.c; NULL with one loop) */

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #define FS__SWEEP_MAX "200"
+#define FS__SKU_LIST_WHOLE_NS 60000000000u /* the sweeper's whole SKU list at least this often */
 
 /* Builds and sends "FCALL fn numkeys keys... args..." where keys and args are NUL-terminated
  * strings, except that args may carry explicit lengths (arglens[i] == (size_t)-1 means strlen). */
@@ -290,7 +291,8 @@ static void fs__on_sku_list(redisReply *reply, int err, void *arg)
 {
     fs_stock_t *st = arg;
     st->sweeping--;
-    if (err || reply->type != REDIS_REPLY_ARRAY || reply->elements % 3) {
+    if (err || reply->type != REDIS_REPLY_ARRAY || reply->elements % 3 != 1 ||
+        reply->element[0]->type != REDIS_REPLY_STRING || reply->element[0]->len >= sizeof st->skus_ver) {
         char msg[200];
         if (!err)
             fs_warn("sweep_failed", "error=%s",
@@ -299,17 +301,26 @@ static void fs__on_sku_list(redisReply *reply, int err, void *arg)
                                                       : "unexpected reply to fs_sku_list"));
         return;
     }
+    st->skus_fetched_ns = fs_mono_ns();
+    const redisReply *ver = reply->element[0];
+    if (reply->elements == 1 && strcmp(ver->str, st->skus_ver) == 0) { /* unchanged */
+        fs__sweep_skus(st);
+        return;
+    }
+    memcpy(st->skus_ver, ver->str, ver->len + 1);
+    st->skus_whole_ns = st->skus_fetched_ns;
+    redisReply **e = reply->element + 1;
     size_t n = reply->elements / 3;
     ptrdiff_t off = 0;
     fs__sweep_sku_t *v = fs_xcalloc(n ? n : 1, sizeof *v);
     for (size_t i = 0; i < n; i++) {
         size_t len;
-        const char *s = fs_reply_str(reply->element[3 * i], &len);
+        const char *s = fs_reply_str(e[3 * i], &len);
         v[i].st = st;
         v[i].launch = fs_xstrndup(s, len);
-        s = fs_reply_str(reply->element[3 * i + 1], &len);
+        s = fs_reply_str(e[3 * i + 1], &len);
         v[i].sku = fs_xstrndup(s, len);
-        v[i].hold_ms = fs_reply_i64(reply->element[3 * i + 2], NULL);
+        v[i].hold_ms = fs_reply_i64(e[3 * i + 2], NULL);
         fs__sweep_sku_t *was = fs__sweep_find(st->sweep_skus, st->sweep_nskus, i, &off,
                                               v[i].launch, v[i].sku);
         /* A SKU new to the list is swept at once; one whose hold time fell may have holds due
@@ -322,7 +333,6 @@ static void fs__on_sku_list(redisReply *reply, int err, void *arg)
     fs__free_sku_list(st->sweep_skus, st->sweep_nskus);
     st->sweep_skus = v;
     st->sweep_nskus = n;
-    st->skus_fetched_ns = fs_mono_ns();
     fs__sweep_skus(st);
 }
 
@@ -348,10 +358,15 @@ static void fs__on_sweep_tick(uv_timer_t *t)
     fs_stock_t *st = t->data;
     if (st->sweeping > 0 || !fs_redis_ready(st->redis)) return;
     st->sweep_again = 0;
-    if (!st->skus_fetched_ns || fs_mono_ns() - st->skus_fetched_ns > 1000000000u) {
-        const char *keys[] = {"fs:launches"};
+    uint64_t now = fs_mono_ns();
+    if (!st->skus_fetched_ns || now - st->skus_fetched_ns > 1000000000u) {
+        /* With the version it has, the answer is only that version unless the list changed. The
+         * whole list at least once a minute all the same: servers of the previous version change
+         * launches without raising the version. */
+        const char *keys[] = {"fs:launches"}, *args[] = {st->skus_ver};
+        int known = st->skus_ver[0] && now - st->skus_whole_ns < FS__SKU_LIST_WHOLE_NS;
         st->sweeping++;
-        fs__fcall(st, FS_FN("fs_sku_list"), 1, keys, 0, NULL, NULL, fs__on_sku_list, st);
+        fs__fcall(st, FS_FN("fs_sku_list"), 1, keys, known, args, NULL, fs__on_sku_list, st);
     } else {
         fs__sweep_skus(st);
     }

@@ -149,10 +149,13 @@ class SweeperWaitsTest(fsserver.ServerTestCase):
 
     server_env = {"FLASHSALE_SWEEP_INTERVAL_MS": "50", "FLASHSALE_THREADS": "1"}
 
-    def fcalls(self):
+    def calls(self, command):
         info = self.r.call("INFO", "commandstats")
-        m = re.search(r"^cmdstat_fcall:calls=(\d+),", info, re.M)
+        m = re.search(r"^cmdstat_%s:calls=(\d+)," % command, info, re.M)
         return int(m.group(1)) if m else 0
+
+    def fcalls(self):
+        return self.calls("fcall")
 
     def settle(self):
         """Waits (at most 10 s) for a second with no more FCALLs than the SKU list's: the
@@ -171,12 +174,13 @@ class SweeperWaitsTest(fsserver.ServerTestCase):
         held = self.srv.reserve(lid, "s0", "u1")
         self.assertEqual(held.status, 201, held.body)
         self.settle()  # the SKU list, then one fs_expire per SKU
-        before = self.fcalls()
+        before, lists = self.fcalls(), self.calls("lrange")
         time.sleep(2.0)
         # 40 ticks: 800 fs_expire calls at one per SKU and tick; now only the SKU list, once
-        # a second.
+        # a second, and that only says it has not changed (it reads no launch's SKUs).
         calls = self.fcalls() - before
         self.assertLessEqual(calls, 4, "FCALLs in 2 s with nothing due")
+        self.assertEqual(self.calls("lrange") - lists, 0, "the SKU list read again unchanged")
 
         # A launch whose id sorts first moves every SKU down the sweeper's list; what it knows of
         # them must move along (else all 20 are swept again).

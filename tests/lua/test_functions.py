@@ -252,7 +252,11 @@ class FS:
         return self.r.call("FCALL", "fs_restock", 1, self.p(launch, sku) + ":sku", delta)
 
     def sku_list(self):
-        return self.r.call("FCALL_RO", "fs_sku_list", 1, "fs:launches")
+        """fs_sku_list's triples, without its version."""
+        return self.sku_list_reply()[1:]
+
+    def sku_list_reply(self, *known):
+        return self.r.call("FCALL_RO", "fs_sku_list", 1, "fs:launches", *known)
 
     def counters(self, launch, sku):
         v = self.r.call("HMGET", self.p(launch, sku) + ":sku", "total", "available", "held", "sold")
@@ -1160,6 +1164,26 @@ class TestConfirmCancel(Base):
         # The hold made under 100 s is due later than one made now would be.
         self.assertEqual(fs.expire_reply("L", "A"), [0, 10000])
 
+    def test_sku_list_version(self):
+        """fs_sku_list answers only its version when the caller has that version; every
+        fs_launch_put that succeeds raises it, one that changes nothing does not."""
+        fs = self.fs
+        self.assertEqual(fs.sku_list_reply(), ["0"])
+        self.open_launch("L", [("A", 10, 3, 1)], hold_seconds=100)
+        v1 = fs.sku_list_reply()
+        self.assertEqual(v1[1:], ["L", "A", "100000"])
+        self.assertNotEqual(v1[0], "0")
+        self.assertEqual(fs.sku_list_reply(v1[0]), [v1[0]])
+        self.assertEqual(fs.sku_list_reply("stale")[1:], ["L", "A", "100000"])
+        fs.state("L", "pause")  # not in the list: the version stays
+        self.assertEqual(fs.sku_list_reply(v1[0]), [v1[0]])
+        self.assertEqual(fs.put("L", [("A", 11, 3, 1)])[0], "use_restock")  # changes nothing
+        self.assertEqual(fs.sku_list_reply(v1[0]), [v1[0]])
+        self.assertEqual(fs.put("L", [("B", 5, 1, 1)], hold_seconds=100)[0], "ok")
+        v2 = fs.sku_list_reply(v1[0])
+        self.assertNotEqual(v2[0], v1[0])
+        self.assertEqual(v2[1:], ["L", "A", "100000", "L", "B", "100000"])
+
 
 class TestGroupedHolds(Base):
     """fs_reserve_group: one member of holds and one field of held per call (docs/redis.md,
@@ -1596,7 +1620,7 @@ class TestSafety(Base):
             ("fs_restock", [p + ":sku"], [1, 2]),
             ("fs_launch_state", ["fs:launch:{L}", "fs:launch:{L}:skus"], []),
             ("fs_launch_get", ["fs:launch:{L}", "fs:launch:{L}:skus"], ["x"]),
-            ("fs_sku_list", ["fs:launches"], ["x"]),
+            ("fs_sku_list", ["fs:launches"], ["x", "y"]),
             ("fs_launch_put", ["fs:launch:{L}", "fs:launch:{L}:skus", "fs:launches"], ["L"]),
         ]
         for name, keys, args in calls:
