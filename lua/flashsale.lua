@@ -1503,7 +1503,7 @@ end
 --   Returns {"ok", created (1/0), <launch as fs_launch_get returns it from its third element>}
 --     or {"use_restock", sku} when an existing SKU is given a stock other than the one it was
 --     created with (then nothing changes). A SKU listed twice in one call is an error. A call
---     that changes something adds one to fs:launches:ver (fs_sku_list's version).
+--     that returns ok adds one to fs:launches:ver (fs_sku_list's version).
 --   Invariant: a new SKU starts with total = available = stock, held = sold = 0; existing
 --     counters are never touched here (restock does that). The launch's state, hold_ms,
 --     starts_at_ms and ends_at_ms are mirrored into every SKU hash of the launch.

@@ -292,7 +292,8 @@ static void fs__on_sku_list(redisReply *reply, int err, void *arg)
     fs_stock_t *st = arg;
     st->sweeping--;
     if (err || reply->type != REDIS_REPLY_ARRAY || reply->elements % 3 != 1 ||
-        reply->element[0]->type != REDIS_REPLY_STRING || reply->element[0]->len >= sizeof st->skus_ver) {
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[0]->len >= sizeof st->skus_ver) {
         char msg[200];
         if (!err)
             fs_warn("sweep_failed", "error=%s",

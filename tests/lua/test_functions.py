@@ -1166,7 +1166,7 @@ class TestConfirmCancel(Base):
 
     def test_sku_list_version(self):
         """fs_sku_list answers only its version when the caller has that version; every
-        fs_launch_put that succeeds raises it, one that changes nothing does not."""
+        fs_launch_put answered ok raises it; one answered use_restock (nothing changed) does not."""
         fs = self.fs
         self.assertEqual(fs.sku_list_reply(), ["0"])
         self.open_launch("L", [("A", 10, 3, 1)], hold_seconds=100)
@@ -1177,7 +1177,7 @@ class TestConfirmCancel(Base):
         self.assertEqual(fs.sku_list_reply("stale")[1:], ["L", "A", "100000"])
         fs.state("L", "pause")  # not in the list: the version stays
         self.assertEqual(fs.sku_list_reply(v1[0]), [v1[0]])
-        self.assertEqual(fs.put("L", [("A", 11, 3, 1)])[0], "use_restock")  # changes nothing
+        self.assertEqual(fs.put("L", [("A", 11, 3, 1)])[0], "use_restock")  # nothing changed
         self.assertEqual(fs.sku_list_reply(v1[0]), [v1[0]])
         self.assertEqual(fs.put("L", [("B", 5, 1, 1)], hold_seconds=100)[0], "ok")
         v2 = fs.sku_list_reply(v1[0])
