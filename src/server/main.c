@@ -192,9 +192,9 @@ static int fs__worker_init(fs__worker_t *w, int index, const char *host, int por
     ho.user = w->api;
     int rc = fs_http_server_start(&w->http, &w->loop, &ho, err, errcap);
     if (rc) return rc;
-    /* One sweeper per server, not per loop: each would call fs_expire for every SKU of every
-     * launch, and the calls of a sweep reach Redis together (about 20 us each with nothing due,
-     * 43 SKUs in rush-bench.sh: 0.9 ms that reservations wait behind, 4 times a second). */
+    /* One sweeper per server, not per loop: each loop's would call fs_expire for the same SKUs
+     * when they come due, and the calls of a sweep reach Redis together (about 20 us each), with
+     * reservations waiting behind them. */
     if (index == 0) fs_stock_start_sweeper(w->stock, fs__cfg.sweep_interval_ms);
     return FS_OK;
 }
