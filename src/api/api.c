@@ -352,6 +352,7 @@ void fs_api_publish_metrics(void *arg)
     atomic_store(&m->sold_out_cached, ss.sold_out_cached);
     atomic_store(&m->reserve_batches, ss.batches);
     atomic_store(&m->reserve_batched, ss.batched_items);
+    atomic_store(&m->reserve_rerouted, ss.rerouted);
 }
 
 /* ---- service endpoints ---- */

@@ -82,9 +82,12 @@ void fs_metrics_write(fs_buf_t *o, fs_metrics_t *const *ms, int n, const char *c
                   "# HELP fs_reserve_batches_total fs_reserve calls sent to Redis.\n"
                   "# TYPE fs_reserve_batches_total counter\nfs_reserve_batches_total %llu\n"
                   "# HELP fs_reserve_batched_total Reservation requests sent in those calls.\n"
-                  "# TYPE fs_reserve_batched_total counter\nfs_reserve_batched_total %llu\n",
+                  "# TYPE fs_reserve_batched_total counter\nfs_reserve_batched_total %llu\n"
+                  "# HELP fs_reserve_rerouted_total Reservation requests a loop handed to another "
+                  "because its own Redis connection was down.\n"
+                  "# TYPE fs_reserve_rerouted_total counter\nfs_reserve_rerouted_total %llu\n",
                   (unsigned long long)FS__SUM(sold_out_cached), (unsigned long long)FS__SUM(reserve_batches),
-                  (unsigned long long)FS__SUM(reserve_batched));
+                  (unsigned long long)FS__SUM(reserve_batched), (unsigned long long)FS__SUM(reserve_rerouted));
     fs_buf_printf(o,
                   "# HELP fs_redis_commands_total Commands sent to Redis.\n"
                   "# TYPE fs_redis_commands_total counter\nfs_redis_commands_total %llu\n"

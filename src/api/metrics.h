@@ -18,7 +18,7 @@ typedef struct {
     _Atomic uint64_t latency[FS_METRICS_ROUTES][FS_METRICS_BUCKETS]; /* non-cumulative */
     _Atomic uint64_t latency_sum_us[FS_METRICS_ROUTES];
     _Atomic uint64_t reservations[FS_METRICS_OUTCOMES];
-    _Atomic uint64_t sold_out_cached, reserve_batches, reserve_batched;
+    _Atomic uint64_t sold_out_cached, reserve_batches, reserve_batched, reserve_rerouted;
     /* copied from other modules' stats by their owner loop */
     _Atomic uint64_t redis_commands, redis_errors, redis_timeouts, redis_reconnects;
     _Atomic uint64_t connections_open, redis_connected;

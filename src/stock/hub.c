@@ -8,8 +8,12 @@
  *
  * A loop leads only while its own Redis connection is ready: while it is not (reconnecting after
  * a lost connection or a command past its deadline), the other loops send its SKUs' requests
- * themselves, on their own connections, rather than have it answer them 503. What it already
- * took is answered by it, as its own requests are.
+ * themselves, on their own connections, rather than have it answer them 503; and it hands its own
+ * new requests to a loop whose connection is ready (fs__hub_forward_any). What it had queued and
+ * not sent when its connection went goes the same way: its own requests to another loop, other
+ * loops' back to them, to send themselves (it->retry). A request is moved so once at most
+ * (it->rerouted); what was in flight on the lost connection is answered 503, as Redis may have
+ * decided it.
  *
  * Lifetimes: the hub outlives every loop (created before they run, freed after they stopped).
  * A mailbox's async handle is sent to only under its mutex, and only while the loop leads
@@ -130,6 +134,17 @@ int fs__hub_forward(fs_stock_t *st, int leader, fs_reserve_item_t *it)
     uv_mutex_unlock(&box->mu);
     st->forwarded_out++;
     return 1;
+}
+
+int fs__hub_forward_any(fs_stock_t *st, int first, fs_reserve_item_t *it)
+{
+    int n = st->hub->n;
+    if (first >= 0 && first != st->index && fs__hub_forward(st, first, it)) return 1;
+    for (int k = 1; k < n; k++) {
+        int i = (st->index + k) % n;
+        if (i != first && fs__hub_forward(st, i, it)) return 1;
+    }
+    return 0;
 }
 
 void fs__hub_send_back(fs_stock_t *st, fs_reserve_item_t *it)

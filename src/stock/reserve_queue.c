@@ -627,11 +627,57 @@ static void fs__send_batch(fs_stock_t *st, fs__queue_t *q, fs_reserve_item_t *it
     fs_redis_command(st->redis, fs__on_batch_reply, b, (int)a, argv, lens);
 }
 
+/* st's Redis connection is down: hands its request it to a loop whose connection is up, its SKU's
+ * leader if that is one, unless it was moved so before (hub.c); 1 if one took it. */
+static int fs__reroute(fs_stock_t *st, fs_reserve_item_t *it)
+{
+    if (!st->hub || it->rerouted || st->closing) return 0;
+    it->rerouted = 1; /* before the hand-over: the other loop may take it at once */
+    int leader = fs__hub_leader(st->hub, fs__hash(it->launch, it->sku));
+    if (!fs__hub_forward_any(st, leader, it)) return 0;
+    st->stats.rerouted++;
+    return 1;
+}
+
+/* The wave of queue q cannot go: st's Redis connection went down (it is reconnecting). Nothing of
+ * it reached Redis, so its requests go another way: other loops' back to them, to send on their
+ * own connections, st's own to a loop whose connection is up; what cannot, or waited too long, is
+ * answered. */
+static void fs__reroute_wave(fs_stock_t *st, fs__queue_t *q, uint64_t now)
+{
+    fs_reserve_item_t *it = q->head;
+    q->head = q->tail = NULL;
+    q->count = 0;
+    q->inflight++; /* answers may queue new requests at once */
+    while (it) {
+        fs_reserve_item_t *next = it->next;
+        it->next = NULL;
+        if (now - it->queued_ns > st->max_wait_ns) {
+            fs__finish(st, it, FS_RES_OVERLOADED);
+        } else if (it->origin >= 0 && !it->rerouted) {
+            it->rerouted = 1;
+            it->retry = 1;
+            st->foreign--;
+            st->stats.rerouted++;
+            fs__hub_send_back(st, it);
+        } else if (it->origin >= 0 || !fs__reroute(st, it)) {
+            fs__finish(st, it, FS_RES_UNAVAILABLE);
+        }
+        it = next;
+    }
+    q->inflight--;
+    if (q->inflight < FS__MAX_WAVES && q->count > 0) fs__mark_dirty(st, q);
+}
+
 /* Sends the next wave of queue q: everything queued, in calls of at most FS__BATCH_MAX. Requests
  * that waited too long are answered overloaded instead. */
 static void fs__send_wave(fs_stock_t *st, fs__queue_t *q)
 {
     uint64_t now = fs_mono_ns();
+    if (st->hub && !fs_redis_ready(st->redis)) {
+        fs__reroute_wave(st, q, now);
+        return;
+    }
     if (q->known) fs__sku_wave(q->known, q->count, now); /* the SKU's rate, for fs__lingers */
     fs_reserve_item_t *it = q->head, *send = NULL, **tail = &send;
     q->head = q->tail = NULL;
@@ -728,6 +774,15 @@ void fs__returned(fs_stock_t *st, fs_reserve_item_t *it)
 {
     it->origin = -1;
     st->forwarded_out--;
+    if (it->retry) { /* handed back unsent: its loop lost its Redis connection */
+        it->retry = 0;
+        if (!st->closing && fs_redis_ready(st->redis)) {
+            fs__enqueue(st, it, fs__hash(it->launch, it->sku));
+            return;
+        }
+        fs__finish(st, it, FS_RES_UNAVAILABLE);
+        return;
+    }
     /* What this loop knows of the SKU follows the leader's answers too, as it would its own. */
     if (it->left_seen >= 0) {
         fs__sku_t *sku = fs__sku_get(st, it->launch, it->sku);
@@ -764,9 +819,13 @@ void fs_stock_reserve(fs_stock_t *st, fs_reserve_item_t *it)
     it->rl_on = 0;
     it->units = NULL;
     it->origin = -1;
+    it->rerouted = 0;
+    it->retry = 0;
     it->left_seen = -1;
     if (!fs_redis_ready(st->redis)) {
-        fs__finish(st, it, FS_RES_UNAVAILABLE);
+        /* Reconnecting: a loop whose connection is up sends it (with several loops). */
+        it->queued_ns = fs_mono_ns();
+        if (!fs__reroute(st, it)) fs__finish(st, it, FS_RES_UNAVAILABLE);
         return;
     }
     fs__sku_t *sku = fs__sku_find(st, it->launch, it->sku); /* NULL until Redis knew it */

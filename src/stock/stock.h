@@ -72,6 +72,8 @@ typedef struct fs_reserve_item {
     void *units; /* the SKU's entry (soldout.c) while qty counts as pending there */
     struct fs_stock *st;
     int origin;        /* the loop that handed it to its SKU's leader (hub), or -1 */
+    int rerouted;      /* moved once already because a loop's Redis connection was down (hub) */
+    int retry;         /* handed back unsent: its loop sends it itself (hub) */
     int64_t left_seen; /* units left after its batch, as Redis said; -1: no such answer */
 } fs_reserve_item_t;
 
@@ -82,6 +84,8 @@ typedef struct {
                                  SKU is known sold out, or the units queued ahead already
                                  exceed what is left), or with fs_idem_sold_out for a request
                                  with an Idempotency-Key (also counted in outcomes) */
+    uint64_t rerouted; /* requests this loop handed to another because its own Redis connection
+                          was down (new ones, and those queued when it went) */
 } fs_stock_stats_t;
 
 typedef struct {

@@ -68,6 +68,9 @@ void fs__hub_attach(fs_stock_t *st); /* on st's loop, before it runs */
 /* Hands it to loop `leader`; 0 when that loop leads no more or its Redis connection is not ready
  * (st then sends it itself). */
 int fs__hub_forward(fs_stock_t *st, int leader, fs_reserve_item_t *it);
+/* Hands it to a loop other than st whose Redis connection is ready, loop `first` if it is one
+ * (-1: none first); 0 when there is none. */
+int fs__hub_forward_any(fs_stock_t *st, int first, fs_reserve_item_t *it);
 /* Gives it, answered here (it->code set), back to the loop it came from. */
 void fs__hub_send_back(fs_stock_t *st, fs_reserve_item_t *it);
 /* st's Redis connection became ready (1) or not (0): st takes other loops' requests only then. */

@@ -164,9 +164,13 @@ class QueueBoundsTest(ServerTestCase):
 class OneLoopLosesRedisTest(ServerTestCase):
     """Two event loops, and the Redis connection of one of them stalls and cannot reconnect (a
     proxy between the server and Redis holds that connection's bytes and refuses new ones). The
-    other loop keeps serving every SKU, those the stalled loop led included: it sends them itself
-    rather than hand them to a loop that would answer 503. (Before, a healthy loop's requests for
-    the stalled loop's SKUs were all 503.)"""
+    other loop's connection serves every request of both: the stalled loop's SKUs (their leader is
+    down, so the healthy loop sends them itself), the stalled loop's own HTTP connections' requests
+    (it hands them to the healthy loop), and the requests that were queued at the stalled loop,
+    not yet sent, when its connection went (they go to the healthy loop too). Only what was in
+    flight on the lost connection is answered 503: Redis may have decided it. (Before, everything
+    the stalled loop's HTTP connections asked for was 503, and so was whatever waited in its
+    queues.)"""
     server_env = {"FLASHSALE_THREADS": "1"}  # the class's own server is not used
 
     def metric(self, srv, name):
@@ -175,15 +179,17 @@ class OneLoopLosesRedisTest(ServerTestCase):
                 return int(line.split()[1])
         return None
 
-    def test_the_other_loop_sends_the_stalled_loops_skus_itself(self):
+    def start(self, timeout_ms, max_wait_ms=1000):
+        """A two-loop server behind a proxy, a launch of 16 SKUs (each loop leads some of them, by
+        their hash), and the local ports of the loops' two command connections to Redis."""
         proxy = Proxy(self.redis.port)
         self.addCleanup(proxy.close)
         srv = fsserver.Server("redis://127.0.0.1:%d/0" % proxy.port,
-                              env={"FLASHSALE_THREADS": "2", "FLASHSALE_REDIS_TIMEOUT_MS": "300"})
+                              env={"FLASHSALE_THREADS": "2", "FLASHSALE_REDIS_TIMEOUT_MS": str(timeout_ms),
+                                   "FLASHSALE_QUEUE_MAX_WAIT_MS": str(max_wait_ms)})
         self.addCleanup(lambda: srv.alive() and srv.kill())
-        names = ["k%d" % i for i in range(16)]  # each loop leads some of them (by their hash)
-        lid = self.new_launch([sku(n, 1000, per_user_limit=1) for n in names], srv=srv)
-
+        names = ["k%d" % i for i in range(16)]
+        lid = self.new_launch([sku(n, 1000, per_user_limit=2) for n in names], srv=srv)
         # The loops' command connections: through the proxy, not subscribed.
         ours = proxy.upstream_ports()
         command = []
@@ -192,6 +198,43 @@ class OneLoopLosesRedisTest(ServerTestCase):
             if int(f["addr"].rsplit(":", 1)[1]) in ours and f["sub"] == "0" and f["psub"] == "0":
                 command.append(int(f["addr"].rsplit(":", 1)[1]))
         self.assertEqual(len(command), 2, "one command connection per loop")
+        return proxy, srv, lid, names, command
+
+    def connect(self, srv, lid, count):
+        """count connections, each with one reservation answered (the loop that has it then knows
+        the launch has no waiting room, an answer it keeps while its Redis connection is down)."""
+        conns = [RawConn(srv.port) for _ in range(count)]
+        self.addCleanup(lambda: [c.close() for c in conns])
+        for i, c in enumerate(conns):
+            self.post(c, srv, lid, "k0", "w%d-%d" % (count, i))
+            self.assertEqual(c.read_response().status, 201)
+        return conns
+
+    def post(self, c, srv, lid, sku_name, user):
+        body = ('{"sku":"%s","user_id":"%s"}' % (sku_name, user)).encode()
+        c.send(b"POST /v1/launches/%s/reservations HTTP/1.1\r\nHost: x\r\n"
+               b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
+               % (lid.encode(), srv.api_keys[0].encode(), len(body), body))
+
+    def send_all(self, srv, lid, names, conns, user):
+        """Writes one reservation for every SKU on each connection (its own shopper), then reads
+        the answers: rows of statuses, one per connection."""
+        for i, c in enumerate(conns):
+            for n in names:
+                self.post(c, srv, lid, n, "%s%d" % (user, i))
+        return [[c.read_response().status for _ in names] for c in conns]
+
+    def check_counters(self, srv, lid, names, held):
+        counters = srv.sku_counters(lid)
+        for n in names:
+            c = counters[n]
+            self.assertEqual(c["available"] + c["held"] + c["sold"], c["total"], n)
+            self.assertGreaterEqual(c["held"], held[n], n)
+
+    def test_every_request_is_served_while_one_loop_reconnects(self):
+        proxy, srv, lid, names, command = self.start(300)
+        # 24 connections: both loops get some of them (by the kernel's hash of their ports).
+        conns = self.connect(srv, lid, 24)
         proxy.refuse_new()
         proxy.stall(command[0])
         # Each loop writes its counters to Redis every second: the stalled loop's call passes its
@@ -200,31 +243,44 @@ class OneLoopLosesRedisTest(ServerTestCase):
                    what="one loop's Redis connection down")
         self.assertEqual(srv.request("GET", "/readyz").status, 503)
 
-        conns = [RawConn(srv.port) for _ in range(24)]
-        self.addCleanup(lambda: [c.close() for c in conns])
-        got = []
-        for i, c in enumerate(conns):
-            row = []
-            for n in names:
-                body = ('{"sku":"%s","user_id":"c%d"}' % (n, i)).encode()
-                c.send(b"POST /v1/launches/%s/reservations HTTP/1.1\r\nHost: x\r\n"
-                       b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
-                       % (lid.encode(), srv.api_keys[0].encode(), len(body), body))
-                row.append(c.read_response().status)
-            got.append(row)
-        # A connection belongs to one loop: the healthy loop's get 201 for every SKU, the stalled
-        # loop's 503 for every SKU (its own connection is down).
-        mixed = [row for row in got if row not in ([201] * len(names), [503] * len(names))]
-        self.assertEqual(mixed, [], "connections with some SKUs 201 and others 503")
-        self.assertIn([201] * len(names), got, "no connection reached the healthy loop")
+        got = self.send_all(srv, lid, names, conns, "c")
+        self.assertEqual([row for row in got if row != [201] * len(names)], [],
+                         "requests answered other than 201 while one loop reconnected")
+        wait_until(lambda: (self.metric(srv, "fs_reserve_rerouted_total") or 0) > 0, 5,
+                   what="the stalled loop's requests counted in fs_reserve_rerouted_total")
 
         proxy.refuse_new(False)
         wait_until(lambda: srv.request("GET", "/readyz").status == 200, 10, what="ready again")
-        counters = srv.sku_counters(lid)
-        for j, n in enumerate(names):
-            c = counters[n]
-            self.assertEqual(c["held"], sum(1 for row in got if row[j] == 201), n)
-            self.assertEqual(c["available"] + c["held"] + c["sold"], c["total"], n)
+        self.check_counters(srv, lid, names, {n: len(conns) for n in names})
+
+    def test_requests_queued_when_the_connection_goes_are_sent_by_another_loop(self):
+        # A deadline long enough that both rounds below are written before the connection goes,
+        # and a queue bound longer still (the second round waits that long in its queue).
+        proxy, srv, lid, names, command = self.start(2000, max_wait_ms=10000)
+        first, second = self.connect(srv, lid, len(names)), self.connect(srv, lid, 16)
+        proxy.refuse_new()
+        proxy.stall(command[0])
+        # First round, one request per SKU (each on a connection of its own, so that none waits
+        # behind another on its connection): each of the stalled loop's SKUs gets a call in
+        # flight on the stalled connection (one call per SKU is in flight at a time; what
+        # arrives meanwhile queues).
+        for c, n in zip(first, names):
+            self.post(c, srv, lid, n, "a")
+        time.sleep(0.3)
+        self.assertEqual(self.metric(srv, "fs_redis_connected"), 2, "the connection went too early")
+        # Second round, while those calls wait: the stalled loop's SKUs' requests queue behind
+        # them (at that loop, from both loops). When the deadline drops the connection, the
+        # calls in flight are answered 503 and everything queued goes through the other loop.
+        got = self.send_all(srv, lid, names, second, "b")
+        self.assertEqual([row for row in got if row != [201] * len(names)], [],
+                         "requests queued when the connection went were answered other than 201")
+        firsts = [c.read_response().status for c in first]
+        self.assertEqual(sorted(set(firsts) - {201, 503}), [], "the first round's answers")
+        self.assertIn(503, firsts,
+                      "no call was in flight on the stalled connection: the test proves nothing")
+        proxy.refuse_new(False)
+        wait_until(lambda: srv.request("GET", "/readyz").status == 200, 10, what="ready again")
+        self.check_counters(srv, lid, names, {n: len(second) for n in names})
 
 
 def _can_connect(port):
