@@ -9,7 +9,8 @@
  * A loop leads only while its own Redis connection is ready: while it is not (reconnecting after
  * a lost connection or a command past its deadline), the other loops send its SKUs' requests
  * themselves, on their own connections, rather than have it answer them 503; and it hands its own
- * new requests to a loop whose connection is ready (fs__hub_forward_any). What it had queued and
+ * new requests that need Redis to a loop whose connection is ready (fs__hub_forward_any; what it
+ * knows, such as a SKU being sold out, it still answers from memory). What it had queued and
  * not sent when its connection went goes the same way: its own requests to another loop, other
  * loops' back to them, to send themselves (it->retry). A request is moved so once at most
  * (it->rerouted); what was in flight on the lost connection is answered 503, as Redis may have

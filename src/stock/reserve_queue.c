@@ -822,16 +822,22 @@ void fs_stock_reserve(fs_stock_t *st, fs_reserve_item_t *it)
     it->rerouted = 0;
     it->retry = 0;
     it->left_seen = -1;
-    if (!fs_redis_ready(st->redis)) {
-        /* Reconnecting: a loop whose connection is up sends it (with several loops). */
-        it->queued_ns = fs_mono_ns();
-        if (!fs__reroute(st, it)) fs__finish(st, it, FS_RES_UNAVAILABLE);
+    /* With several loops, one whose Redis connection is down (reconnecting) still answers what
+     * it knows without Redis and hands the rest to a loop whose connection is up (fs__reroute). */
+    int ready = fs_redis_ready(st->redis);
+    if (!ready && !st->hub) {
+        fs__finish(st, it, FS_RES_UNAVAILABLE);
         return;
     }
     fs__sku_t *sku = fs__sku_find(st, it->launch, it->sku); /* NULL until Redis knew it */
     if (fs__soldout_hit(st, sku)) {
-        if (it->idem) {
+        if (it->idem && ready) {
             fs__idem_sold_out(st, it);
+            return;
+        }
+        if (it->idem) { /* a replay or not: fs_reserve, on another loop's connection, decides */
+            it->queued_ns = fs_mono_ns();
+            if (!fs__reroute(st, it)) fs__finish(st, it, FS_RES_UNAVAILABLE);
             return;
         }
         st->stats.sold_out_cached++;
@@ -853,6 +859,10 @@ void fs_stock_reserve(fs_stock_t *st, fs_reserve_item_t *it)
     if (st->hub) {
         int leader = fs__hub_leader(st->hub, h);
         if (leader != st->index && fs__hub_forward(st, leader, it)) return;
+    }
+    if (!ready) {
+        if (!fs__reroute(st, it)) fs__finish(st, it, FS_RES_UNAVAILABLE);
+        return;
     }
     fs__enqueue(st, it, h);
 }

@@ -166,11 +166,11 @@ class OneLoopLosesRedisTest(ServerTestCase):
     proxy between the server and Redis holds that connection's bytes and refuses new ones). The
     other loop's connection serves every request of both: the stalled loop's SKUs (their leader is
     down, so the healthy loop sends them itself), the stalled loop's own HTTP connections' requests
-    (it hands them to the healthy loop), and the requests that were queued at the stalled loop,
-    not yet sent, when its connection went (they go to the healthy loop too). Only what was in
-    flight on the lost connection is answered 503: Redis may have decided it. (Before, everything
-    the stalled loop's HTTP connections asked for was 503, and so was whatever waited in its
-    queues.)"""
+    (it hands them to the healthy loop, and still answers a SKU it knows is sold out from memory),
+    and the requests that were queued at the stalled loop, not yet sent, when its connection went
+    (they go to the healthy loop too). Only what was in flight on the lost connection is answered
+    503: Redis may have decided it. (Before, everything the stalled loop's HTTP connections asked
+    for was 503, and so was whatever waited in its queues.)"""
     server_env = {"FLASHSALE_THREADS": "1"}  # the class's own server is not used
 
     def metric(self, srv, name):
@@ -189,7 +189,8 @@ class OneLoopLosesRedisTest(ServerTestCase):
                                    "FLASHSALE_QUEUE_MAX_WAIT_MS": str(max_wait_ms)})
         self.addCleanup(lambda: srv.alive() and srv.kill())
         names = ["k%d" % i for i in range(16)]
-        lid = self.new_launch([sku(n, 1000, per_user_limit=2) for n in names], srv=srv)
+        lid = self.new_launch([sku(n, 1000, per_user_limit=2) for n in names] + [sku("gone", 0)],
+                              srv=srv)
         # The loops' command connections: through the proxy, not subscribed.
         ours = proxy.upstream_ports()
         command = []
@@ -201,13 +202,16 @@ class OneLoopLosesRedisTest(ServerTestCase):
         return proxy, srv, lid, names, command
 
     def connect(self, srv, lid, count):
-        """count connections, each with one reservation answered (the loop that has it then knows
-        the launch has no waiting room, an answer it keeps while its Redis connection is down)."""
+        """count connections, each with one reservation answered and one refused as sold out (the
+        loop that has it then knows the launch has no waiting room and the SKU "gone" is sold
+        out, which it keeps knowing while its Redis connection is down)."""
         conns = [RawConn(srv.port) for _ in range(count)]
         self.addCleanup(lambda: [c.close() for c in conns])
         for i, c in enumerate(conns):
             self.post(c, srv, lid, "k0", "w%d-%d" % (count, i))
             self.assertEqual(c.read_response().status, 201)
+            self.post(c, srv, lid, "gone", "w%d-%d" % (count, i))
+            self.assertEqual(c.read_response().status, 409)
         return conns
 
     def post(self, c, srv, lid, sku_name, user):
@@ -248,6 +252,14 @@ class OneLoopLosesRedisTest(ServerTestCase):
                          "requests answered other than 201 while one loop reconnected")
         wait_until(lambda: (self.metric(srv, "fs_reserve_rerouted_total") or 0) > 0, 5,
                    what="the stalled loop's requests counted in fs_reserve_rerouted_total")
+        # A SKU known to be sold out is answered from memory by both loops, the stalled one
+        # included: no Redis call, on either loop's connection (each loop lets one request a
+        # second through to Redis, to check).
+        cached = self.metric(srv, "fs_reservations_sold_out_cached_total")
+        got = self.send_all(srv, lid, ["gone"] * 4, conns, "s")
+        self.assertEqual([row for row in got if row != [409] * 4], [])
+        wait_until(lambda: self.metric(srv, "fs_reservations_sold_out_cached_total") >= cached + 4 * len(conns) - 2,
+                   5, what="the sold-out answers given from memory")
 
         proxy.refuse_new(False)
         wait_until(lambda: srv.request("GET", "/readyz").status == 200, 10, what="ready again")
