@@ -169,7 +169,7 @@ static void fs__audit_and_send(fs_api_ctx_t *c, const char *detail)
                           .sku = c->req->route == FS_ROUTE_ADMIN_RESTOCK ? c->sku : NULL,
                           .before = c->aux.data, .before_len = c->aux.len,
                           .after = c->out.data, .after_len = c->out.len, .detail = detail};
-    fs_audit_write(fs_stock_redis(c->api->stock), &e, fs__audited, c);
+    fs_audit_write(c->api->stock, &e, fs__audited, c);
 }
 
 /* Common answer of put/get/state: ["ok", created, launch...] or an error code. */
@@ -518,7 +518,7 @@ static void fs__pause_all_paused(redisReply *r, int err, void *arg)
     fs_audit_entry_t e = {.launch = p->ids[p->i], .action = "pause-all", .who = t->name,
                           .role = fs_role_name(t->role), .before = c->aux.data,
                           .before_len = c->aux.len, .after = c->out.data, .after_len = c->out.len};
-    fs_audit_write(fs_stock_redis(c->api->stock), &e, fs__pause_all_audited, p);
+    fs_audit_write(c->api->stock, &e, fs__pause_all_audited, p);
 }
 
 static void fs__pause_all_got(redisReply *r, int err, void *arg)
@@ -598,7 +598,7 @@ void fs_api_admin(fs_api_ctx_t *c, int route)
     if (route == FS_ROUTE_ADMIN_PAUSE_ALL) {
         const char *argv[] = {"SMEMBERS", "fs:launches"};
         size_t lens[] = {8, 11};
-        fs_redis_command(fs_stock_redis(c->api->stock), fs__on_launches, c, 2, argv, lens);
+        fs_stock_command(c->api->stock, fs__on_launches, c, 2, argv, lens);
         return;
     }
     if (fs_api_id_param(c, 0, c->launch, "launch")) return;

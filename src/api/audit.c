@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void fs_audit_write(fs_redis_t *r, const fs_audit_entry_t *e, fs_redis_cb cb, void *arg)
+void fs_audit_write(fs_stock_t *st, const fs_audit_entry_t *e, fs_redis_cb cb, void *arg)
 {
     char key[FS_ID_MAX + 16], at[32];
     snprintf(key, sizeof key, "fs:audit:{%s}", e->launch);
@@ -24,7 +24,7 @@ void fs_audit_write(fs_redis_t *r, const fs_audit_entry_t *e, fs_redis_cb cb, vo
     for (size_t i = 0; i < sizeof argv / sizeof argv[0]; i++) lens[i] = strlen(argv[i]);
     if (e->before_len) lens[17] = e->before_len;
     if (e->after_len) lens[19] = e->after_len;
-    fs_redis_command(r, cb, arg, (int)(sizeof argv / sizeof argv[0]), argv, lens);
+    fs_stock_command(st, cb, arg, (int)(sizeof argv / sizeof argv[0]), argv, lens);
 }
 
 /* Writes a stored JSON field as JSON (re-encoded), or as a string if it is not JSON. */
@@ -98,5 +98,5 @@ void fs_api_audit_get(fs_api_ctx_t *c)
     size_t kl = (size_t)snprintf(key, sizeof key, "fs:audit:{%s}", c->launch);
     const char *argv[] = {"XREVRANGE", key, "+", "-", "COUNT", cnt};
     size_t lens[] = {9, kl, 1, 1, 5, (size_t)snprintf(cnt, sizeof cnt, "%ld", count)};
-    fs_redis_command(fs_stock_redis(c->api->stock), fs__on_range, c, 6, argv, lens);
+    fs_stock_command(c->api->stock, fs__on_range, c, 6, argv, lens);
 }

@@ -5,6 +5,7 @@
 #define FS_AUDIT_H
 
 #include "../redis/redis.h"
+#include "../stock/stock.h"
 
 #include <stddef.h>
 
@@ -20,6 +21,6 @@ typedef struct {
 
 /* XADDs the entry with the server's wall-clock time (`at`). cb fires exactly once (see
  * fs_redis_cb); strings are copied before the call returns. */
-void fs_audit_write(fs_redis_t *r, const fs_audit_entry_t *e, fs_redis_cb cb, void *arg);
+void fs_audit_write(fs_stock_t *st, const fs_audit_entry_t *e, fs_redis_cb cb, void *arg);
 
 #endif

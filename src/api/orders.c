@@ -111,7 +111,7 @@ static void fs__read_stream(fs__orders_job_t *j, const char *sku)
     const char *argv[] = {"XREVRANGE", key, "+", "-", "COUNT", cnt};
     size_t lens[] = {9, kl, 1, 1, 5, (size_t)snprintf(cnt, sizeof cnt, "%ld", j->count)};
     j->pending++;
-    fs_redis_command(fs_stock_redis(c->api->stock), fs__on_stream, j, 6, argv, lens);
+    fs_stock_command(c->api->stock, fs__on_stream, j, 6, argv, lens);
 }
 
 static void fs__on_launch(redisReply *r, int err, void *arg)
@@ -177,7 +177,7 @@ void fs_api_orders(fs_api_ctx_t *c, int route)
     if (route == FS_ROUTE_ADMIN_LIST) {
         const char *argv[] = {"SMEMBERS", "fs:launches"};
         size_t lens[] = {8, 11};
-        fs_redis_command(fs_stock_redis(c->api->stock), fs__on_list, c, 2, argv, lens);
+        fs_stock_command(c->api->stock, fs__on_list, c, 2, argv, lens);
         return;
     }
     long count;

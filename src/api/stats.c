@@ -400,7 +400,7 @@ static void fs__on_launch(redisReply *r, int err, void *arg)
         return;
     }
     fs_api_launch_json(&c->aux, &v);
-    fs_redis_t *redis = fs_stock_redis(c->api->stock);
+    fs_stock_t *stock = c->api->stock;
     j->pending = j->n + (int)v.nskus + 1;
     for (size_t i = 0; i < v.nskus; i++) {
         char key[2 * FS_ID_MAX + 32];
@@ -408,7 +408,7 @@ static void fs__on_launch(redisReply *r, int err, void *arg)
                                      (int)v.skus[i].sku_len, v.skus[i].sku);
         const char *argv[] = {"XINFO", "GROUPS", key};
         size_t lens[] = {5, 6, kl};
-        fs_redis_command(redis, fs__on_groups, j, 3, argv, lens);
+        fs_stock_command(stock, fs__on_groups, j, 3, argv, lens);
     }
     fs_launch_view_free(&v);
     for (int i = 0; i < j->n; i++) {
@@ -420,7 +420,7 @@ static void fs__on_launch(redisReply *r, int err, void *arg)
         j->parts[i].job = j;
         j->parts[i].index = i;
         /* callbacks may fire synchronously (Redis not ready): pending counts them down */
-        fs_redis_command(redis, fs__on_second, &j->parts[i], 2, argv, lens);
+        fs_stock_command(stock, fs__on_second, &j->parts[i], 2, argv, lens);
     }
     if (--j->pending == 0) fs__finish(j);
 }

@@ -277,8 +277,8 @@ int fs_api_waiting_room(fs_api_ctx_t *c)
     }
     const fs__wr_slot_t *s = fs__slot(wr, c->launch);
     /* No room: the rush path as if this file did not exist. An older "no room" still counts while
-     * this loop's Redis connection is down: another loop's connection takes the reservation
-     * (src/stock/hub.c), and this one could only answer 503. */
+     * this loop's Redis connection is down (reconnecting: seconds at most): asking would take a
+     * call on another loop's connection (fs_stock_command) for every reservation meanwhile. */
     if (s->at_ns && s->admit_milli == 0 && strcmp(s->launch, c->launch) == 0 &&
         (fs_mono_ns() - s->at_ns < FS__WR_CACHE_NS || !fs_redis_ready(fs_stock_redis(c->api->stock))))
         return 0;
@@ -295,7 +295,7 @@ int fs_api_waiting_room(fs_api_ctx_t *c)
     size_t lens[11];
     for (int i = 0; i < 11; i++) lens[i] = strlen(argv[i]);
     lens[7] = c->user_len;
-    fs_redis_command(fs_stock_redis(c->api->stock), fs__on_pass, c, 11, argv, lens);
+    fs_stock_command(c->api->stock, fs__on_pass, c, 11, argv, lens);
     return 1;
 }
 
@@ -311,7 +311,7 @@ void fs_api_waiting_room_setting(fs_api_t *api, const char *launch, int64_t admi
     const char *argv[] = {"FCALL", FS_FN("fs_launch_waiting_room"), "1", k, v};
     size_t lens[5];
     for (int i = 0; i < 5; i++) lens[i] = strlen(argv[i]);
-    fs_redis_command(fs_stock_redis(api->stock), cb, arg, 5, argv, lens);
+    fs_stock_command(api->stock, cb, arg, 5, argv, lens);
 }
 
 void fs_api_waiting_room_json(fs_buf_t *o, int64_t admit_milli)

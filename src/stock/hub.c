@@ -14,7 +14,10 @@
  * not sent when its connection went goes the same way: its own requests to another loop, other
  * loops' back to them, to send themselves (it->retry). A request is moved so once at most
  * (it->rerouted); what was in flight on the lost connection is answered 503, as Redis may have
- * decided it.
+ * decided it. Its other calls (confirm, cancel, a launch's waiting room, operator calls: anything
+ * through fs_stock_command) go on another loop's connection meanwhile: a copy of the call goes to
+ * that loop's `rin` list, and a copy of the reply comes back on this loop's `rback` list, where
+ * the caller's callback runs (fs__remote_t).
  *
  * Lifetimes: the hub outlives every loop (created before they run, freed after they stopped).
  * A mailbox's async handle is sent to only under its mutex, and only while the loop leads
@@ -23,12 +26,51 @@
 #include "stock.h"
 #include "stock_internal.h"
 #include "../common/log.h"
+#include "flashsale/error.h"
 
 #include <stdlib.h>
+#include <string.h>
 
-typedef struct {
-    fs_reserve_item_t *head, **tail;
-} fs__list_t;
+/* A call sent on another loop's Redis connection for a loop whose own is down; one allocation with
+ * its arguments. The reply comes back as a copy (reply NULL when err). */
+typedef struct fs__remote {
+    struct fs__remote *next;
+    int origin;      /* the loop whose caller waits */
+    fs_stock_t *via; /* the loop that sends it */
+    fs_redis_cb cb;
+    void *arg;
+    int argc;
+    const char **argv;
+    size_t *lens;
+    redisReply *reply;
+    int err;
+} fs__remote_t;
+
+/* NAME_t, a first-in first-out list of TYPE linked by its `next`, with NAME_init, NAME_push and
+ * NAME_take (all of it, emptying the list). */
+#define FS__FIFO(NAME, TYPE)                                                                      \
+    typedef struct {                                                                              \
+        TYPE *head, **tail;                                                                       \
+    } NAME##_t;                                                                                   \
+    static void NAME##_init(NAME##_t *l)                                                          \
+    {                                                                                             \
+        l->head = NULL;                                                                           \
+        l->tail = &l->head;                                                                       \
+    }                                                                                             \
+    static void NAME##_push(NAME##_t *l, TYPE *x)                                                 \
+    {                                                                                             \
+        x->next = NULL;                                                                           \
+        *l->tail = x;                                                                             \
+        l->tail = &x->next;                                                                       \
+    }                                                                                             \
+    static TYPE *NAME##_take(NAME##_t *l)                                                         \
+    {                                                                                             \
+        TYPE *all = l->head;                                                                      \
+        NAME##_init(l);                                                                           \
+        return all;                                                                               \
+    }
+FS__FIFO(fs__list, fs_reserve_item_t)
+FS__FIFO(fs__rlist, fs__remote_t)
 
 struct fs__mailbox {
     uv_mutex_t mu;
@@ -38,6 +80,8 @@ struct fs__mailbox {
     int open;       /* the async handle is initialized and not closing (owner loop only) */
     fs__list_t in;   /* requests of other loops for SKUs this loop leads */
     fs__list_t back; /* this loop's requests, answered by their SKU's leader */
+    fs__rlist_t rin;   /* other loops' calls, to send on this loop's connection */
+    fs__rlist_t rback; /* this loop's calls sent by another loop, with their replies */
 };
 
 struct fs_stock_hub {
@@ -45,24 +89,34 @@ struct fs_stock_hub {
     fs__mailbox_t *box;
 };
 
-static void fs__list_init(fs__list_t *l)
+/* A deep copy of reply r (hiredis frees its own after the callback), and its release. */
+static redisReply *fs__reply_copy(const redisReply *r)
 {
-    l->head = NULL;
-    l->tail = &l->head;
+    redisReply *c = fs_xcalloc(1, sizeof *c);
+    c->type = r->type;
+    c->integer = r->integer;
+    if (r->str) {
+        c->str = fs_xmalloc(r->len + 1);
+        memcpy(c->str, r->str, r->len);
+        c->str[r->len] = 0;
+        c->len = r->len;
+    }
+    if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
+        c->element = fs_xcalloc(r->elements, sizeof *c->element);
+        c->elements = r->elements;
+        for (size_t i = 0; i < r->elements; i++)
+            if (r->element[i]) c->element[i] = fs__reply_copy(r->element[i]);
+    }
+    return c;
 }
 
-static void fs__list_push(fs__list_t *l, fs_reserve_item_t *it)
+static void fs__reply_free(redisReply *r)
 {
-    it->next = NULL;
-    *l->tail = it;
-    l->tail = &it->next;
-}
-
-static fs_reserve_item_t *fs__list_take(fs__list_t *l)
-{
-    fs_reserve_item_t *all = l->head;
-    fs__list_init(l);
-    return all;
+    if (!r) return;
+    for (size_t i = 0; i < r->elements; i++) fs__reply_free(r->element[i]);
+    free(r->element);
+    free(r->str);
+    free(r);
 }
 
 fs_stock_hub_t *fs_stock_hub_new(int loops)
@@ -74,6 +128,8 @@ fs_stock_hub_t *fs_stock_hub_new(int loops)
         if (uv_mutex_init(&h->box[i].mu)) fs_panic(__FILE__, __LINE__, "uv_mutex_init");
         fs__list_init(&h->box[i].in);
         fs__list_init(&h->box[i].back);
+        fs__rlist_init(&h->box[i].rin);
+        fs__rlist_init(&h->box[i].rback);
     }
     return h;
 }
@@ -91,6 +147,28 @@ int fs__hub_leader(const fs_stock_hub_t *h, uint32_t sku_hash)
     return (int)(sku_hash % (uint32_t)h->n);
 }
 
+/* Hands call rc, answered (reply or err set), back to the loop whose caller waits. */
+static void fs__remote_back(fs_stock_hub_t *h, fs__remote_t *rc)
+{
+    fs__mailbox_t *box = &h->box[rc->origin];
+    uv_mutex_lock(&box->mu);
+    fs__rlist_push(&box->rback, rc);
+    uv_async_send(&box->async);
+    uv_mutex_unlock(&box->mu);
+}
+
+static void fs__on_remote_reply(redisReply *reply, int err, void *arg)
+{
+    fs__remote_t *rc = arg;
+    fs_stock_t *st = rc->via;
+    rc->err = err;
+    rc->reply = !err && reply ? fs__reply_copy(reply) : NULL;
+    if (!err && !reply) rc->err = FS_EIO;
+    st->foreign--;
+    fs__remote_back(st->hub, rc);
+    fs__hub_settle(st);
+}
+
 static void fs__on_mail(uv_async_t *a)
 {
     fs_stock_t *st = a->data;
@@ -98,12 +176,29 @@ static void fs__on_mail(uv_async_t *a)
     uv_mutex_lock(&box->mu);
     fs_reserve_item_t *in = fs__list_take(&box->in);
     fs_reserve_item_t *back = fs__list_take(&box->back);
+    fs__remote_t *rin = fs__rlist_take(&box->rin);
+    fs__remote_t *rback = fs__rlist_take(&box->rback);
     uv_mutex_unlock(&box->mu);
     fs__lead(st, in);
     while (back) {
         fs_reserve_item_t *next = back->next;
         fs__returned(st, back);
         back = next;
+    }
+    while (rin) { /* sent here; st->foreign keeps the connection open for their replies */
+        fs__remote_t *next = rin->next;
+        rin->via = st;
+        st->foreign++;
+        fs_redis_command(st->redis, fs__on_remote_reply, rin, rin->argc, rin->argv, rin->lens);
+        rin = next;
+    }
+    while (rback) {
+        fs__remote_t *next = rback->next;
+        st->forwarded_out--;
+        rback->cb(rback->reply, rback->err, rback->arg);
+        fs__reply_free(rback->reply);
+        free(rback);
+        rback = next;
     }
     fs__hub_settle(st);
 }
@@ -148,6 +243,46 @@ int fs__hub_forward_any(fs_stock_t *st, int first, fs_reserve_item_t *it)
     return 0;
 }
 
+int fs__hub_command(fs_stock_t *st, fs_redis_cb cb, void *arg, int argc, const char **argv,
+                    const size_t *lens)
+{
+    fs_stock_hub_t *h = st->hub;
+    size_t bytes = 0;
+    for (int i = 0; i < argc; i++) bytes += lens[i];
+    size_t head = sizeof(fs__remote_t) + (size_t)argc * (sizeof(char *) + sizeof(size_t));
+    fs__remote_t *rc = fs_xmalloc(head + bytes); /* the call, its argv and lens, their bytes */
+    rc->origin = st->index;
+    rc->via = NULL;
+    rc->cb = cb;
+    rc->arg = arg;
+    rc->argc = argc;
+    rc->argv = (const char **)(rc + 1);
+    rc->lens = (size_t *)(rc->argv + argc);
+    char *p = (char *)(rc->lens + argc);
+    for (int i = 0; i < argc; i++) {
+        memcpy(p, argv[i], lens[i]);
+        rc->argv[i] = p;
+        rc->lens[i] = lens[i];
+        p += lens[i];
+    }
+    rc->reply = NULL;
+    rc->err = 0;
+    for (int k = 1; k < h->n; k++) {
+        fs__mailbox_t *box = &h->box[(st->index + k) % h->n];
+        uv_mutex_lock(&box->mu);
+        if (box->leading && box->redis_ok) {
+            fs__rlist_push(&box->rin, rc);
+            uv_async_send(&box->async);
+            uv_mutex_unlock(&box->mu);
+            st->forwarded_out++;
+            return 1;
+        }
+        uv_mutex_unlock(&box->mu);
+    }
+    free(rc);
+    return 0;
+}
+
 void fs__hub_send_back(fs_stock_t *st, fs_reserve_item_t *it)
 {
     fs__mailbox_t *box = &st->hub->box[it->origin];
@@ -171,7 +306,14 @@ fs_reserve_item_t *fs__hub_stop_leading(fs_stock_t *st)
     uv_mutex_lock(&box->mu);
     box->leading = 0;
     fs_reserve_item_t *in = fs__list_take(&box->in);
+    fs__remote_t *rin = fs__rlist_take(&box->rin);
     uv_mutex_unlock(&box->mu);
+    while (rin) { /* not sent: back to their loops, unavailable */
+        fs__remote_t *next = rin->next;
+        rin->err = FS_EUNAVAIL;
+        fs__remote_back(st->hub, rin);
+        rin = next;
+    }
     return in;
 }
 

@@ -122,6 +122,10 @@ void fs_stock_quiesce(fs_stock_t *st, void (*cb)(void *arg), void *arg);
 void fs_stock_close(fs_stock_t *st);
 fs_stock_stats_t fs_stock_stats(const fs_stock_t *st);
 fs_redis_t *fs_stock_redis(fs_stock_t *st);
+/* fs_redis_command on this loop's Redis connection, or, while it is down (reconnecting) and another
+ * loop's is up, on that one: cb then runs on this loop all the same, with a copy of the reply. */
+void fs_stock_command(fs_stock_t *st, fs_redis_cb cb, void *arg, int argc, const char **argv,
+                      const size_t *lens);
 
 /* Queues a reservation; `done` fires later, or synchronously: FS_RES_UNAVAILABLE when Redis is not
  * ready, FS_RES_OVERLOADED when the SKU's queue is full, FS_RES_SOLD_OUT when the SKU is known to be sold out (requests with an idempotency key

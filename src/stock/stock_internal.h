@@ -71,6 +71,10 @@ int fs__hub_forward(fs_stock_t *st, int leader, fs_reserve_item_t *it);
 /* Hands it to a loop other than st whose Redis connection is ready, loop `first` if it is one
  * (-1: none first); 0 when there is none. */
 int fs__hub_forward_any(fs_stock_t *st, int first, fs_reserve_item_t *it);
+/* Sends a call on another loop's Redis connection (st's own is down); cb runs on st's loop with a
+ * copy of the reply. 0 when no other loop's connection is ready (nothing sent). */
+int fs__hub_command(fs_stock_t *st, fs_redis_cb cb, void *arg, int argc, const char **argv,
+                    const size_t *lens);
 /* Gives it, answered here (it->code set), back to the loop it came from. */
 void fs__hub_send_back(fs_stock_t *st, fs_reserve_item_t *it);
 /* st's Redis connection became ready (1) or not (0): st takes other loops' requests only then. */

@@ -33,7 +33,7 @@ static void fs__fcall(fs_stock_t *st, const char *fn, int nkeys, const char **ke
         argv[a] = args[i];
         lens[a++] = arglens && arglens[i] != (size_t)-1 ? arglens[i] : strlen(args[i]);
     }
-    fs_redis_command(st->redis, cb, arg, a, argv, lens);
+    fs_stock_command(st, cb, arg, a, argv, lens);
 }
 
 /* Key of SKU (launch, sku) with a suffix, into a buffer the caller frees. */
@@ -168,7 +168,7 @@ void fs_stock_launch_put(fs_stock_t *st, const fs_launch_def_t *def, fs_redis_cb
     }
 #undef FS__NUM
 #undef FS__STR
-    fs_redis_command(st->redis, cb, arg, (int)a, argv, lens);
+    fs_stock_command(st, cb, arg, (int)a, argv, lens);
     free(argv);
     free(lens);
     free(nums);
@@ -450,4 +450,13 @@ fs_stock_stats_t fs_stock_stats(const fs_stock_t *st)
 fs_redis_t *fs_stock_redis(fs_stock_t *st)
 {
     return st->redis;
+}
+
+void fs_stock_command(fs_stock_t *st, fs_redis_cb cb, void *arg, int argc, const char **argv,
+                      const size_t *lens)
+{
+    if (st->hub && !st->closing && !fs_redis_ready(st->redis) &&
+        fs__hub_command(st, cb, arg, argc, argv, lens))
+        return;
+    fs_redis_command(st->redis, cb, arg, argc, argv, lens);
 }

@@ -215,10 +215,13 @@ class OneLoopLosesRedisTest(ServerTestCase):
         return conns
 
     def post(self, c, srv, lid, sku_name, user):
-        body = ('{"sku":"%s","user_id":"%s"}' % (sku_name, user)).encode()
-        c.send(b"POST /v1/launches/%s/reservations HTTP/1.1\r\nHost: x\r\n"
-               b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
-               % (lid.encode(), srv.api_keys[0].encode(), len(body), body))
+        self.send(c, srv, "POST", "/v1/launches/%s/reservations" % lid,
+                  '{"sku":"%s","user_id":"%s"}' % (sku_name, user))
+
+    def send(self, c, srv, method, path, body=""):
+        body = body.encode()
+        c.send(b"%s %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
+               % (method.encode(), path.encode(), srv.api_keys[0].encode(), len(body), body))
 
     def send_all(self, srv, lid, names, conns, user):
         """Writes one reservation for every SKU on each connection (its own shopper), then reads
@@ -260,6 +263,22 @@ class OneLoopLosesRedisTest(ServerTestCase):
         self.assertEqual([row for row in got if row != [409] * 4], [])
         wait_until(lambda: self.metric(srv, "fs_reservations_sold_out_cached_total") >= cached + 4 * len(conns) - 2,
                    5, what="the sold-out answers given from memory")
+        # The stalled loop's other calls go on the healthy loop's connection: on every connection
+        # two holds, then reading one, confirming it and cancelling the other.
+        for i, c in enumerate(conns):
+            rids = []
+            for n in ("k1", "k2"):
+                self.post(c, srv, lid, n, "p%d" % i)
+                r = c.read_response()
+                self.assertEqual(r.status, 201, r.body)
+                rids.append(r.body["reservation_id"])
+            user = '{"user_id":"p%d"}' % i
+            for method, path, body in (("GET", "/v1/reservations/%s?user_id=p%d" % (rids[0], i), ""),
+                                       ("POST", "/v1/reservations/%s/confirm" % rids[0], user),
+                                       ("POST", "/v1/reservations/%s/cancel" % rids[1], user)):
+                self.send(c, srv, method, path, body)
+                r = c.read_response()
+                self.assertEqual(r.status, 200, "%s %s: %r" % (method, path, r.body))
 
         proxy.refuse_new(False)
         wait_until(lambda: srv.request("GET", "/readyz").status == 200, 10, what="ready again")
