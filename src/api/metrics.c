@@ -87,7 +87,8 @@ void fs_metrics_write(fs_buf_t *o, fs_metrics_t *const *ms, int n, const char *c
                   "because its own Redis connection was down.\n"
                   "# TYPE fs_reserve_rerouted_total counter\nfs_reserve_rerouted_total %llu\n",
                   (unsigned long long)FS__SUM(sold_out_cached), (unsigned long long)FS__SUM(reserve_batches),
-                  (unsigned long long)FS__SUM(reserve_batched), (unsigned long long)FS__SUM(reserve_rerouted));
+                  (unsigned long long)FS__SUM(reserve_batched),
+                  (unsigned long long)FS__SUM(reserve_rerouted));
     fs_buf_printf(o,
                   "# HELP fs_redis_commands_total Commands sent to Redis.\n"
                   "# TYPE fs_redis_commands_total counter\nfs_redis_commands_total %llu\n"

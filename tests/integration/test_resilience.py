@@ -185,7 +185,8 @@ class OneLoopLosesRedisTest(ServerTestCase):
         proxy = Proxy(self.redis.port)
         self.addCleanup(proxy.close)
         srv = fsserver.Server("redis://127.0.0.1:%d/0" % proxy.port,
-                              env={"FLASHSALE_THREADS": "2", "FLASHSALE_REDIS_TIMEOUT_MS": str(timeout_ms),
+                              env={"FLASHSALE_THREADS": "2",
+                                   "FLASHSALE_REDIS_TIMEOUT_MS": str(timeout_ms),
                                    "FLASHSALE_QUEUE_MAX_WAIT_MS": str(max_wait_ms)})
         self.addCleanup(lambda: srv.alive() and srv.kill())
         names = ["k%d" % i for i in range(16)]
@@ -220,7 +221,8 @@ class OneLoopLosesRedisTest(ServerTestCase):
 
     def send(self, c, srv, method, path, body=""):
         body = body.encode()
-        c.send(b"%s %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
+        c.send(b"%s %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+               b"Content-Length: %d\r\n\r\n%s"
                % (method.encode(), path.encode(), srv.api_keys[0].encode(), len(body), body))
 
     def send_all(self, srv, lid, names, conns, user):
@@ -261,8 +263,9 @@ class OneLoopLosesRedisTest(ServerTestCase):
         cached = self.metric(srv, "fs_reservations_sold_out_cached_total")
         got = self.send_all(srv, lid, ["gone"] * 4, conns, "s")
         self.assertEqual([row for row in got if row != [409] * 4], [])
-        wait_until(lambda: self.metric(srv, "fs_reservations_sold_out_cached_total") >= cached + 4 * len(conns) - 2,
-                   5, what="the sold-out answers given from memory")
+        want = cached + 4 * len(conns) - 2
+        wait_until(lambda: self.metric(srv, "fs_reservations_sold_out_cached_total") >= want, 5,
+                   what="the sold-out answers given from memory")
         # The stalled loop's other calls go on the healthy loop's connection: on every connection
         # two holds, then reading one, confirming it and cancelling the other.
         for i, c in enumerate(conns):
@@ -273,9 +276,10 @@ class OneLoopLosesRedisTest(ServerTestCase):
                 self.assertEqual(r.status, 201, r.body)
                 rids.append(r.body["reservation_id"])
             user = '{"user_id":"p%d"}' % i
-            for method, path, body in (("GET", "/v1/reservations/%s?user_id=p%d" % (rids[0], i), ""),
-                                       ("POST", "/v1/reservations/%s/confirm" % rids[0], user),
-                                       ("POST", "/v1/reservations/%s/cancel" % rids[1], user)):
+            for method, path, body in (
+                    ("GET", "/v1/reservations/%s?user_id=p%d" % (rids[0], i), ""),
+                    ("POST", "/v1/reservations/%s/confirm" % rids[0], user),
+                    ("POST", "/v1/reservations/%s/cancel" % rids[1], user)):
                 self.send(c, srv, method, path, body)
                 r = c.read_response()
                 self.assertEqual(r.status, 200, "%s %s: %r" % (method, path, r.body))
