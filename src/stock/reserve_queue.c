@@ -627,7 +627,7 @@ static void fs__send_batch(fs_stock_t *st, fs__queue_t *q, fs_reserve_item_t *it
     fs_redis_command(st->redis, fs__on_batch_reply, b, (int)a, argv, lens);
 }
 
-/* st's Redis connection is down: hands its request it to a loop whose connection is up, its SKU's
+/* st's Redis connection is down: hands request `it` to a loop whose connection is up, its SKU's
  * leader if that is one, unless it was moved so before (hub.c); 1 if one took it. */
 static int fs__reroute(fs_stock_t *st, fs_reserve_item_t *it)
 {

@@ -128,7 +128,8 @@ void fs_stock_command(fs_stock_t *st, fs_redis_cb cb, void *arg, int argc, const
                       const size_t *lens);
 
 /* Queues a reservation; `done` fires later, or synchronously: FS_RES_UNAVAILABLE when Redis is not
- * ready, FS_RES_OVERLOADED when the SKU's queue is full, FS_RES_SOLD_OUT when the SKU is known to be sold out (requests with an idempotency key
+ * ready (with several loops: when no loop's connection is), FS_RES_OVERLOADED when the SKU's queue
+ * is full, FS_RES_SOLD_OUT when the SKU is known to be sold out (requests with an idempotency key
  * always go to Redis, which may hold their first answer). */
 void fs_stock_reserve(fs_stock_t *st, fs_reserve_item_t *it);
 
