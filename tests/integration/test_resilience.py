@@ -259,11 +259,12 @@ class OneLoopLosesRedisTest(ServerTestCase):
                    what="the stalled loop's requests counted in fs_reserve_rerouted_total")
         # A SKU known to be sold out is answered from memory by both loops, the stalled one
         # included: no Redis call, on either loop's connection (each loop lets one request a
-        # second through to Redis, to check).
+        # second through to Redis, to check: a few, on a slow machine). Sent through the other
+        # loop, the stalled loop's half would be missing.
         cached = self.metric(srv, "fs_reservations_sold_out_cached_total")
         got = self.send_all(srv, lid, ["gone"] * 4, conns, "s")
         self.assertEqual([row for row in got if row != [409] * 4], [])
-        want = cached + 4 * len(conns) - 2
+        want = cached + 4 * len(conns) - 8
         wait_until(lambda: self.metric(srv, "fs_reservations_sold_out_cached_total") >= want, 5,
                    what="the sold-out answers given from memory")
         # The stalled loop's other calls go on the healthy loop's connection: on every connection
