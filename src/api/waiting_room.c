@@ -276,13 +276,9 @@ int fs_api_waiting_room(fs_api_ctx_t *c)
         c->wr_turn_ms = t.turn_ms;
     }
     const fs__wr_slot_t *s = fs__slot(wr, c->launch);
-    /* No room: the rush path as if this file did not exist. An older "no room" still counts while
-     * this loop's Redis connection is down (reconnecting: seconds at most): asking would take a
-     * call on another loop's connection (fs_stock_command) for every reservation meanwhile. */
     if (s->at_ns && s->admit_milli == 0 && strcmp(s->launch, c->launch) == 0 &&
-        (fs_mono_ns() - s->at_ns < FS__WR_CACHE_NS ||
-         !fs_redis_ready(fs_stock_redis(c->api->stock))))
-        return 0;
+        fs_mono_ns() - s->at_ns < FS__WR_CACHE_NS)
+        return 0; /* no room: the rush path as if this file did not exist */
     char k[4][FS_ID_MAX * 2 + 24], qty[16], pos[24], turn[24];
     snprintf(k[0], sizeof k[0], "fs:launch:{%s}", c->launch);
     snprintf(k[1], sizeof k[1], "fs:wr:{%s}", c->launch);

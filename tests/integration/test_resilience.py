@@ -204,8 +204,8 @@ class OneLoopLosesRedisTest(ServerTestCase):
 
     def connect(self, srv, lid, count):
         """count connections, each with one reservation answered and one refused as sold out (the
-        loop that has it then knows the launch has no waiting room and the SKU "gone" is sold
-        out, which it keeps knowing while its Redis connection is down)."""
+        loop that has it then knows the SKU "gone" is sold out, which it keeps knowing while its
+        Redis connection is down)."""
         conns = [RawConn(srv.port) for _ in range(count)]
         self.addCleanup(lambda: [c.close() for c in conns])
         for i, c in enumerate(conns):
