@@ -639,46 +639,30 @@ static int fs__reroute(fs_stock_t *st, fs_reserve_item_t *it)
     return 1;
 }
 
-/* The wave of queue q cannot go: st's Redis connection went down (it is reconnecting). Nothing of
- * it reached Redis, so its requests go another way: other loops' back to them, to send on their
- * own connections, st's own to a loop whose connection is up; what cannot, or waited too long, is
- * answered. */
-static void fs__reroute_wave(fs_stock_t *st, fs__queue_t *q, uint64_t now)
+/* Request it of a wave that cannot go: st's Redis connection went down (it is reconnecting) and
+ * nothing of the wave reached Redis. Another loop's goes back to it, to send on its own
+ * connection; st's own to a loop whose connection is up; what cannot is answered. */
+static void fs__reroute_unsent(fs_stock_t *st, fs_reserve_item_t *it)
 {
-    fs_reserve_item_t *it = q->head;
-    q->head = q->tail = NULL;
-    q->count = 0;
-    q->inflight++; /* answers may queue new requests at once */
-    while (it) {
-        fs_reserve_item_t *next = it->next;
-        it->next = NULL;
-        if (now - it->queued_ns > st->max_wait_ns) {
-            fs__finish(st, it, FS_RES_OVERLOADED);
-        } else if (it->origin >= 0 && !it->rerouted) {
-            it->rerouted = 1;
-            it->retry = 1;
-            st->foreign--;
-            st->stats.rerouted++;
-            fs__hub_send_back(st, it);
-        } else if (it->origin >= 0 || !fs__reroute(st, it)) {
-            fs__finish(st, it, FS_RES_UNAVAILABLE);
-        }
-        it = next;
+    if (it->origin >= 0 && !it->rerouted) {
+        it->rerouted = 1;
+        it->retry = 1;
+        st->foreign--;
+        st->stats.rerouted++;
+        fs__hub_send_back(st, it);
+    } else if (it->origin >= 0 || !fs__reroute(st, it)) {
+        fs__finish(st, it, FS_RES_UNAVAILABLE);
     }
-    q->inflight--;
-    if (q->inflight < FS__MAX_WAVES && q->count > 0) fs__mark_dirty(st, q);
 }
 
 /* Sends the next wave of queue q: everything queued, in calls of at most FS__BATCH_MAX. Requests
- * that waited too long are answered overloaded instead. */
+ * that waited too long are answered overloaded instead, and with st's connection down the rest go
+ * another way (fs__reroute_unsent). */
 static void fs__send_wave(fs_stock_t *st, fs__queue_t *q)
 {
     uint64_t now = fs_mono_ns();
-    if (st->hub && !fs_redis_ready(st->redis)) {
-        fs__reroute_wave(st, q, now);
-        return;
-    }
-    if (q->known) fs__sku_wave(q->known, q->count, now); /* the SKU's rate, for fs__lingers */
+    int down = st->hub && !fs_redis_ready(st->redis); /* then other loops send it */
+    if (q->known && !down) fs__sku_wave(q->known, q->count, now); /* its rate, for fs__lingers */
     fs_reserve_item_t *it = q->head, *send = NULL, **tail = &send;
     q->head = q->tail = NULL;
     q->count = 0;
@@ -688,6 +672,8 @@ static void fs__send_wave(fs_stock_t *st, fs__queue_t *q)
         fs_reserve_item_t *next = it->next;
         if (now - it->queued_ns > st->max_wait_ns) {
             fs__finish(st, it, FS_RES_OVERLOADED);
+        } else if (down) {
+            fs__reroute_unsent(st, it);
         } else {
             *tail = it;
             tail = &it->next;
