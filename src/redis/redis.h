@@ -38,7 +38,8 @@ typedef struct {
 } fs_redis_opts_t;
 
 typedef struct {
-    uint64_t commands, errors, timeouts, reconnects;
+    uint64_t commands, errors, timeouts;
+    uint64_t reconnects; /* connections lost: dropped by us (a deadline) or closed by the peer */
 } fs_redis_stats_t;
 
 /* Creates the client and starts connecting. Never fails (out of memory aborts). */

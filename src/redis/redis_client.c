@@ -316,6 +316,7 @@ static void fs__on_disconnect(const redisAsyncContext *ac, int status)
     r->ac = NULL;
     fs__set_ready(r, 0);
     fs__schedule_reconnect(r);
+    r->stats.reconnects++;
 }
 
 static void fs__connect(fs_redis_t *r)
