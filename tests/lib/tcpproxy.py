@@ -1,7 +1,7 @@
 """A TCP proxy on a free 127.0.0.1 port for tests that need one connection to misbehave while the
-others work: stall one connection (its bytes stop flowing both ways; it stays open) and refuse new
-ones (each is accepted and closed at once). One thread relays everything; close() stops it and
-closes every socket."""
+others work: stall one connection (its bytes stop flowing both ways; it stays open), cut one (both
+its sockets closed, whatever was in flight lost) and refuse new ones (each is accepted and closed
+at once). One thread relays everything; close() stops it and closes every socket."""
 
 import selectors
 import socket
@@ -19,6 +19,7 @@ class Proxy:
         self.lock = threading.Lock()
         self.pairs = {}  # upstream local port -> (client socket, upstream socket)
         self.stalled = set()  # upstream local ports
+        self.to_cut = set()  # upstream local ports, closed by the relaying thread
         self.refusing = False
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.listener, selectors.EVENT_READ, None)
@@ -38,6 +39,13 @@ class Proxy:
         """Stops relaying the connection whose upstream local port this is, both ways."""
         with self.lock:
             self.stalled.add(upstream_port)
+        self.wake_w.send(b"x")
+
+    def cut(self, upstream_port):
+        """Closes both sockets of the connection whose upstream local port this is (stalled or
+        not): the client sees its connection end, Redis its client go."""
+        with self.lock:
+            self.to_cut.add(upstream_port)
         self.wake_w.send(b"x")
 
     def refuse_new(self, refuse=True):
@@ -84,6 +92,7 @@ class Proxy:
     def _drop(self, port):
         with self.lock:
             pair = self.pairs.pop(port, None)
+            self.stalled.discard(port)
         if pair:
             for s in pair:
                 try:
@@ -100,6 +109,11 @@ class Proxy:
                     continue
                 if key.data == "wake":
                     self.wake_r.recv(4096)
+                    with self.lock:
+                        to_cut, self.to_cut = self.to_cut, set()
+                        self.stalled -= to_cut
+                    for port in to_cut:
+                        self._drop(port)
                     with self.lock:
                         stalled = set(self.stalled)
                     for port in stalled:  # stop watching them: their bytes wait in the kernel
