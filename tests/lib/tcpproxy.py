@@ -48,6 +48,12 @@ class Proxy:
             self.to_cut.add(upstream_port)
         self.wake_w.send(b"x")
 
+    def cut_stalled(self):
+        """Cuts every stalled connection."""
+        with self.lock:
+            self.to_cut |= self.stalled
+        self.wake_w.send(b"x")
+
     def refuse_new(self, refuse=True):
         with self.lock:
             self.refusing = refuse
