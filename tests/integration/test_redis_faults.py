@@ -1,22 +1,22 @@
 #!/usr/bin/env python3
 """Redis connections cut, stalled and refused at random while shoppers reserve, confirm and cancel
-on a two-loop server: nothing is sold twice, no shopper gets past the limit, every answer the
-server gave holds afterwards, and the server recovers by itself.
+on two servers (one of two event loops, one of one): nothing is sold twice, no shopper gets past
+the limit, every answer the servers gave holds afterwards, and they recover by themselves.
 
-Between the server and Redis sits a proxy. For a few seconds, every 100-300 ms, it cuts one of the
-server's connections (mostly a command connection, else any, subscriptions included; what was in
-flight is lost), stalls one (its bytes stop; the server's deadline drops it) or refuses new
-connections for a while. Meanwhile client
-threads reserve (with an Idempotency-Key, retried with the same key after a 503, as a storefront
-would), then confirm, cancel or leave each hold; holds expire after two seconds, so the sweeper runs
-through the faults too. Afterwards, with the proxy healthy again:
+Between the servers and Redis sits a proxy. For a few seconds, every 100-300 ms, it cuts one of
+the servers' connections (mostly a command connection, else any, subscriptions included; what was
+in flight is lost), stalls one (its bytes stop; the server's deadline drops it) or refuses new
+connections for a while. Meanwhile client threads, half on each server, reserve (with an
+Idempotency-Key, retried with the same key after a 503, as a storefront would), then confirm,
+cancel or leave each hold; holds expire after two seconds, so the sweeper runs through the faults
+too. Afterwards, with the proxy healthy again:
   * every request had an answer of a documented kind (no 500, no hang, no closed connection);
   * the counter invariant and the record checks of tests/lib/checks.py hold for every SKU;
   * each idempotency key that got a 201 got the same reservation every time;
   * each reservation answered 201 exists, in a state that agrees with what its confirm and cancel
     were answered (a 503 may or may not have been decided), and each confirmed one is in the
     order stream once;
-  * the server is ready again, reserves, and stops cleanly.
+  * each server is ready again, reserves, and stops cleanly.
 The seed of the random faults and shoppers is printed on failure (FS_FAULT_SEED replays it)."""
 
 import os
@@ -63,14 +63,22 @@ class RedisFaultsUnderLoadTest(ServerTestCase):
         note = "FS_FAULT_SEED=%d" % seed
         proxy = Proxy(self.redis.port)
         self.addCleanup(proxy.close)
-        srv = fsserver.Server("redis://127.0.0.1:%d/0" % proxy.port,
-                              env={"FLASHSALE_THREADS": "2", "FLASHSALE_REDIS_TIMEOUT_MS": "250"})
-        self.addCleanup(lambda: srv.alive() and srv.kill())
+        # A server of two loops and one of one, both through the proxy.
+        srv, srv2 = (fsserver.Server("redis://127.0.0.1:%d/0" % proxy.port,
+                                     env={"FLASHSALE_THREADS": str(n),
+                                          "FLASHSALE_REDIS_TIMEOUT_MS": "250"})
+                     for n in (2, 1))
+        for s in (srv, srv2):
+            self.addCleanup(lambda s=s: s.alive() and s.kill())
         # Two SKUs that sell out during the run, one that cannot.
         skus = {"a": 150, "b": 150, "big": 100000}
         lid = self.new_launch([sku(n, stock, per_user_limit=LIMIT) for n, stock in skus.items()],
                               srv=srv, hold_seconds=HOLD_SECONDS)
-        reconnects0 = self.metric(srv, "fs_redis_reconnects_total")
+        servers = (srv, srv2)
+
+        def reconnects():
+            return sum(self.metric(s, "fs_redis_reconnects_total") for s in servers)
+        reconnects0 = reconnects()
 
         stop = threading.Event()
         lock = threading.Lock()
@@ -93,7 +101,7 @@ class RedisFaultsUnderLoadTest(ServerTestCase):
 
         def shopper_thread(k):
             rng = random.Random(seed * 100 + k)
-            c = srv.clone()
+            c = servers[k % 2].clone()
             n = 0
             try:
                 while not stop.is_set():
@@ -144,8 +152,8 @@ class RedisFaultsUnderLoadTest(ServerTestCase):
             faults[what] += 1
         proxy.refuse_new(False)
         proxy.cut_stalled()  # those the server has not dropped yet
-        wait_until(lambda: srv.request("GET", "/readyz").status == 200, 15,
-                   what="the server ready again after the faults (%s)" % note)
+        wait_until(lambda: all(s.request("GET", "/readyz").status == 200 for s in servers), 15,
+                   what="both servers ready again after the faults (%s)" % note)
         time.sleep(0.5)  # shoppers go on against a healthy Redis for a while
         stop.set()
         for t in threads:
@@ -169,11 +177,10 @@ class RedisFaultsUnderLoadTest(ServerTestCase):
         self.assertGreater(count[201], 50, "too few reservations went through (%s)" % note)
         self.assertGreater(count[409], 0, "no SKU sold out or no limit reached (%s)" % note)
         # (The metrics are the loops' figures as last published: a few times a second.)
-        wait_until(lambda: self.metric(srv, "fs_redis_reconnects_total") - reconnects0 >= 3, 5,
-                   what="the server's reconnects counted (%s: %r)" % (note, faults))
+        wait_until(lambda: reconnects() - reconnects0 >= 3, 5,
+                   what="the servers' reconnects counted (%s: %r)" % (note, faults))
 
         # Redis's records: the invariant, every SKU.
-        wait_until(lambda: srv.request("GET", "/readyz").status == 200, 15, what="ready")
         state = self.check_invariants(lid, list(skus))
         for key, rids in by_key.items():
             self.assertEqual(len(rids), 1, "idempotency key %s answered with %s (%s)"
@@ -204,11 +211,12 @@ class RedisFaultsUnderLoadTest(ServerTestCase):
             self.assertLessEqual(confirmed, sold, "%s (%s)" % (name, note))
             self.assertLessEqual(sold + state[name]["held"], stock, "%s (%s)" % (name, note))
 
-        # Recovered: a reservation goes through, and the server stops cleanly (exit status 0:
+        # Recovered: a reservation goes through on each, and each stops cleanly (exit status 0:
         # under a sanitizer, no report at exit either).
-        r = srv.reserve(lid, "big", "after-the-faults")
-        self.assertEqual(r.status, 201, r.body)
-        srv.stop()
+        for i, s in enumerate(servers):
+            r = s.reserve(lid, "big", "after-the-faults-%d" % i)
+            self.assertEqual(r.status, 201, r.body)
+            s.stop()
 
 
 if __name__ == "__main__":
