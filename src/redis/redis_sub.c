@@ -1,6 +1,7 @@
 /* Pub/sub subscriber with reconnects (see redis_sub.h). */
 #include "redis_sub.h"
 #include "../common/log.h"
+#include "../common/timeutil.h"
 
 #include "redis_uv.h"
 #include <hiredis/async.h>
@@ -15,7 +16,14 @@ struct fs_redis_sub {
     void *arg;
     redisAsyncContext *ac;
     uv_timer_t timer; /* reconnect backoff */
+    uv_timer_t probe; /* FS_REDIS_SUB_PROBE_MS: the liveness checks (see redis_sub.h) */
     int backoff_ms;
+    int timeout_ms;
+    int subscribed;    /* the current connection's first SUBSCRIBE was confirmed */
+    int probing;       /* a probe is out, sent at probe_ns */
+    uint64_t since_ns; /* when the current connection was started */
+    uint64_t probe_ns; /* when the last probe was sent (or the subscription confirmed) */
+    int open_handles;  /* closing: timers not closed yet */
     int closing;
 };
 
@@ -40,7 +48,11 @@ static void fs__sub_on_message(redisAsyncContext *ac, void *rep, void *privdata)
     if (!r || !s || s->ac != ac || r->type != REDIS_REPLY_ARRAY || r->elements != 3) return;
     const redisReply *kind = r->element[0];
     if (kind->type != REDIS_REPLY_STRING) return;
-    if (strcmp(kind->str, "subscribe") == 0) {
+    if (strcmp(kind->str, "subscribe") == 0 && s->subscribed) {
+        s->probing = 0; /* a probe's answer: the connection is alive */
+    } else if (strcmp(kind->str, "subscribe") == 0) {
+        s->subscribed = 1;
+        s->probe_ns = fs_mono_ns();
         s->backoff_ms = 100;
         fs_debug("redis_subscribed", "channel=%s", s->channel);
         s->cb(NULL, 0, s->arg);
@@ -56,6 +68,36 @@ static void fs__sub_on_connect(const redisAsyncContext *ac, int status)
     if (status != REDIS_OK) {
         s->ac = NULL; /* hiredis frees it */
         fs__sub_retry(s);
+    }
+}
+
+/* Drops the current connection (silent past its deadline) and starts over after the back-off. */
+static void fs__sub_drop(fs_redis_sub_t *s, const char *what)
+{
+    redisAsyncContext *ac = s->ac;
+    fs_warn("redis_subscription_stalled", "channel=%s waiting_for=%s timeout_ms=%d", s->channel,
+            what, s->timeout_ms);
+    s->ac = NULL;
+    ac->data = NULL;
+    redisAsyncFree(ac); /* no callback of ours runs: they check s->ac */
+    fs__sub_retry(s);
+}
+
+static void fs__sub_on_probe(uv_timer_t *t)
+{
+    fs_redis_sub_t *s = t->data;
+    if (!s->ac) return; /* reconnecting */
+    uint64_t now = fs_mono_ns(), limit = (uint64_t)s->timeout_ms * 1000000u;
+    if (!s->subscribed) {
+        uint64_t first = limit < 1000000000u ? 1000000000u : limit; /* connect + subscribe */
+        if (now - s->since_ns > first) fs__sub_drop(s, "subscription");
+    } else if (s->probing) {
+        if (now - s->probe_ns > limit) fs__sub_drop(s, "probe");
+    } else if (now - s->probe_ns >= (uint64_t)FS_REDIS_SUB_PROBE_MS * 1000000u &&
+               redisAsyncCommand(s->ac, fs__sub_on_message, s, "SUBSCRIBE %s", s->channel) ==
+                   REDIS_OK) {
+        s->probing = 1;
+        s->probe_ns = now;
     }
 }
 
@@ -78,6 +120,8 @@ static void fs__sub_connect(fs_redis_sub_t *s)
     }
     ac->data = s;
     s->ac = ac;
+    s->subscribed = s->probing = 0;
+    s->since_ns = fs_mono_ns();
     redisAsyncSetConnectCallback(ac, fs__sub_on_connect);
     redisAsyncSetDisconnectCallback(ac, fs__sub_on_disconnect);
     /* Queued until connected; the callback then fires for the confirmation and every message. */
@@ -85,7 +129,7 @@ static void fs__sub_connect(fs_redis_sub_t *s)
 }
 
 fs_redis_sub_t *fs_redis_sub_new(uv_loop_t *loop, const char *host, int port, const char *channel,
-                                 fs_redis_sub_cb cb, void *arg)
+                                 int timeout_ms, fs_redis_sub_cb cb, void *arg)
 {
     fs_redis_sub_t *s = fs_xcalloc(1, sizeof *s);
     s->loop = loop;
@@ -95,8 +139,15 @@ fs_redis_sub_t *fs_redis_sub_new(uv_loop_t *loop, const char *host, int port, co
     s->cb = cb;
     s->arg = arg;
     s->backoff_ms = 100;
+    s->timeout_ms = timeout_ms;
     uv_timer_init(loop, &s->timer);
     s->timer.data = s;
+    /* Ticks at a tenth of the shorter of the two periods, so that each check is late by little. */
+    int shorter = timeout_ms < FS_REDIS_SUB_PROBE_MS ? timeout_ms : FS_REDIS_SUB_PROBE_MS;
+    uint64_t tick = (uint64_t)shorter / 10 + 1;
+    uv_timer_init(loop, &s->probe);
+    s->probe.data = s;
+    uv_timer_start(&s->probe, fs__sub_on_probe, tick, tick);
     fs__sub_connect(s);
     return s;
 }
@@ -104,6 +155,7 @@ fs_redis_sub_t *fs_redis_sub_new(uv_loop_t *loop, const char *host, int port, co
 static void fs__sub_on_closed(uv_handle_t *h)
 {
     fs_redis_sub_t *s = h->data;
+    if (--s->open_handles > 0) return;
     free(s->host);
     free(s->channel);
     free(s);
@@ -118,6 +170,7 @@ void fs_redis_sub_close(fs_redis_sub_t *s)
         ac->data = NULL;
         redisAsyncFree(ac);
     }
-    uv_timer_stop(&s->timer);
+    s->open_handles = 2;
     uv_close((uv_handle_t *)&s->timer, fs__sub_on_closed);
+    uv_close((uv_handle_t *)&s->probe, fs__sub_on_closed);
 }

@@ -1,7 +1,14 @@
 /* A Redis pub/sub subscriber on a libuv loop (its own hiredis async connection, since a subscribed
  * connection can send nothing else). Reconnects with backoff; every (re)subscription is reported
  * so that the owner can forget whatever it cached, as messages sent while it was disconnected are
- * lost. Knows nothing of what the messages mean. */
+ * lost. Knows nothing of what the messages mean.
+ *
+ * A subscription can also go silent without closing (a stalled connection, a peer gone without a
+ * reset): nothing on it fails, and every message after it is lost. So, once subscribed, it sends a
+ * probe every FS_REDIS_SUB_PROBE_MS (SUBSCRIBE to the same channel again, which Redis confirms
+ * and which changes nothing); a probe unanswered within timeout_ms, or a first subscription not
+ * confirmed within timeout_ms of connecting (at least a second), drops the connection
+ * ("redis_subscription_stalled" in the log) and a new one is made, reported as any other. */
 #ifndef FS_REDIS_SUB_H
 #define FS_REDIS_SUB_H
 
@@ -13,8 +20,10 @@ typedef struct fs_redis_sub fs_redis_sub_t;
 /* msg/len: one message of the channel. msg == NULL: the subscription (re)started. */
 typedef void (*fs_redis_sub_cb)(const char *msg, size_t len, void *arg);
 
+#define FS_REDIS_SUB_PROBE_MS 1000
+
 fs_redis_sub_t *fs_redis_sub_new(uv_loop_t *loop, const char *host, int port, const char *channel,
-                                 fs_redis_sub_cb cb, void *arg);
+                                 int timeout_ms, fs_redis_sub_cb cb, void *arg);
 /* Disconnects and frees the subscriber once its handles are closed (the loop must run). */
 void fs_redis_sub_close(fs_redis_sub_t *s);
 

@@ -176,6 +176,7 @@ static int fs__worker_init(fs__worker_t *w, int index, const char *host, int por
                                 .rejected_counter = &w->metrics.connections_rejected};
     w->redis = fs_redis_new(&w->loop, &ro);
     fs_stock_opts_t so = {.redis_host = rhost, .redis_port = rport,
+                          .redis_timeout_ms = fs__cfg.redis_timeout_ms,
                           .soldout_recheck_ms = fs__cfg.soldout_recheck_ms,
                           .queue_max_wait_ms = fs__cfg.queue_max_wait_ms,
                           .queue_max_len = fs__cfg.queue_max_len,

@@ -91,6 +91,7 @@ typedef struct {
 typedef struct {
     const char *redis_host; /* for the fs:stock subscription */
     int redis_port;
+    int redis_timeout_ms; /* a probe of the subscription unanswered this long drops it */
     int soldout_recheck_ms; /* a cached "sold out" lets one request through to Redis this often */
     int queue_max_wait_ms;  /* longest wait in a SKU's queue before "overloaded" */
     int queue_max_len;      /* most requests waiting in one SKU's queue */

@@ -11,6 +11,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import fsserver  # noqa: E402
 from fsserver import ServerTestCase, sku, wait_until  # noqa: E402
+from tcpproxy import Proxy  # noqa: E402
 
 ENV = {"FLASHSALE_SOLDOUT_RECHECK_MS": "600000", "FLASHSALE_SWEEP_INTERVAL_MS": "100"}
 BOUND = 3.0  # seconds; the design bound is 100 ms, this only proves the message arrives at all
@@ -189,6 +190,57 @@ class RecheckTest(ServerTestCase):
             self.srv.reserve(lid, "a", "late")), 3.0, interval=0.05, what="the unit, by re-check")
         self.assertEqual(r.status, 201)
         self.check_invariants(lid, ["a"])
+
+class StalledSubscriptionTest(ServerTestCase):
+    """A subscription that goes silent without closing (a stalled connection, a peer gone without
+    a reset) loses every fs:stock message after it, and nothing on it fails. The server sends a
+    probe on it (SUBSCRIBE again) every second; one unanswered within redis_timeout_ms drops the
+    connection, and the new subscription forgets what the loop cached, as after any lost one.
+    The re-check is ten minutes here, so only the new subscription can clear the mark."""
+    server_env = {"FLASHSALE_THREADS": "1"}  # the class's own server is not used
+
+    def test_a_silent_subscription_is_replaced(self):
+        proxy = Proxy(self.redis.port)
+        self.addCleanup(proxy.close)
+        srv = fsserver.Server("redis://127.0.0.1:%d/0" % proxy.port,
+                              env=dict(ENV, FLASHSALE_THREADS="1",
+                                       FLASHSALE_REDIS_TIMEOUT_MS="300"))
+        self.addCleanup(lambda: srv.alive() and srv.kill())
+        lid = self.new_launch([sku("a", 1)], srv=srv)
+        self.assertEqual(srv.reserve(lid, "a", "u1").status, 201)
+        self.assertError(srv.reserve(lid, "a", "u2"), 409, "sold_out")
+        before = cached(srv)
+        self.assertError(srv.reserve(lid, "a", "u3"), 409, "sold_out")
+        self.assertEqual(cached(srv), before + 1, "the second sold_out should come from memory")
+
+        # Probes answered change nothing: after two of them the mark is still there.
+        time.sleep(2.5)
+        self.assertError(srv.reserve(lid, "a", "u3"), 409, "sold_out")
+        self.assertEqual(cached(srv), before + 2, "a probe's answer dropped the sold-out mark")
+        self.assertNotIn("redis_subscription_stalled", srv.log_text())
+
+        subscribed = []
+        for line in self.r.call("CLIENT", "LIST").splitlines():
+            f = dict(kv.split("=", 1) for kv in line.split(" ") if "=" in kv)
+            port = int(f["addr"].rsplit(":", 1)[1])
+            if port in proxy.upstream_ports() and f["sub"] != "0":
+                subscribed.append(port)
+        self.assertEqual(len(subscribed), 1, "one subscription")
+        proxy.stall(subscribed[0])
+        # A unit comes back through another server; the message waits in the stalled connection.
+        other = self.another_server(env=ENV)
+        self.assertEqual(other.restock(lid, "a", 1).status, 200)
+        t0 = time.monotonic()
+        r = wait_until(lambda: (lambda x: x if x.status == 201 else None)(
+            srv.reserve(lid, "a", "u4")), 5.0, interval=0.05,
+            what="the unit, through a new subscription")
+        self.assertEqual(r.status, 201)
+        # a probe a second, answered within 300 ms: found within about 1.3 s, and then the
+        # reconnect's back-off
+        self.assertLess(time.monotonic() - t0, 4.0)
+        self.assertIn("redis_subscription_stalled", srv.log_text())
+        self.check_invariants(lid, ["a"])
+
 
 if __name__ == "__main__":
     fsserver.main(timeout=90)
