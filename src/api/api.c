@@ -237,6 +237,11 @@ void fs_api_redis_failed(fs_api_ctx_t *c, redisReply *reply, int err)
                      fs_strerror(err));
         return;
     }
+    if (fs_redis_refused(reply)) {
+        fs_api_error(c, 503, "unavailable",
+                     "the stock service refuses changes for now, retry shortly");
+        return;
+    }
     char msg[300];
     fs_error("redis_unexpected_reply", "type=%d error=%s", reply->type,
              fs_log_quote(msg, sizeof msg, reply->type == REDIS_REPLY_ERROR ? reply->str : ""));

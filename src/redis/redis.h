@@ -59,4 +59,10 @@ void fs_redis_close(fs_redis_t *r);
 int64_t fs_reply_i64(const redisReply *r, int *ok);
 const char *fs_reply_str(const redisReply *r, size_t *len);
 
+/* 1 if r is an error by which Redis refuses a call for now (out of memory, busy with a script,
+ * loading, read-only, ...: worth a retry, so an unavailable answer rather than an internal
+ * error), else 0. A refusal is also logged (redis_refused, a warning at most once a second per
+ * thread, with how many were not logged since). */
+int fs_redis_refused(const redisReply *r);
+
 #endif

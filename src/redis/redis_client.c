@@ -77,6 +77,33 @@ const char *fs_reply_str(const redisReply *rep, size_t *len)
     return "";
 }
 
+int fs_redis_refused(const redisReply *r)
+{
+    /* Redis's error codes for "not now": out of memory (maxmemory with noeviction), a script or
+     * function running past its limit, the dataset loading, a replica that cannot take writes or
+     * lost its primary, writes stopped after a failed save, a cluster busy or down. */
+    static const char *const codes[] = {"OOM ",      "BUSY ",     "LOADING ",     "READONLY ",
+                                        "MISCONF ",  "TRYAGAIN ", "CLUSTERDOWN ", "MASTERDOWN ",
+                                        "NOREPLICAS "};
+    static _Thread_local uint64_t logged_ns;
+    static _Thread_local unsigned long unlogged;
+    if (!r || r->type != REDIS_REPLY_ERROR || !r->str) return 0;
+    size_t i = 0, n = sizeof codes / sizeof codes[0];
+    while (i < n && strncmp(r->str, codes[i], strlen(codes[i])) != 0) i++;
+    if (i == n) return 0;
+    uint64_t now = fs_mono_ns();
+    if (logged_ns && now - logged_ns < 1000000000u) {
+        unlogged++;
+        return 1;
+    }
+    char msg[200];
+    fs_warn("redis_refused", "error=%s not_logged_before=%lu",
+            fs_log_quote(msg, sizeof msg, r->str), unlogged);
+    logged_ns = now;
+    unlogged = 0;
+    return 1;
+}
+
 static void fs__set_ready(fs_redis_t *r, int ready)
 {
     int was = r->state == FS__READY;

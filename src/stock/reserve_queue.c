@@ -436,7 +436,9 @@ static void fs__on_batch_reply(redisReply *reply, int err, void *arg)
     if (q->inflight < FS__MAX_WAVES && q->count > 0) fs__mark_dirty(st, q);
     if (err || reply->type != REDIS_REPLY_ARRAY || reply->elements < 5 ||
         reply->element[0]->type != REDIS_REPLY_STRING || reply->element[0]->len != b->n) {
-        if (!err) {
+        if (!err && fs_redis_refused(reply)) {
+            err = FS_EUNAVAIL;
+        } else if (!err) {
             char msg[200];
             fs_error("reserve_bad_reply", "type=%d error=%s", reply->type,
                      fs_log_quote(msg, sizeof msg, reply->type == REDIS_REPLY_ERROR ? reply->str : ""));
@@ -492,6 +494,8 @@ static void fs__on_idem_sold_out(redisReply *reply, int err, void *arg)
             code = fs__code_of(s, n);
             if (code == FS_RES_SOLD_OUT) st->stats.sold_out_cached++;
         }
+    } else if (fs_redis_refused(reply)) {
+        code = FS_RES_UNAVAILABLE;
     } else {
         char msg[200];
         fs_error("idem_sold_out_bad_reply", "type=%d error=%s", reply->type,

@@ -327,5 +327,41 @@ def _can_connect(port):
         return False
 
 
+class RedisRefusesWritesTest(ServerTestCase):
+    """A Redis that refuses writes for a while (here out of memory: maxmemory reached with
+    noeviction; also a script running long, a dataset loading, a replica's read-only answer): the
+    calls it refuses are answered 503 unavailable with Retry-After, which a storefront retries, not
+    500; what only reads still works; and once Redis takes writes again, so does the server."""
+
+    def refuse(self, on):
+        self.r.call("CONFIG", "SET", "maxmemory", "1" if on else "0")
+
+    def test_refused_writes_are_503_and_pass_once_redis_takes_them(self):
+        lid = self.new_launch([sku("a", 10, per_user_limit=5)])
+        held = self.srv.reserve(lid, "a", "u1")
+        self.assertEqual(held.status, 201, held.body)
+        rid = held.body["reservation_id"]
+        policy = self.r.call("CONFIG", "GET", "maxmemory-policy")[1]
+        self.r.call("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        self.addCleanup(self.r.call, "CONFIG", "SET", "maxmemory-policy", policy)
+        self.addCleanup(self.refuse, False)
+        self.refuse(True)
+        for what, r in (("reserve", self.srv.reserve(lid, "a", "u2")),
+                        ("reserve with a key", self.srv.reserve(lid, "a", "u2", idem="k1")),
+                        ("confirm", self.srv.confirm(rid, "u1")),
+                        ("cancel", self.srv.cancel(rid, "u1")),
+                        ("restock", self.srv.restock(lid, "a", 1))):
+            self.assertError(r, 503, "unavailable")
+            self.assertEqual(r.headers.get("retry-after"), "1", what)
+        self.assertEqual(self.srv.get_res(rid, "u1").status, 200)  # reads still work
+        self.assertEqual(self.srv.public_get(lid).status, 200)
+        self.assertEqual(self.srv.request("GET", "/readyz").status, 200)
+        self.assertIn("redis_refused", self.srv.log_text())
+        self.refuse(False)
+        self.assertEqual(self.srv.reserve(lid, "a", "u2", idem="k1").status, 201)
+        self.assertEqual(self.srv.confirm(rid, "u1").status, 200)
+        self.check_invariants(lid, ["a"])
+
+
 if __name__ == "__main__":
     fsserver.main(timeout=90)
