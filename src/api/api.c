@@ -350,8 +350,8 @@ void fs_api_publish_metrics(void *arg)
     atomic_store(&m->redis_commands, rs.commands);
     atomic_store(&m->redis_errors, rs.errors);
     atomic_store(&m->redis_timeouts, rs.timeouts);
-    atomic_store(&m->redis_reconnects, rs.reconnects);
     fs_stock_stats_t ss = fs_stock_stats(api->stock);
+    atomic_store(&m->redis_reconnects, rs.reconnects + ss.sub_lost); /* the subscription's too */
     for (int i = 0; i < FS_RES__COUNT && i < FS_METRICS_OUTCOMES; i++)
         atomic_store(&m->reservations[i], ss.outcomes[i]);
     atomic_store(&m->sold_out_cached, ss.sold_out_cached);

@@ -24,6 +24,7 @@ struct fs_redis_sub {
     uint64_t since_ns; /* when the current connection was started */
     uint64_t probe_ns; /* when the last probe was sent (or the subscription confirmed) */
     int open_handles;  /* closing: timers not closed yet */
+    uint64_t lost;     /* connections lost: closed, or dropped as silent */
     int closing;
 };
 
@@ -78,6 +79,7 @@ static void fs__sub_drop(fs_redis_sub_t *s, const char *what)
     fs_warn("redis_subscription_stalled", "channel=%s waiting_for=%s timeout_ms=%d", s->channel,
             what, s->timeout_ms);
     s->ac = NULL;
+    s->lost++;
     ac->data = NULL;
     redisAsyncFree(ac); /* no callback of ours runs: they check s->ac */
     fs__sub_retry(s);
@@ -106,6 +108,7 @@ static void fs__sub_on_disconnect(const redisAsyncContext *ac, int status)
     fs_redis_sub_t *s = ac->data;
     if (!s || s->ac != ac) return;
     s->ac = NULL;
+    s->lost++;
     fs_debug("redis_unsubscribed", "channel=%s", s->channel);
     fs__sub_retry(s);
 }
@@ -159,6 +162,11 @@ static void fs__sub_on_closed(uv_handle_t *h)
     free(s->host);
     free(s->channel);
     free(s);
+}
+
+uint64_t fs_redis_sub_lost(const fs_redis_sub_t *s)
+{
+    return s->lost;
 }
 
 void fs_redis_sub_close(fs_redis_sub_t *s)

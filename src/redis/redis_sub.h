@@ -13,6 +13,7 @@
 #define FS_REDIS_SUB_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 typedef struct fs_redis_sub fs_redis_sub_t;
@@ -24,6 +25,8 @@ typedef void (*fs_redis_sub_cb)(const char *msg, size_t len, void *arg);
 
 fs_redis_sub_t *fs_redis_sub_new(uv_loop_t *loop, const char *host, int port, const char *channel,
                                  int timeout_ms, fs_redis_sub_cb cb, void *arg);
+/* Connections it lost so far: closed by Redis or the network, or dropped as silent. */
+uint64_t fs_redis_sub_lost(const fs_redis_sub_t *s);
 /* Disconnects and frees the subscriber once its handles are closed (the loop must run). */
 void fs_redis_sub_close(fs_redis_sub_t *s);
 

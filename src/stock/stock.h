@@ -84,6 +84,7 @@ typedef struct {
                                  SKU is known sold out, or the units queued ahead already
                                  exceed what is left), or with fs_idem_sold_out for a request
                                  with an Idempotency-Key (also counted in outcomes) */
+    uint64_t sub_lost; /* connections of its fs:stock subscription lost (closed, or silent) */
     uint64_t rerouted; /* requests this loop handed to another because its own Redis connection
                           was down (new ones, and those queued when it went) */
 } fs_stock_stats_t;

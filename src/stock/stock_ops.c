@@ -444,7 +444,9 @@ void fs_stock_close(fs_stock_t *st)
 
 fs_stock_stats_t fs_stock_stats(const fs_stock_t *st)
 {
-    return st->stats;
+    fs_stock_stats_t s = st->stats;
+    s.sub_lost = fs_redis_sub_lost(st->sub);
+    return s;
 }
 
 fs_redis_t *fs_stock_redis(fs_stock_t *st)

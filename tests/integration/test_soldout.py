@@ -17,6 +17,13 @@ ENV = {"FLASHSALE_SOLDOUT_RECHECK_MS": "600000", "FLASHSALE_SWEEP_INTERVAL_MS": 
 BOUND = 3.0  # seconds; the design bound is 100 ms, this only proves the message arrives at all
 
 
+def metric(srv, name):
+    for line in srv.request("GET", "/metrics").body.splitlines():
+        if line.startswith(name + " "):
+            return int(line.split()[1])
+    raise AssertionError("%s missing" % name)
+
+
 def cached(srv):
     for line in srv.request("GET", "/metrics").body.splitlines():
         if line.startswith("fs_reservations_sold_out_cached_total "):
@@ -226,6 +233,7 @@ class StalledSubscriptionTest(ServerTestCase):
             if port in proxy.upstream_ports() and f["sub"] != "0":
                 subscribed.append(port)
         self.assertEqual(len(subscribed), 1, "one subscription")
+        reconnects = metric(srv, "fs_redis_reconnects_total")
         proxy.stall(subscribed[0])
         # A unit comes back through another server; the message waits in the stalled connection.
         other = self.another_server(env=ENV)
@@ -239,6 +247,10 @@ class StalledSubscriptionTest(ServerTestCase):
         # reconnect's back-off
         self.assertLess(time.monotonic() - t0, 4.0)
         self.assertIn("redis_subscription_stalled", srv.log_text())
+        # counted with the lost command connections (the figures are published a few times a
+        # second)
+        wait_until(lambda: metric(srv, "fs_redis_reconnects_total") > reconnects, 3,
+                   what="the dropped subscription in fs_redis_reconnects_total")
         self.check_invariants(lid, ["a"])
 
 
