@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 extern const char fs_lua_library[];
 extern const size_t fs_lua_library_len;
@@ -204,6 +205,39 @@ static int fs__worker_init(fs__worker_t *w, int index, const char *host, int por
 
 static uv_sem_t fs__signal_sem;
 
+/* Open files the server needs besides its client connections: per event loop its epoll and wake-up
+ * descriptors, its listener and its two Redis connections; and a few for the process. */
+static long fs__fd_reserve(int loops)
+{
+    return 16 + 8L * loops;
+}
+
+/* Raises the soft limit of open files (often 1,024) to what max_connections needs, as far as the
+ * hard limit allows. Returns the connections the server can hold: max_connections, or fewer when
+ * the hard limit is lower (said in a warning), so that the excess is refused as over
+ * max_connections (closed at once, counted) instead of failing to accept. */
+static int fs__fit_open_files(int max_connections, int loops)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return max_connections;
+    rlim_t want = (rlim_t)max_connections + (rlim_t)fs__fd_reserve(loops);
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        struct rlimit up = {rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want ? rl.rlim_max : want,
+                            rl.rlim_max};
+        if (up.rlim_cur > rl.rlim_cur && setrlimit(RLIMIT_NOFILE, &up) == 0)
+            rl.rlim_cur = up.rlim_cur;
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want) return max_connections;
+    long fit = (long)rl.rlim_cur - fs__fd_reserve(loops);
+    if (fit < 1) fit = 1;
+    fs_warn(
+        "fd_limit_low",
+        "open_files=%llu max_connections=%d effective_max_connections=%ld hint=\"raise the hard "
+        "limit of open files to %llu or more (ulimit -Hn; LimitNOFILE= in a systemd unit)\"",
+        (unsigned long long)rl.rlim_cur, max_connections, fit, (unsigned long long)want);
+    return (int)fit;
+}
+
 static void fs__on_signal(int sig)
 {
     (void)sig;
@@ -254,7 +288,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     int n = fs__cfg.threads;
     fs__worker_t *workers = fs_xcalloc((size_t)n, sizeof *workers);
-    fs__limits = fs_http_limits_new((size_t)fs__cfg.max_connections,
+    fs__limits = fs_http_limits_new((size_t)fs__fit_open_files(fs__cfg.max_connections, n),
                                     (size_t)fs__cfg.max_connections_per_addr);
     fs__shared.metrics = fs_xcalloc((size_t)n, sizeof *fs__shared.metrics);
     fs__shared.nloops = n;

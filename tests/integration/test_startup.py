@@ -191,6 +191,78 @@ class StartupTest(unittest.TestCase):
         finally:
             srv.stop()
 
+    # -- open files ---------------------------------------------------------------------------
+
+    def open_files(self, pid):
+        """The process's (soft, hard) limit of open files, from /proc."""
+        with open("/proc/%d/limits" % pid) as f:
+            for line in f:
+                if line.startswith("Max open files"):
+                    soft, hard = line.split()[3:5]
+                    return int(soft), (-1 if hard == "unlimited" else int(hard))
+        raise AssertionError("no open files line")
+
+    def connect_all(self, srv, n):
+        """n connections each asking /healthz: (answered 200, closed without an answer)."""
+        conns = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(n)]
+        try:
+            time.sleep(0.3)
+            ok = closed = 0
+            for c in conns:
+                try:
+                    c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                    got = c.recv(64)
+                except OSError:
+                    got = b""
+                if got.startswith(b"HTTP/1.1 200"):
+                    ok += 1
+                elif not got:
+                    closed += 1
+            return ok, closed
+        finally:
+            for c in conns:
+                c.close()
+
+    def test_raises_its_open_files_limit_for_max_connections(self):
+        import resource
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        if hard != resource.RLIM_INFINITY and hard < 1200:
+            self.skipTest("the hard limit of open files (%d) is too low to test" % hard)
+
+        def low_soft_limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        srv = Server(self.redis.url, env={"FLASHSALE_MAX_CONNECTIONS": "1000"},
+                     preexec=low_soft_limit)
+        try:
+            soft, _ = self.open_files(srv.pid)
+            self.assertGreaterEqual(soft, 1000, "the soft limit was not raised")
+            self.assertEqual(self.connect_all(srv, 600), (600, 0))
+            self.assertNotIn("fd_limit_low", srv.log_text())
+        finally:
+            srv.stop()
+
+    def test_a_low_hard_limit_of_open_files_lowers_max_connections(self):
+        import resource
+
+        def low_limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))
+        srv = Server(self.redis.url, env={"FLASHSALE_MAX_CONNECTIONS": "1000"}, preexec=low_limit)
+        try:
+            log = srv.log_text()
+            m = re.search(r"event=fd_limit_low .*effective_max_connections=(\d+)", log)
+            self.assertIsNotNone(m, log)
+            effective = int(m.group(1))
+            self.assertLess(effective, 200)
+            # Past it, connections are refused as over max_connections (closed at once, counted),
+            # and the server goes on serving.
+            ok, closed = self.connect_all(srv, 250)
+            self.assertEqual(ok, effective, (ok, closed))
+            self.assertEqual(closed, 250 - effective)
+            metrics = srv.request("GET", "/metrics").body
+            self.assertIn("fs_http_connections_rejected_total %d" % (250 - effective), metrics)
+        finally:
+            srv.stop()
+
     # -- Redis availability -----------------------------------------------------------------
 
     def test_redis_down_at_start_then_up(self):

@@ -275,11 +275,12 @@ class Server:
     (None leaves the variable unset). env: extra variables (override ours; a value of None
     removes the variable). config_file: passed as --config. The listen address is set through
     FLASHSALE_LISTEN unless listen=False (then the config file decides; give port= to poll it).
+    preexec: run in the child before it starts the program (e.g. to set a resource limit).
     """
 
     def __init__(self, redis_url, api_keys=DEFAULT_API_KEYS, admin_token=DEFAULT_ADMIN_TOKEN,
                  env=None, config_file=None, wait_ready=True, start=True, port=None, listen=True,
-                 args=(), log_level="info"):
+                 args=(), log_level="info", preexec=None):
         self.redis_url = redis_url
         self.api_keys = list(api_keys) if api_keys is not None else []
         self.admin_token = admin_token
@@ -289,6 +290,7 @@ class Server:
         self.port = port
         self.args = list(args)
         self.log_level = log_level
+        self.preexec = preexec
         self.proc = None
         self.conn = None
         self.reconnects = 0
@@ -333,7 +335,8 @@ class Server:
         self.err_f = open(self.log_path, "ab")
         self.out_f = open(self.out_path, "ab")
         self.proc = subprocess.Popen(argv, env=self.environment(), stdin=subprocess.DEVNULL,
-                                     stdout=self.out_f, stderr=self.err_f)
+                                     stdout=self.out_f, stderr=self.err_f,
+                                     preexec_fn=self.preexec)
         track(self)
         return self.proc
 
