@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static const char fs__usage[] =
@@ -127,6 +128,27 @@ static int fs__target(const char *what, const char *url, int allow_remote, char 
         return 2;
     }
     return 0;
+}
+
+/* Raises the soft limit of open files (often 1,024) to what n connections of `threads` event
+ * loops need, as far as the hard limit allows; 0, or 2 with the reason on stderr when the hard
+ * limit is lower: every connect past it would fail, and the run would measure that instead. */
+static int fs__open_files_for(int n, int threads)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 0;
+    rlim_t want = (rlim_t)n + 64 + 8 * (rlim_t)threads; /* loops, Redis, reports, stdio */
+    if (rl.rlim_cur >= want) return 0;
+    if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want) {
+        struct rlimit up = {want, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0) return 0;
+    }
+    fprintf(stderr,
+            "flashsale-load: %d connections need about %llu open files, and this process may "
+            "have %llu (ulimit -Hn): use fewer connections or raise the hard limit\n",
+            n, (unsigned long long)want,
+            (unsigned long long)(rl.rlim_max == RLIM_INFINITY ? rl.rlim_cur : rl.rlim_max));
+    return 2;
 }
 
 static int fs__plain_main(const char *url, int connections, int threads, double duration_s,
@@ -319,7 +341,12 @@ int main(int argc, char **argv)
         return fs__usage_error("%s", "--warmup needs --url (plain mode; a campaign has its own "
                                      "phases)");
     if (url) {
-        int rc = fs__plain_main(url, connections, threads, duration_s, warmup_s, rate, step_s,
+        int rc = fs__open_files_for(connections, threads > connections ? connections : threads);
+        if (rc) {
+            fs_buf_free(&headers);
+            return rc;
+        }
+        rc = fs__plain_main(url, connections, threads, duration_s, warmup_s, rate, step_s,
                                 timeout_ms, headers.len ? headers.data : NULL, body, allow_remote,
                                 quiet, json_path, html_path);
         fs_buf_free(&headers);
@@ -332,6 +359,10 @@ int main(int argc, char **argv)
     char err[512];
     if (fs_campaign_load(&camp, campaign, err, sizeof err)) {
         fprintf(stderr, "flashsale-load: %s\n", err);
+        return 2;
+    }
+    if (fs__open_files_for(camp.connections, 1)) {
+        fs_campaign_free(&camp);
         return 2;
     }
     if (have_duration) camp.duration_s = duration_s;

@@ -41,11 +41,11 @@ def load_bin():
     return os.path.join(os.path.dirname(os.path.dirname(server)), "loadtest", "flashsale-load")
 
 
-def run_load(args, env_extra=None, timeout=RUN_TIMEOUT):
+def run_load(args, env_extra=None, timeout=RUN_TIMEOUT, preexec=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_")}
     env.update(env_extra or {})
     p = subprocess.run([load_bin()] + list(args), env=env, stdin=subprocess.DEVNULL,
-                       capture_output=True, timeout=timeout)
+                       capture_output=True, timeout=timeout, preexec_fn=preexec)
     return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
 
@@ -280,6 +280,30 @@ class CampaignAgainstRealServer(fsserver.ServerTestCase):
             rc, out, err = run_load(bad + ["-d", "1s"])
             self.assertEqual(rc, 2, bad)
             self.assertIn("--warmup", err)
+
+    def test_open_files_for_its_connections(self):
+        """More connections than the soft limit of open files allows: the tool raises the limit
+        (every connection then works); past the hard limit it refuses to start, saying why,
+        rather than measure a storm of failed connects."""
+        import resource
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        url = "http://127.0.0.1:%d/healthz" % self.srv.port
+        tmp = tempfile.mkdtemp(prefix="fs-load-")
+        jpath = os.path.join(tmp, "plain.json")
+        if hard == resource.RLIM_INFINITY or hard >= 1000:
+            rc, out, err = run_load(
+                ["--url", url, "-c", "400", "-t", "2", "-d", "1s", "-q", "--json", jpath],
+                preexec=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard)))
+            self.assertEqual(rc, 0, out + err)
+            doc = load_json(jpath)
+            self.assertEqual(doc["connections_opened"], 400, doc)
+            self.assertEqual(doc["status"], {"200": doc["requests"]})
+        rc, out, err = run_load(
+            ["--url", url, "-c", "400", "-t", "2", "-d", "1s", "-q"],
+            preexec=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128)))
+        self.assertEqual(rc, 2, out + err)
+        self.assertIn("open files", err)
+        self.assertIn("128", err)
 
     def test_plain_mode_against_nothing_fails(self):
         port = fsserver.free_port()
