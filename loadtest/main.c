@@ -379,10 +379,18 @@ int main(int argc, char **argv)
     so.server_url = server;
     const char *rurl = redis ? redis : getenv("FLASHSALE_REDIS");
     if (!rurl || !*rurl) rurl = "redis://127.0.0.1:6379/0";
-    if (fs_parse_redis_url(rurl, so.redis_host, sizeof so.redis_host, &so.redis_port, &so.redis_db)) {
+    fs_redis_url_t ru;
+    if (fs_redis_url_parse(rurl, &ru)) {
         fs_campaign_free(&camp);
-        return fs__usage_error("bad Redis URL '%s' (expected redis://host:port[/db])", rurl);
+        /* not echoed: it may hold a password */
+        return fs__usage_error("%s", "bad Redis URL (expected "
+                                     "redis://[[user]:password@]host:port[/db])");
     }
+    snprintf(so.redis_host, sizeof so.redis_host, "%s", ru.host);
+    snprintf(so.redis_user, sizeof so.redis_user, "%s", ru.user);
+    snprintf(so.redis_password, sizeof so.redis_password, "%s", ru.password);
+    so.redis_port = ru.port;
+    so.redis_db = ru.db;
     struct sockaddr_storage raddr;
     if (!no_verify && (fs_http_resolve(so.redis_host, so.redis_port, &raddr) ||
                        (!allow_remote && !fs_http_addr_is_loopback(&raddr)))) {

@@ -768,7 +768,8 @@ int fs_shop_run(const fs_shop_opts_t *o, json_t **out_doc, int *passed, char *er
             .launch = s->launch, .campaign = c, .admin = x.doc,
             .admin_error = admin_err[0] ? admin_err : NULL, .orders = s->orders,
             .norders = s->norders, .reserved = &s->reserved, .redis_host = o->redis_host,
-            .redis_port = o->redis_port, .redis_db = o->redis_db,
+            .redis_port = o->redis_port, .redis_db = o->redis_db, .redis_user = o->redis_user,
+            .redis_password = o->redis_password,
         };
         fs_verify_run(&vin, &ver);
         verified = 1;

@@ -23,6 +23,7 @@ typedef struct {
     const char *api_keys;      /* comma-separated; never printed */
     char redis_host[64];
     int redis_port, redis_db;
+    char redis_user[128], redis_password[256]; /* AUTH when the password is not empty */
     int timeout_ms;
     int progress;
     int verify;

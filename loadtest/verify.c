@@ -207,7 +207,15 @@ void fs_verify_run(const fs_verify_in_t *in, fs_verify_out_t *out)
                  in->redis_port, rc ? rc->errstr : "out of memory");
     } else {
         redisSetTimeout(rc, (struct timeval){10, 0});
-        if (in->redis_db) {
+        if (in->redis_password && in->redis_password[0]) {
+            redisReply *r = in->redis_user && in->redis_user[0]
+                                ? redisCommand(rc, "AUTH %s %s", in->redis_user, in->redis_password)
+                                : redisCommand(rc, "AUTH %s", in->redis_password);
+            if (!r || r->type == REDIS_REPLY_ERROR)
+                snprintf(err, sizeof err, "AUTH failed: %s", r && r->str ? r->str : "no answer");
+            if (r) freeReplyObject(r);
+        }
+        if (!err[0] && in->redis_db) {
             redisReply *r = redisCommand(rc, "SELECT %d", in->redis_db);
             if (!r || r->type == REDIS_REPLY_ERROR)
                 snprintf(err, sizeof err, "SELECT %d failed", in->redis_db);

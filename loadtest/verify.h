@@ -41,6 +41,7 @@ typedef struct {
     const fs_smap_t *reserved;    /* reservation ids the server gave (201), value = SKU index */
     const char *redis_host;
     int redis_port, redis_db;
+    const char *redis_user, *redis_password; /* AUTH when the password is not empty */
 } fs_verify_in_t;
 
 #define FS_VERIFY_N 5

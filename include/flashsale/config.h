@@ -59,7 +59,17 @@ void fs_config_free(fs_config_t *cfg);
 
 /* Parsed forms. "host:port" (IPv4 or [IPv6]); returns 0 or FS_EINVAL. host must hold 64 bytes. */
 int fs_parse_hostport(const char *s, char *host, size_t hostcap, int *port);
-/* "redis://host:port[/db]"; returns 0 or FS_EINVAL. */
-int fs_parse_redis_url(const char *s, char *host, size_t hostcap, int *port, int *db);
+/* "redis://[[user]:password@]host:port[/db]": with a password, every connection first sends AUTH
+ * (with the user, if one is given: a Redis 6 ACL user; else the default user). The user and the
+ * password are percent-decoded (%40 for '@', %3A for ':' in a user, %25 for '%'); they must not
+ * hold control characters. Returns 0 or FS_EINVAL. Never log the password. */
+typedef struct {
+    char host[64];
+    int port;
+    int db;
+    char user[128];     /* "" for the default user */
+    char password[256]; /* "" for no AUTH */
+} fs_redis_url_t;
+int fs_redis_url_parse(const char *s, fs_redis_url_t *u);
 
 #endif

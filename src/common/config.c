@@ -109,13 +109,14 @@ int fs_config_load(fs_config_t *cfg, const char *path, char *err, size_t errcap)
 int fs_config_validate(const fs_config_t *cfg, char *err, size_t errcap)
 {
     char host[64];
-    int port, db;
+    int port;
+    fs_redis_url_t ru;
     if (fs_parse_hostport(cfg->listen, host, sizeof host, &port)) {
         snprintf(err, errcap, "listen address must be host:port (IPv4 or [IPv6])");
         return FS_EINVAL;
     }
-    if (fs_parse_redis_url(cfg->redis_url, host, sizeof host, &port, &db)) {
-        snprintf(err, errcap, "redis url must be redis://host:port[/db]");
+    if (fs_redis_url_parse(cfg->redis_url, &ru)) {
+        snprintf(err, errcap, "redis url must be redis://[[user]:password@]host:port[/db]");
         return FS_EINVAL;
     }
     int any_operator = 0;
@@ -201,25 +202,57 @@ int fs_parse_hostport(const char *s, char *host, size_t hostcap, int *port)
     return strchr(colon + 1, '/') ? FS_EINVAL : FS_OK;
 }
 
-int fs_parse_redis_url(const char *s, char *host, size_t hostcap, int *port, int *db)
+/* Percent-decodes s[0..n) into out (cap bytes with its NUL); FS_EINVAL on a bad escape, a NUL or
+ * a control character, or no room. */
+static int fs__pct_decode(const char *s, size_t n, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef0123456789ABCDEF";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '%') {
+            if (i + 2 >= n) return FS_EINVAL;
+            const char *hi = s[i + 1] ? strchr(hex, s[i + 1]) : NULL;
+            const char *lo = s[i + 2] ? strchr(hex, s[i + 2]) : NULL;
+            if (!hi || !lo) return FS_EINVAL;
+            c = (int)((hi - hex) % 16 * 16 + (lo - hex) % 16);
+            i += 2;
+        }
+        if (c < 0x20 || c == 0x7f || o + 1 >= cap) return FS_EINVAL;
+        out[o++] = (char)c;
+    }
+    out[o] = 0;
+    return FS_OK;
+}
+
+int fs_redis_url_parse(const char *s, fs_redis_url_t *u)
 {
     static const char scheme[] = "redis://";
+    memset(u, 0, sizeof *u);
     if (strncmp(s, scheme, sizeof scheme - 1) != 0) return FS_EINVAL;
     const char *hp = s + sizeof scheme - 1;
+    const char *at = strrchr(hp, '@');
+    if (at) { /* user:password@ (the user may be empty: the default user) */
+        const char *colon = memchr(hp, ':', (size_t)(at - hp));
+        if (!colon || fs__pct_decode(hp, (size_t)(colon - hp), u->user, sizeof u->user) ||
+            fs__pct_decode(colon + 1, (size_t)(at - colon - 1), u->password, sizeof u->password) ||
+            !u->password[0])
+            return FS_EINVAL;
+        hp = at + 1;
+    }
     char tmp[128];
     const char *slash = strchr(hp, '/');
     size_t n = slash ? (size_t)(slash - hp) : strlen(hp);
     if (n >= sizeof tmp) return FS_EINVAL;
     memcpy(tmp, hp, n);
     tmp[n] = 0;
-    if (fs_parse_hostport(tmp, host, hostcap, port)) return FS_EINVAL;
-    *db = 0;
+    if (fs_parse_hostport(tmp, u->host, sizeof u->host, &u->port)) return FS_EINVAL;
     if (slash && slash[1]) {
         char *end;
         errno = 0;
         long v = strtol(slash + 1, &end, 10);
         if (errno || *end || v < 0 || v > 9999) return FS_EINVAL;
-        *db = (int)v;
+        u->db = (int)v;
     }
     return FS_OK;
 }

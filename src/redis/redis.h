@@ -3,10 +3,10 @@
  * hiredis 0.14 has no async timeouts, so every command carries our own deadline: one timer per
  * client watches the oldest command in flight (Redis answers in order) and, past its deadline,
  * drops the connection (every pending command fails with FS_ETIMEDOUT) and reconnects with
- * exponential backoff. On every (re)connect the client selects the database and loads the Lua
- * library with FUNCTION LOAD REPLACE; it is "ready" only once that succeeded. A command answered
- * "Function not found" (someone ran FUNCTION FLUSH) makes the client reload the library and send
- * the command once more.
+ * exponential backoff. On every (re)connect the client authenticates (with a password), selects
+ * the database and loads the Lua library with FUNCTION LOAD REPLACE; it is "ready" only once that
+ * succeeded. A command answered "Function not found" (someone ran FUNCTION FLUSH) makes the client
+ * reload the library and send the command once more.
  *
  * Knows nothing of HTTP or flash sales. One client belongs to one loop (thread). */
 #ifndef FS_REDIS_H
@@ -28,6 +28,8 @@ typedef void (*fs_redis_cb)(redisReply *reply, int err, void *arg);
 typedef struct {
     const char *host;
     int port;
+    const char *user;     /* AUTH as this ACL user (NULL or "": the default user)... */
+    const char *password; /* ...when this is set (NULL or "": no AUTH) */
     int db;
     int timeout_ms;                 /* per command */
     const char *library;            /* Lua library text, loaded on connect */

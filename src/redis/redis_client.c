@@ -7,6 +7,7 @@
 
 #include "redis_uv.h"
 #include <hiredis/async.h>
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,7 +27,7 @@ typedef struct fs__cmd {
 struct fs_redis {
     uv_loop_t *loop;
     fs_redis_opts_t o;
-    char *host;
+    char *host, *user, *password; /* copies of o's */
     redisAsyncContext *ac;
     fs__rstate_t state;
     uv_timer_t timer;
@@ -322,6 +323,12 @@ static void fs__on_connect(const redisAsyncContext *ac, int status)
     }
     r->state = FS__LOADING;
     int tmo = r->o.timeout_ms < 5000 ? 5000 : r->o.timeout_ms;
+    if (r->o.password[0]) { /* a refusal drops the connection (fs__on_internal) */
+        int with_user = r->o.user[0] != 0;
+        const char *argv[] = {"AUTH", with_user ? r->o.user : r->o.password, r->o.password};
+        size_t lens[] = {4, strlen(argv[1]), strlen(r->o.password)};
+        fs__send_internal(r, fs__on_internal, with_user ? 3 : 2, argv, lens, tmo);
+    }
     if (r->o.db) {
         char db[16];
         int n = snprintf(db, sizeof db, "%d", r->o.db);
@@ -407,6 +414,9 @@ fs_redis_t *fs_redis_new(uv_loop_t *loop, const fs_redis_opts_t *o)
     r->o = *o;
     r->host = fs_xstrndup(o->host, strlen(o->host));
     r->o.host = r->host;
+    const char *user = o->user ? o->user : "", *password = o->password ? o->password : "";
+    r->o.user = r->user = fs_xstrndup(user, strlen(user));
+    r->o.password = r->password = fs_xstrndup(password, strlen(password));
     r->o.name = o->name ? o->name : "redis";
     r->backoff_ms = 100;
     uv_timer_init(loop, &r->timer);
@@ -444,6 +454,9 @@ static void fs__on_timer_closed(uv_handle_t *h)
         free(c);
     }
     free(r->host);
+    free(r->user);
+    OPENSSL_cleanse(r->password, strlen(r->password));
+    free(r->password);
     free(r);
 }
 

@@ -5,12 +5,13 @@
 
 #include "redis_uv.h"
 #include <hiredis/async.h>
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct fs_redis_sub {
     uv_loop_t *loop;
-    char *host, *channel;
+    char *host, *channel, *user, *password;
     int port;
     fs_redis_sub_cb cb;
     void *arg;
@@ -60,6 +61,16 @@ static void fs__sub_on_message(redisAsyncContext *ac, void *rep, void *privdata)
     } else if (strcmp(kind->str, "message") == 0 && r->element[2]->type == REDIS_REPLY_STRING) {
         s->cb(r->element[2]->str, r->element[2]->len, s->arg);
     }
+}
+
+static void fs__sub_on_auth(redisAsyncContext *ac, void *rep, void *privdata)
+{
+    fs_redis_sub_t *s = privdata;
+    redisReply *r = rep;
+    if (!r || !s || s->ac != ac || r->type != REDIS_REPLY_ERROR) return;
+    char msg[200];
+    fs_warn("redis_subscription_auth_failed", "channel=%s error=%s", s->channel,
+            fs_log_quote(msg, sizeof msg, r->str));
 }
 
 static void fs__sub_on_connect(const redisAsyncContext *ac, int status)
@@ -127,18 +138,28 @@ static void fs__sub_connect(fs_redis_sub_t *s)
     s->since_ns = fs_mono_ns();
     redisAsyncSetConnectCallback(ac, fs__sub_on_connect);
     redisAsyncSetDisconnectCallback(ac, fs__sub_on_disconnect);
+    /* A refused AUTH leaves the SUBSCRIBE refused too: the first subscription's deadline then
+     * drops the connection and tries again, backing off. */
+    if (s->password[0] && s->user[0])
+        redisAsyncCommand(ac, fs__sub_on_auth, s, "AUTH %s %s", s->user, s->password);
+    else if (s->password[0])
+        redisAsyncCommand(ac, fs__sub_on_auth, s, "AUTH %s", s->password);
     /* Queued until connected; the callback then fires for the confirmation and every message. */
     redisAsyncCommand(ac, fs__sub_on_message, s, "SUBSCRIBE %s", s->channel);
 }
 
-fs_redis_sub_t *fs_redis_sub_new(uv_loop_t *loop, const char *host, int port, const char *channel,
-                                 int timeout_ms, fs_redis_sub_cb cb, void *arg)
+fs_redis_sub_t *fs_redis_sub_new(uv_loop_t *loop, const fs_redis_opts_t *o, const char *channel,
+                                 fs_redis_sub_cb cb, void *arg)
 {
     fs_redis_sub_t *s = fs_xcalloc(1, sizeof *s);
+    int timeout_ms = o->timeout_ms;
     s->loop = loop;
-    s->host = fs_xstrndup(host, strlen(host));
+    s->host = fs_xstrndup(o->host, strlen(o->host));
+    const char *user = o->user ? o->user : "", *password = o->password ? o->password : "";
+    s->user = fs_xstrndup(user, strlen(user));
+    s->password = fs_xstrndup(password, strlen(password));
     s->channel = fs_xstrndup(channel, strlen(channel));
-    s->port = port;
+    s->port = o->port;
     s->cb = cb;
     s->arg = arg;
     s->backoff_ms = 100;
@@ -160,6 +181,9 @@ static void fs__sub_on_closed(uv_handle_t *h)
     fs_redis_sub_t *s = h->data;
     if (--s->open_handles > 0) return;
     free(s->host);
+    free(s->user);
+    OPENSSL_cleanse(s->password, strlen(s->password));
+    free(s->password);
     free(s->channel);
     free(s);
 }

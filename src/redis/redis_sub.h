@@ -12,6 +12,8 @@
 #ifndef FS_REDIS_SUB_H
 #define FS_REDIS_SUB_H
 
+#include "redis.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -23,8 +25,10 @@ typedef void (*fs_redis_sub_cb)(const char *msg, size_t len, void *arg);
 
 #define FS_REDIS_SUB_PROBE_MS 1000
 
-fs_redis_sub_t *fs_redis_sub_new(uv_loop_t *loop, const char *host, int port, const char *channel,
-                                 int timeout_ms, fs_redis_sub_cb cb, void *arg);
+/* Subscribes to channel on the Redis of o (its host, port, user, password and timeout_ms; the
+ * rest is not used), on a connection of its own. */
+fs_redis_sub_t *fs_redis_sub_new(uv_loop_t *loop, const fs_redis_opts_t *o, const char *channel,
+                                 fs_redis_sub_cb cb, void *arg);
 /* Connections it lost so far: closed by Redis or the network, or dropped as silent. */
 uint64_t fs_redis_sub_lost(const fs_redis_sub_t *s);
 /* Disconnects and frees the subscriber once its handles are closed (the loop must run). */

@@ -210,10 +210,11 @@ int main(int argc, char **argv)
 
     fs_relay_target_t target;
     fs_relay_target_parse(fs__cfg.target, &target, err, sizeof err);
-    char host[64], rhost[64];
-    int port, rport, rdb;
+    char host[64];
+    int port;
+    fs_redis_url_t ru;
     fs_parse_hostport(fs__cfg.listen, host, sizeof host, &port);
-    fs_parse_redis_url(fs__cfg.redis_url, rhost, sizeof rhost, &rport, &rdb);
+    fs_redis_url_parse(fs__cfg.redis_url, &ru);
 
     unsigned seed;
     fs_random_bytes(&seed, sizeof seed);
@@ -259,7 +260,8 @@ int main(int argc, char **argv)
         uv_loop_close(&loop);
         return 1;
     }
-    fs_redis_opts_t ro = {.host = rhost, .port = rport, .db = rdb,
+    fs_redis_opts_t ro = {.host = ru.host, .port = ru.port, .db = ru.db, .user = ru.user,
+                          .password = ru.password,
                           .timeout_ms = fs__cfg.redis_timeout_ms + fs__cfg.block_ms,
                           .library = fs_relay_lua_library, .library_len = fs_relay_lua_library_len,
                           .on_ready = fs__on_ready, .arg = r, .name = "relay-reader"};
@@ -285,7 +287,7 @@ int main(int argc, char **argv)
     fs_info("listening", "addr=%s target=%s://%s:%d%s consumer=%s group=%s redis=%s:%d/%d "
                          "max_in_flight=%d max_attempts=%d version=%s",
             fs__cfg.listen, target.tls ? "https" : "http", target.host, target.port, target.path,
-            r->consumer, fs__cfg.group, rhost, rport, rdb, fs__cfg.max_in_flight,
+            r->consumer, fs__cfg.group, ru.host, ru.port, ru.db, fs__cfg.max_in_flight,
             fs__cfg.max_attempts, FS_VERSION);
 
     uv_run(&loop, UV_RUN_DEFAULT);

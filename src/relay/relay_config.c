@@ -65,7 +65,7 @@ static int fs__name_ok(const char *s)
 int fs_relay_config_validate(const fs_relay_config_t *cfg, char *err, size_t errcap)
 {
     char host[64];
-    int port, db;
+    int port;
     if (!cfg->target[0]) {
         snprintf(err, errcap, "no target configured: set FLASHSALE_RELAY_TARGET or [relay] target");
         return FS_EINVAL;
@@ -101,8 +101,9 @@ int fs_relay_config_validate(const fs_relay_config_t *cfg, char *err, size_t err
         snprintf(err, errcap, "relay.listen must be host:port (IPv4 or [IPv6])");
         return FS_EINVAL;
     }
-    if (fs_parse_redis_url(cfg->redis_url, host, sizeof host, &port, &db)) {
-        snprintf(err, errcap, "redis url must be redis://host:port[/db]");
+    fs_redis_url_t ru;
+    if (fs_redis_url_parse(cfg->redis_url, &ru)) {
+        snprintf(err, errcap, "redis url must be redis://[[user]:password@]host:port[/db]");
         return FS_EINVAL;
     }
     if (!fs__name_ok(cfg->group)) {

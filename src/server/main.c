@@ -151,7 +151,7 @@ static void fs__worker_run(void *arg)
 }
 
 static int fs__worker_init(fs__worker_t *w, int index, const char *host, int port,
-                           const char *rhost, int rport, int rdb, char *err, size_t errcap)
+                           const fs_redis_url_t *ru, char *err, size_t errcap)
 {
     w->index = index;
     w->shutdown_timeout_ms = fs__cfg.shutdown_timeout_ms;
@@ -160,7 +160,8 @@ static int fs__worker_init(fs__worker_t *w, int index, const char *host, int por
     w->stop_async.data = w;
     uv_timer_init(&w->loop, &w->force_timer);
     w->force_timer.data = w;
-    fs_redis_opts_t ro = {.host = rhost, .port = rport, .db = rdb,
+    fs_redis_opts_t ro = {.host = ru->host, .port = ru->port, .db = ru->db, .user = ru->user,
+                          .password = ru->password,
                           .timeout_ms = fs__cfg.redis_timeout_ms,
                           .library = fs_lua_library, .library_len = fs_lua_library_len,
                           .on_ready = fs__on_ready, .arg = w, .name = "main"};
@@ -176,8 +177,7 @@ static int fs__worker_init(fs__worker_t *w, int index, const char *host, int por
                                 .limits = fs__limits,
                                 .rejected_counter = &w->metrics.connections_rejected};
     w->redis = fs_redis_new(&w->loop, &ro);
-    fs_stock_opts_t so = {.redis_host = rhost, .redis_port = rport,
-                          .redis_timeout_ms = fs__cfg.redis_timeout_ms,
+    fs_stock_opts_t so = {.redis = &ro,
                           .soldout_recheck_ms = fs__cfg.soldout_recheck_ms,
                           .queue_max_wait_ms = fs__cfg.queue_max_wait_ms,
                           .queue_max_len = fs__cfg.queue_max_len,
@@ -277,10 +277,11 @@ int main(int argc, char **argv)
     }
     fs_log_set_level((fs_log_level_t)fs__cfg.log_level);
 
-    char host[64], rhost[64];
-    int port, rport, rdb;
+    char host[64];
+    int port;
+    fs_redis_url_t ru;
     fs_parse_hostport(fs__cfg.listen, host, sizeof host, &port);
-    fs_parse_redis_url(fs__cfg.redis_url, rhost, sizeof rhost, &rport, &rdb);
+    fs_redis_url_parse(fs__cfg.redis_url, &ru);
     fs_secret_set_add_csv(&fs__shared.api_keys, fs__cfg.api_keys);
     fs_api_tokens_init(&fs__shared, &fs__cfg);
     fs__shared.shopper_secret = fs__cfg.shopper_secret;
@@ -296,14 +297,14 @@ int main(int argc, char **argv)
     if (n > 1) fs__hub = fs_stock_hub_new(n);
     for (int i = 0; i < n; i++) {
         fs__shared.metrics[i] = &workers[i].metrics;
-        if (fs__worker_init(&workers[i], i, host, port, rhost, rport, rdb, err, sizeof err)) {
+        if (fs__worker_init(&workers[i], i, host, port, &ru, err, sizeof err)) {
             fprintf(stderr, "flashsale-server: %s\n", err);
             fs_error("startup_failed", "reason=\"%s\"", err);
             return 1;
         }
     }
-    fs_info("listening", "addr=%s threads=%d redis=%s:%d/%d version=%s", fs__cfg.listen, n, rhost,
-            rport, rdb, FS_VERSION);
+    fs_info("listening", "addr=%s threads=%d redis=%s:%d/%d version=%s", fs__cfg.listen, n, ru.host,
+            ru.port, ru.db, FS_VERSION);
 
     uv_sem_init(&fs__signal_sem, 0);
     struct sigaction sa = {.sa_handler = fs__on_signal};

@@ -90,9 +90,9 @@ typedef struct {
 } fs_stock_stats_t;
 
 typedef struct {
-    const char *redis_host; /* for the fs:stock subscription */
-    int redis_port;
-    int redis_timeout_ms; /* a probe of the subscription unanswered this long drops it */
+    const fs_redis_opts_t *redis; /* for the fs:stock subscription: its Redis (host, port, user,
+                                     password) and timeout_ms, within which a probe of the
+                                     subscription must be answered; read by fs_stock_new */
     int soldout_recheck_ms; /* a cached "sold out" lets one request through to Redis this often */
     int queue_max_wait_ms;  /* longest wait in a SKU's queue before "overloaded" */
     int queue_max_len;      /* most requests waiting in one SKU's queue */

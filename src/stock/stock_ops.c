@@ -395,8 +395,7 @@ fs_stock_t *fs_stock_new(uv_loop_t *loop, fs_redis_t *redis, const fs_stock_opts
     st->hub = o->hub;
     st->index = o->index;
     if (st->hub) fs__hub_attach(st);
-    st->sub = fs_redis_sub_new(loop, o->redis_host, o->redis_port, "fs:stock",
-                               o->redis_timeout_ms, fs__soldout_on_message, st);
+    st->sub = fs_redis_sub_new(loop, o->redis, "fs:stock", fs__soldout_on_message, st);
     fs__stock_queues_init(st);
     uv_timer_init(loop, &st->sweep_timer);
     st->sweep_timer.data = st;

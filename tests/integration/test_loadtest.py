@@ -126,6 +126,28 @@ class CampaignAgainstRealServer(fsserver.ServerTestCase):
                       "Outcomes per second"):
             self.assertIn(title, html)
 
+    def test_redis_password_is_sent_and_never_printed(self):
+        """--redis with a password: the verification authenticates with it (this Redis has none,
+        so it refuses, and the campaign's verification says so), and the password is never
+        printed."""
+        tmp = tempfile.mkdtemp(prefix="fs-load-")
+        jpath = os.path.join(tmp, "run.json")
+        url = "redis://:pw-%s@127.0.0.1:%d/0" % ("x7Qz", self.redis.port)
+        rc, out, err = run_load(
+            ["--campaign", SMOKE, "--server", "http://127.0.0.1:%d" % self.srv.port,
+             "--redis", url, "-d", "1s", "-q", "--json", jpath],
+            {"FLASHSALE_ADMIN_TOKEN": fsserver.DEFAULT_ADMIN_TOKEN,
+             "FLASHSALE_API_KEYS": ",".join(fsserver.DEFAULT_API_KEYS)})
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("AUTH failed", out)
+        for text in (out, err, slurp(jpath)):
+            self.assertNotIn("pw-x7Qz", text)
+        rc, out, err = run_load(["--campaign", SMOKE, "--server", "http://127.0.0.1:1",
+                                 "--redis", "redis://:pw-x7Qz@nohost", "-d", "1s"],
+                                {"FLASHSALE_ADMIN_TOKEN": "a", "FLASHSALE_API_KEYS": "k"})
+        self.assertEqual(rc, 2, out + err)
+        self.assertNotIn("pw-x7Qz", out + err)
+
     def test_missing_credentials_is_a_usage_error(self):
         rc, out, err = run_load(["--campaign", SMOKE, "--server", "http://127.0.0.1:%d" % self.srv.port],
                                 {"FLASHSALE_API_KEYS": "x"})

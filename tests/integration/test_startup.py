@@ -510,5 +510,71 @@ class StartupTest(unittest.TestCase):
             self.assertRegex(line, r"^ts=\S+ level=(debug|info|warn|error) event=\S+", line)
 
 
+
+class RedisAuthTest(fsserver.ServerTestCase):
+    """A Redis that asks for a password (requirepass, or an ACL user): the server, its fs:stock
+    subscription and the relay authenticate with the password from the URL (percent-decoded);
+    a wrong one keeps the server not ready, says so, and no password reaches a log."""
+    server_env = {"FLASHSALE_THREADS": "1"}  # the class's own server is not used
+    PASSWORD = "s3cret@pass word"
+
+    def url(self, userinfo):
+        return "redis://%s@127.0.0.1:%d/0" % (userinfo, self.redis.port)
+
+    def setUp(self):
+        self.r.call("CONFIG", "SET", "requirepass", self.PASSWORD)
+        self.addCleanup(self.r.call, "CONFIG", "SET", "requirepass", "")
+
+    def subscribed_clients(self):
+        return sum(1 for line in self.r.call("CLIENT", "LIST").splitlines() if " sub=1 " in line)
+
+    def test_password_from_the_url(self):
+        srv = Server(self.url(":s3cret%40pass%20word"), env={"FLASHSALE_THREADS": "2"})
+        try:
+            lid = unique()
+            self.assertEqual(srv.admin_put_launch(lid, [sku("a", 1)]).status, 200)
+            self.assertEqual(srv.open(lid).status, 200)
+            self.assertEqual(srv.reserve(lid, "a", "u1").status, 201)
+            # both loops' subscriptions got in too
+            wait_until(lambda: self.subscribed_clients() >= 2, 5, what="two subscriptions")
+            import fsreceiver
+            relay = fsreceiver.Relay(self.url(":s3cret%40pass%20word"), "http://127.0.0.1:9/orders")
+            try:
+                self.assertEqual(relay.request("GET", "/readyz").status, 200)
+            finally:
+                relay.stop()
+            for text in (srv.log_text(), srv.stdout_text(), relay.log_text()):
+                self.assertNotIn("s3cret", text)
+        finally:
+            srv.stop()
+
+    def test_acl_user(self):
+        self.r.call("ACL", "SETUSER", "fsuser", "on", ">u-pass", "~*", "&*", "+@all")
+        self.addCleanup(self.r.call, "ACL", "DELUSER", "fsuser")
+        srv = Server(self.url("fsuser:u-pass"))
+        try:
+            lid = unique()
+            self.assertEqual(srv.admin_put_launch(lid, [sku("a", 1)]).status, 200)
+            self.assertEqual(srv.open(lid).status, 200)
+            self.assertEqual(srv.reserve(lid, "a", "u1").status, 201)
+            users = [line for line in self.r.call("CLIENT", "LIST").splitlines()
+                     if " user=fsuser " in line]
+            self.assertGreaterEqual(len(users), 2, "the command connection and the subscription")
+        finally:
+            srv.stop()
+
+    def test_wrong_password_is_not_ready_and_says_why(self):
+        srv = Server(self.url(":not-the-password"), wait_ready=False)
+        try:
+            time.sleep(1.0)
+            self.assertEqual(srv.request("GET", "/readyz").status, 503)
+            wait_until(lambda: "WRONGPASS" in srv.log_text(), 5, what="the refusal in the log")
+            self.assertNotIn("not-the-password", srv.log_text())
+            r = srv.request("POST", "/v1/launches/x/reservations", {"sku": "a", "user_id": "u"})
+            self.assertEqual(r.status, 503)
+        finally:
+            srv.stop()
+
+
 if __name__ == "__main__":
     fsserver.main(timeout=115)

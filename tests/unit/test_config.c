@@ -111,7 +111,7 @@ static void test_secrets_not_echoed(void **state)
 static void test_parse_addresses(void **state)
 {
     char host[64];
-    int port, db;
+    int port;
     assert_int_equal(fs_parse_hostport("127.0.0.1:8080", host, sizeof host, &port), FS_OK);
     assert_string_equal(host, "127.0.0.1");
     assert_int_equal(port, 8080);
@@ -121,12 +121,48 @@ static void test_parse_addresses(void **state)
     assert_int_equal(fs_parse_hostport("127.0.0.1:0", host, sizeof host, &port), FS_EINVAL);
     assert_int_equal(fs_parse_hostport("127.0.0.1:65536", host, sizeof host, &port), FS_EINVAL);
     assert_int_equal(fs_parse_hostport(":80", host, sizeof host, &port), FS_EINVAL);
-    assert_int_equal(fs_parse_redis_url("redis://127.0.0.1:6379/3", host, sizeof host, &port, &db), FS_OK);
-    assert_int_equal(db, 3);
-    assert_int_equal(fs_parse_redis_url("redis://127.0.0.1:6379", host, sizeof host, &port, &db), FS_OK);
-    assert_int_equal(db, 0);
-    assert_int_equal(fs_parse_redis_url("http://127.0.0.1:6379", host, sizeof host, &port, &db), FS_EINVAL);
-    assert_int_equal(fs_parse_redis_url("redis://127.0.0.1:6379/x", host, sizeof host, &port, &db), FS_EINVAL);
+}
+
+static void test_redis_url(void **state)
+{
+    (void)state;
+    fs_redis_url_t u;
+    assert_int_equal(fs_redis_url_parse("redis://127.0.0.1:6379/3", &u), FS_OK);
+    assert_string_equal(u.host, "127.0.0.1");
+    assert_int_equal(u.port, 6379);
+    assert_int_equal(u.db, 3);
+    assert_string_equal(u.user, "");
+    assert_string_equal(u.password, "");
+    assert_int_equal(fs_redis_url_parse("redis://127.0.0.1:6379", &u), FS_OK);
+    assert_int_equal(u.db, 0);
+    assert_int_equal(fs_redis_url_parse("http://127.0.0.1:6379", &u), FS_EINVAL);
+    assert_int_equal(fs_redis_url_parse("redis://127.0.0.1:6379/x", &u), FS_EINVAL);
+    /* a password for the default user, and a user with one */
+    assert_int_equal(fs_redis_url_parse("redis://:s3cret@10.0.0.5:6380/2", &u), FS_OK);
+    assert_string_equal(u.user, "");
+    assert_string_equal(u.password, "s3cret");
+    assert_string_equal(u.host, "10.0.0.5");
+    assert_int_equal(u.port, 6380);
+    assert_int_equal(u.db, 2);
+    assert_int_equal(fs_redis_url_parse("redis://flashsale:pw:with:colons@[::1]:6379", &u), FS_OK);
+    assert_string_equal(u.user, "flashsale");
+    assert_string_equal(u.password, "pw:with:colons");
+    assert_string_equal(u.host, "::1");
+    /* percent-decoding: '@', '/', '%' and a space in the password; an '@' left raw is the last
+     * one's business (the host comes after the last '@') */
+    assert_int_equal(fs_redis_url_parse("redis://u%3Ax:a%40b%2Fc%25d%20e@h:1/0", &u), FS_OK);
+    assert_string_equal(u.user, "u:x");
+    assert_string_equal(u.password, "a@b/c%d e");
+    assert_int_equal(fs_redis_url_parse("redis://:a@b@h:1", &u), FS_OK);
+    assert_string_equal(u.password, "a@b");
+    assert_string_equal(u.host, "h");
+    /* no password, a bad escape, a control character, no host */
+    assert_int_equal(fs_redis_url_parse("redis://user@h:1", &u), FS_EINVAL);
+    assert_int_equal(fs_redis_url_parse("redis://u:@h:1", &u), FS_EINVAL);
+    assert_int_equal(fs_redis_url_parse("redis://:a%4@h:1", &u), FS_EINVAL);
+    assert_int_equal(fs_redis_url_parse("redis://:a%zz@h:1", &u), FS_EINVAL);
+    assert_int_equal(fs_redis_url_parse("redis://:a%0Ab@h:1", &u), FS_EINVAL);
+    assert_int_equal(fs_redis_url_parse("redis://:pw@", &u), FS_EINVAL);
 }
 
 int main(void)
@@ -136,6 +172,7 @@ int main(void)
         cmocka_unit_test_setup(test_file_and_env, clear_env),
         cmocka_unit_test_setup(test_errors_name_the_line, clear_env),
         cmocka_unit_test_setup(test_secrets_not_echoed, clear_env),
-        cmocka_unit_test_setup(test_parse_addresses, clear_env)};
+        cmocka_unit_test_setup(test_parse_addresses, clear_env),
+        cmocka_unit_test_setup(test_redis_url, clear_env)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
