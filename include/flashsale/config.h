@@ -22,6 +22,7 @@ typedef struct {
     int log_level;      /* fs_log_level_t */
     int idle_timeout_ms;
     int shutdown_timeout_ms;
+    int drain_grace_ms; /* on shutdown, idle keep-alive connections stay open this long */
     int sweep_interval_ms;
     int soldout_recheck_ms;
     int queue_max_wait_ms;

@@ -369,6 +369,10 @@ static void fs__service(fs_api_ctx_t *c, int route)
         fs_buf_puts(&c->out, "{\"status\":\"ok\"}");
         fs_api_send(c, 200, NULL);
     } else if (route == FS_ROUTE_READYZ) {
+        if (fs_http_req_draining(c->req)) { /* stopping: a load balancer should look elsewhere */
+            fs_api_error(c, 503, "unavailable", "shutting down");
+            return;
+        }
         /* Ready when every event loop is: a request may land on any of them. */
         int ready = fs_redis_ready(fs_stock_redis(api->stock));
         for (int i = 0; ready && i < api->shared->nloops; i++)

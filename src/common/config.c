@@ -22,6 +22,7 @@ static const fs_setting_t fs__settings[] = {
     {"server", "log_level", "FLASHSALE_LOG_LEVEL", FS_SETTING_LEVEL, FS__OFF(log_level), 0, 0, "info"},
     {"server", "idle_timeout_ms", "FLASHSALE_IDLE_TIMEOUT_MS", FS__I, FS__OFF(idle_timeout_ms), 50, 3600000, "30000"},
     {"server", "shutdown_timeout_ms", "FLASHSALE_SHUTDOWN_TIMEOUT_MS", FS__I, FS__OFF(shutdown_timeout_ms), 0, 600000, "5000"},
+    {"server", "drain_grace_ms", "FLASHSALE_DRAIN_GRACE_MS", FS__I, FS__OFF(drain_grace_ms), 0, 600000, "1000"},
     {"server", "sweep_interval_ms", "FLASHSALE_SWEEP_INTERVAL_MS", FS__I, FS__OFF(sweep_interval_ms), 10, 3600000, "250"},
     {"server", "soldout_recheck_ms", "FLASHSALE_SOLDOUT_RECHECK_MS", FS__I, FS__OFF(soldout_recheck_ms), 10, 3600000, "1000"},
     {"server", "queue_max_wait_ms", "FLASHSALE_QUEUE_MAX_WAIT_MS", FS__I, FS__OFF(queue_max_wait_ms), 1, 600000, "1000"},

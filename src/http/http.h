@@ -54,6 +54,8 @@ typedef struct {
     int idle_timeout_ms;
     int header_timeout_ms;  /* 0: idle_timeout_ms */
     int body_timeout_ms;    /* 0: the larger of header_timeout_ms and idle_timeout_ms */
+    int drain_grace_ms;     /* fs_http_server_drain keeps idle connections open this long (0: closes
+                               them at once) */
     size_t max_header_bytes;
     size_t max_body_bytes;
     int reuseport;        /* set SO_REUSEPORT before binding (several loops, one port) */
@@ -71,13 +73,18 @@ typedef struct {
  * fs_http_server_close. */
 int fs_http_server_start(fs_http_server_t **out, uv_loop_t *loop, const fs_http_server_opts_t *o,
                          char *err, size_t errcap);
-/* Graceful stop: closes the listener, closes idle connections at once and every other connection
- * after its current response. `done` fires (once) when no connection is left. */
+/* Graceful stop: closes the listener; closes every busy connection after its current response,
+ * and each idle one after drain_grace_ms, or after the answer to a request it brings meanwhile
+ * (a client that sends on a kept-alive connection just as the server stops gets an answer with
+ * Connection: close, not a closed connection). `done` fires (once) when no connection is left. */
 void fs_http_server_drain(fs_http_server_t *s, void (*done)(void *arg), void *arg);
 /* Closes every connection and the listener at once; frees the server once all handles are closed
  * (the loop must run to let that happen). Requests still in flight are answered into the void. */
 void fs_http_server_close(fs_http_server_t *s);
 size_t fs_http_server_connections(const fs_http_server_t *s);
+
+/* 1 once the server of req's connection is draining (stopping). */
+int fs_http_req_draining(const fs_http_req_t *req);
 
 /* A request header by lower-case name; returns 1 and sets *out when present. */
 int fs_http_req_header(const fs_http_req_t *req, const char *lname, fs_str_t *out);

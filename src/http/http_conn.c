@@ -24,7 +24,7 @@
 #include <time.h>
 
 typedef enum { FS__READY, FS__BUSY } fs__state_t;
-typedef enum { FS__T_IDLE, FS__T_HEAD, FS__T_BODY } fs__timer_kind_t;
+typedef enum { FS__T_IDLE, FS__T_HEAD, FS__T_BODY, FS__T_DRAIN } fs__timer_kind_t;
 
 /* Offsets into the head buffer, which never exceeds 64 KiB (max_header_bytes is capped). */
 typedef struct {
@@ -618,6 +618,8 @@ static void fs__arm_timer(fs_http_conn_t *c)
             uv_timer_start(&c->timer, fs__on_timer, due > now ? due - now : 1, 0);
             c->timer_kind = kind;
         }
+    } else if (active && c->timer_kind == FS__T_DRAIN) {
+        /* draining: it keeps the grace's end */
     } else if (!active || c->timer_kind != FS__T_IDLE) {
         uv_timer_start(&c->timer, fs__on_timer, (uint64_t)o->idle_timeout_ms, 0);
         c->timer_kind = FS__T_IDLE;
@@ -806,8 +808,19 @@ void fs_http_server_drain(fs_http_server_t *s, void (*done)(void *arg), void *ar
     uv_close((uv_handle_t *)&s->listener, fs__on_listener_closed);
     for (fs_http_conn_t *c = s->conns, *next; c; c = next) {
         next = c->next;
-        if (c->state == FS__READY && !c->in_message && c->in.len == 0) fs__conn_close(c);
+        if (c->state != FS__READY || c->in_message || c->in.len) continue; /* busy */
+        if (s->o.drain_grace_ms <= 0) {
+            fs__conn_close(c);
+        } else { /* its idle deadline becomes the grace's end (fs__on_timer closes it) */
+            uv_timer_start(&c->timer, fs__on_timer, (uint64_t)s->o.drain_grace_ms, 0);
+            c->timer_kind = FS__T_DRAIN;
+        }
     }
+}
+
+int fs_http_req_draining(const fs_http_req_t *req)
+{
+    return req->conn->server->draining;
 }
 
 void fs_http_server_close(fs_http_server_t *s)

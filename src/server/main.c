@@ -64,6 +64,7 @@ static void fs__usage(FILE *f)
             "  [server] log_level           FLASHSALE_LOG_LEVEL            info (debug|info|warn|error)\n"
             "  [server] idle_timeout_ms     FLASHSALE_IDLE_TIMEOUT_MS      30000\n"
             "  [server] shutdown_timeout_ms FLASHSALE_SHUTDOWN_TIMEOUT_MS  5000\n"
+            "  [server] drain_grace_ms      FLASHSALE_DRAIN_GRACE_MS       1000\n"
             "  [server] sweep_interval_ms   FLASHSALE_SWEEP_INTERVAL_MS    250\n"
             "  [server] soldout_recheck_ms  FLASHSALE_SOLDOUT_RECHECK_MS   1000\n"
             "  [server] queue_max_wait_ms   FLASHSALE_QUEUE_MAX_WAIT_MS    1000\n"
@@ -167,6 +168,7 @@ static int fs__worker_init(fs__worker_t *w, int index, const char *host, int por
                           .on_ready = fs__on_ready, .arg = w, .name = "main"};
     fs_http_server_opts_t ho = {.host = host, .port = port,
                                 .idle_timeout_ms = fs__cfg.idle_timeout_ms,
+                                .drain_grace_ms = fs__cfg.drain_grace_ms,
                                 .header_timeout_ms = fs__cfg.header_timeout_ms,
                                 .body_timeout_ms = fs__cfg.body_timeout_ms,
                                 .max_header_bytes = 16384, .max_body_bytes = 16384,

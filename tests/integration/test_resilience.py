@@ -83,6 +83,41 @@ class StalledRedisTest(ServerTestCase):
         self.assertEqual(srv.proc.wait(10), 0, srv.log_tail())
         self.assertIn("event=stopped", srv.log_text())
 
+    def test_sigterm_keeps_idle_connections_for_a_last_request(self):
+        """A rolling restart: on SIGTERM the listener closes, but idle keep-alive connections stay
+        open for drain_grace_ms, so that a request a client sends on one just then is answered
+        (with Connection: close) instead of meeting a closed connection; /readyz answers 503 from
+        then on, for load balancers; idle connections close when the grace ends."""
+        srv = fsserver.Server(self.redis.url, env={"FLASHSALE_DRAIN_GRACE_MS": "1500",
+                                                    "FLASHSALE_SHUTDOWN_TIMEOUT_MS": "8000"})
+        self.addCleanup(lambda: srv.alive() and srv.kill())
+        lid = self.new_launch([sku("a", 10)], srv=srv)
+        conns = [RawConn(srv.port) for _ in range(3)]
+        self.addCleanup(lambda: [c.close() for c in conns])
+        for c in conns:  # each connection idle after one answer
+            c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertEqual(c.read_response().status, 200)
+        t0 = time.monotonic()
+        srv.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: not _can_connect(srv.port), 5, what="listener closed")
+        time.sleep(0.3)
+        body = b'{"sku":"a","user_id":"late"}'
+        conns[0].send(b"POST /v1/launches/%s/reservations HTTP/1.1\r\nHost: x\r\n"
+                      b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
+                      % (lid.encode(), srv.api_keys[0].encode(), len(body), body))
+        r = conns[0].read_response()
+        self.assertEqual(r.status, 201, r.body)
+        self.assertEqual(r.headers.get("connection"), "close")
+        self.assertTrue(conns[0].closed_by_peer(2.0))
+        conns[1].send(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        r = conns[1].read_response()
+        self.assertEqual(r.status, 503, r.body)
+        self.assertEqual(r.headers.get("connection"), "close")
+        # the third, left idle, is closed once the grace ends, and the process exits
+        self.assertTrue(conns[2].closed_by_peer(5.0))
+        self.assertGreater(time.monotonic() - t0, 1.2)
+        self.assertEqual(srv.proc.wait(10), 0, srv.log_tail())
+
     def test_sigterm_with_two_loops_answers_what_one_handed_the_other(self):
         """Two event loops: a SKU's requests go to Redis from its leader loop. Stopping while they
         wait for Redis, every one is still answered, those the other loop handed over included:
