@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { FS__DOWN, FS__CONNECTING, FS__LOADING, FS__READY } fs__rstate_t;
+typedef enum { FS__DOWN, FS__RESOLVING, FS__CONNECTING, FS__LOADING, FS__READY } fs__rstate_t;
 
 typedef struct fs__cmd {
     struct fs__cmd *prev, *next;
@@ -28,6 +28,7 @@ struct fs_redis {
     uv_loop_t *loop;
     fs_redis_opts_t o;
     char *host, *user, *password; /* copies of o's */
+    fs_redis_lookup_t *lookup;    /* host's address being looked up (FS__RESOLVING) */
     redisAsyncContext *ac;
     fs__rstate_t state;
     uv_timer_t timer;
@@ -353,9 +354,15 @@ static void fs__on_disconnect(const redisAsyncContext *ac, int status)
     r->stats.reconnects++;
 }
 
-static void fs__connect(fs_redis_t *r)
+static uint64_t fs__connect_deadline(const fs_redis_t *r)
 {
-    redisAsyncContext *ac = redisAsyncConnect(r->host, r->o.port);
+    return fs_mono_ns() + (uint64_t)(r->o.timeout_ms < 1000 ? 1000 : r->o.timeout_ms) * 1000000u;
+}
+
+/* Connects to ip, an address: hiredis does no name lookup then. */
+static void fs__connect_to(fs_redis_t *r, const char *ip)
+{
+    redisAsyncContext *ac = redisAsyncConnect(ip, r->o.port);
     if (!ac || ac->err) {
         fs_warn("redis_connect_failed", "redis=%s error=\"%s\"", r->o.name,
                 ac ? ac->errstr : "out of memory");
@@ -374,7 +381,33 @@ static void fs__connect(fs_redis_t *r)
     r->ac = ac;
     r->state = FS__CONNECTING;
     r->drop_err = 0;
-    r->connect_deadline_ns = fs_mono_ns() + (uint64_t)(r->o.timeout_ms < 1000 ? 1000 : r->o.timeout_ms) * 1000000u;
+    r->connect_deadline_ns = fs__connect_deadline(r);
+}
+
+static void fs__on_resolved(void *owner, const char *ip, const char *err)
+{
+    fs_redis_t *r = owner;
+    r->lookup = NULL;
+    if (ip) {
+        fs__connect_to(r, ip);
+        return;
+    }
+    fs_warn("redis_lookup_failed", "redis=%s host=%s error=\"%s\" retry_ms=%d", r->o.name, r->host,
+            err, r->backoff_ms);
+    fs__schedule_reconnect(r);
+}
+
+/* Connects to host, looking its name up off the loop first (redis_uv.h). */
+static void fs__connect(fs_redis_t *r)
+{
+    int rc = fs_redis_lookup(r->loop, r->host, fs__on_resolved, r, &r->lookup);
+    if (rc < 0) {
+        fs__on_resolved(r, NULL, uv_strerror(rc));
+    } else if (r->lookup) { /* no deadline of ours: the resolver has its own (resolv.conf) */
+        r->state = FS__RESOLVING;
+    } else {
+        fs__connect_to(r, r->host);
+    }
 }
 
 /* Tears the connection down; every pending command fails with err. */
@@ -465,6 +498,8 @@ void fs_redis_close(fs_redis_t *r)
     if (r->closing) return;
     r->closing = 1;
     r->o.on_ready = NULL;
+    if (r->lookup) fs_redis_lookup_detach(r->lookup);
+    r->lookup = NULL;
     if (r->ac) {
         redisAsyncContext *ac = r->ac;
         r->ac = NULL;

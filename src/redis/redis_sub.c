@@ -16,6 +16,7 @@ struct fs_redis_sub {
     fs_redis_sub_cb cb;
     void *arg;
     redisAsyncContext *ac;
+    fs_redis_lookup_t *lookup; /* the host's address being looked up (redis_uv.h) */
     uv_timer_t timer; /* reconnect backoff */
     uv_timer_t probe; /* FS_REDIS_SUB_PROBE_MS: the liveness checks (see redis_sub.h) */
     int backoff_ms;
@@ -124,9 +125,10 @@ static void fs__sub_on_disconnect(const redisAsyncContext *ac, int status)
     fs__sub_retry(s);
 }
 
-static void fs__sub_connect(fs_redis_sub_t *s)
+/* Connects to ip, an address: hiredis does no name lookup then. */
+static void fs__sub_connect_to(fs_redis_sub_t *s, const char *ip)
 {
-    redisAsyncContext *ac = redisAsyncConnect(s->host, s->port);
+    redisAsyncContext *ac = redisAsyncConnect(ip, s->port);
     if (!ac || ac->err || fs_redis_uv_attach(ac, s->loop) != REDIS_OK) {
         if (ac) redisAsyncFree(ac);
         fs__sub_retry(s);
@@ -146,6 +148,29 @@ static void fs__sub_connect(fs_redis_sub_t *s)
         redisAsyncCommand(ac, fs__sub_on_auth, s, "AUTH %s", s->password);
     /* Queued until connected; the callback then fires for the confirmation and every message. */
     redisAsyncCommand(ac, fs__sub_on_message, s, "SUBSCRIBE %s", s->channel);
+}
+
+static void fs__sub_on_resolved(void *owner, const char *ip, const char *err)
+{
+    fs_redis_sub_t *s = owner;
+    s->lookup = NULL;
+    if (ip) {
+        fs__sub_connect_to(s, ip);
+        return;
+    }
+    fs_warn("redis_lookup_failed", "redis=subscription host=%s error=\"%s\" retry_ms=%d", s->host,
+            err, s->backoff_ms);
+    fs__sub_retry(s);
+}
+
+/* Connects to host, looking its name up off the loop first (redis_uv.h). */
+static void fs__sub_connect(fs_redis_sub_t *s)
+{
+    int rc = fs_redis_lookup(s->loop, s->host, fs__sub_on_resolved, s, &s->lookup);
+    if (rc < 0)
+        fs__sub_on_resolved(s, NULL, uv_strerror(rc));
+    else if (!s->lookup)
+        fs__sub_connect_to(s, s->host);
 }
 
 fs_redis_sub_t *fs_redis_sub_new(uv_loop_t *loop, const fs_redis_opts_t *o, const char *channel,
@@ -196,6 +221,8 @@ uint64_t fs_redis_sub_lost(const fs_redis_sub_t *s)
 void fs_redis_sub_close(fs_redis_sub_t *s)
 {
     s->closing = 1;
+    if (s->lookup) fs_redis_lookup_detach(s->lookup);
+    s->lookup = NULL;
     if (s->ac) {
         redisAsyncContext *ac = s->ac;
         s->ac = NULL;

@@ -1,7 +1,10 @@
 /* hiredis event adapter for libuv with fewer system calls (see redis_uv.h). */
 #include "redis_uv.h"
+#include "../common/log.h"
 
+#include <arpa/inet.h>
 #include <hiredis/hiredis.h>
+#include <netdb.h>
 #include <stdlib.h>
 
 /* Owned by the redisAsyncContext it is attached to (ac->ev.data); freed after both handles are
@@ -112,4 +115,51 @@ int fs_redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)
     ac->ev.delWrite = fs__uv_del_write;
     ac->ev.cleanup = fs__uv_cleanup;
     return REDIS_OK;
+}
+
+struct fs_redis_lookup {
+    uv_getaddrinfo_t req;
+    fs_redis_lookup_cb done;
+    void *owner; /* NULL once detached */
+};
+
+static void fs__on_lookup(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    fs_redis_lookup_t *l = req->data;
+    char ip[INET6_ADDRSTRLEN] = "";
+    const char *err = status < 0 ? uv_strerror(status) : NULL;
+    if (!err && res && res->ai_family == AF_INET)
+        uv_ip4_name((const struct sockaddr_in *)res->ai_addr, ip, sizeof ip);
+    else if (!err && res && res->ai_family == AF_INET6)
+        uv_ip6_name((const struct sockaddr_in6 *)res->ai_addr, ip, sizeof ip);
+    if (!err && !ip[0]) err = "no address";
+    uv_freeaddrinfo(res);
+    if (l->owner) l->done(l->owner, err ? NULL : ip, err);
+    free(l);
+}
+
+int fs_redis_lookup(uv_loop_t *loop, const char *host, fs_redis_lookup_cb done, void *owner,
+                    fs_redis_lookup_t **out)
+{
+    unsigned char addr[sizeof(struct in6_addr)];
+    *out = NULL;
+    if (inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1) return 0;
+    fs_redis_lookup_t *l = fs_xcalloc(1, sizeof *l);
+    l->done = done;
+    l->owner = owner;
+    l->req.data = l;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    int rc = uv_getaddrinfo(loop, &l->req, fs__on_lookup, host, NULL, &hints);
+    if (rc < 0) {
+        free(l);
+        return rc;
+    }
+    *out = l;
+    return 0;
+}
+
+void fs_redis_lookup_detach(fs_redis_lookup_t *l)
+{
+    l->owner = NULL;
+    uv_cancel((uv_req_t *)&l->req); /* it may have started: fs__on_lookup frees l either way */
 }

@@ -511,6 +511,73 @@ class StartupTest(unittest.TestCase):
 
 
 
+SLOW_DNS_C = r"""
+/* getaddrinfo for the name slow-redis.fs-test: 2.5 s, then 127.0.0.1 (a slow name server). */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <netdb.h>
+#include <string.h>
+#include <unistd.h>
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res)
+{
+    int (*real)(const char *, const char *, const struct addrinfo *, struct addrinfo **) =
+        (int (*)(const char *, const char *, const struct addrinfo *, struct addrinfo **))
+            dlsym(RTLD_NEXT, "getaddrinfo");
+    if (node && strcmp(node, "slow-redis.fs-test") == 0) {
+        usleep(2500000);
+        node = "127.0.0.1";
+    }
+    return real(node, service, hints, res);
+}
+"""
+
+
+class RedisHostNameTest(fsserver.ServerTestCase):
+    """Redis given by a host name: hiredis 0.14 looks the name up inside its connect, on the
+    event loop, so a slow name server froze the loop at every reconnect (no HTTP answered
+    meanwhile). The server looks it up off the loop. A getaddrinfo that takes 2.5 s for one name
+    (a preloaded shim) shows the difference."""
+    server_env = {"FLASHSALE_THREADS": "1"}  # the class's own server is not used
+
+    def test_a_slow_name_lookup_does_not_stop_the_loop(self):
+        import shutil
+        cc = shutil.which("cc") or shutil.which("gcc")
+        if not cc:
+            self.skipTest("no C compiler for the getaddrinfo shim")
+        tmp = tempfile.mkdtemp(prefix="fs-dns-")
+        with open(os.path.join(tmp, "slowdns.c"), "w") as f:
+            f.write(SLOW_DNS_C)
+        so = os.path.join(tmp, "slowdns.so")
+        subprocess.run([cc, "-shared", "-fPIC", "-o", so, os.path.join(tmp, "slowdns.c"), "-ldl"],
+                       check=True, timeout=60)
+        srv = Server("redis://slow-redis.fs-test:%d/0" % self.redis.port,
+                     env={"FLASHSALE_THREADS": "1", "LD_PRELOAD": so,
+                          "ASAN_OPTIONS": "abort_on_error=0:verify_asan_link_order=0"})
+        try:
+            self.assertEqual(srv.request("GET", "/readyz").status, 200)
+            mine = self.r.call("CLIENT", "ID")
+            for line in self.r.call("CLIENT", "LIST").splitlines():
+                f = dict(kv.split("=", 1) for kv in line.split(" ") if "=" in kv)
+                if int(f["id"]) != mine:
+                    self.r.call("CLIENT", "KILL", "ID", f["id"])
+            # The server reconnects, looking the name up again (2.5 s); its loop answers
+            # meanwhile, on a new connection each time.
+            worst = 0.0
+            end = time.monotonic() + 2.0
+            while time.monotonic() < end:
+                t0 = time.monotonic()
+                c = srv.clone()
+                self.assertEqual(c.request("GET", "/healthz").status, 200)
+                c.close_conn()
+                worst = max(worst, time.monotonic() - t0)
+                time.sleep(0.05)
+            self.assertLess(worst, 1.0, "the loop stopped for the name lookup")
+            wait_until(lambda: srv.request("GET", "/readyz").status == 200, 10, what="reconnected")
+        finally:
+            srv.stop()
+
+
 class RedisAuthTest(fsserver.ServerTestCase):
     """A Redis that asks for a password (requirepass, or an ACL user): the server, its fs:stock
     subscription and the relay authenticate with the password from the URL (percent-decoded);
