@@ -6,10 +6,11 @@ the limit, every answer the servers gave holds afterwards, and they recover by t
 Between the servers and Redis sits a proxy. For a few seconds, every 100-300 ms, it cuts one of
 the servers' connections (mostly a command connection, else any, subscriptions included; what was
 in flight is lost), stalls one (its bytes stop; the server's deadline drops it) or refuses new
-connections for a while. Meanwhile client threads, half on each server, reserve (with an
-Idempotency-Key, retried with the same key after a 503, as a storefront would), then confirm,
-cancel or leave each hold; holds expire after two seconds, so the sweeper runs through the faults
-too. Afterwards, with the proxy healthy again:
+connections for a while; and once, halfway, Redis itself restarts (from its append-only file).
+Meanwhile client threads, half on each server, reserve (with an Idempotency-Key, retried with the
+same key after a 503, as a storefront would), then confirm, cancel or leave each hold; holds
+expire after two seconds, so the sweeper runs through the faults too. Afterwards, with the proxy
+healthy again:
   * every request had an answer of a documented kind (no 500, no hang, no closed connection);
   * the counter invariant and the record checks of tests/lib/checks.py hold for every SKU;
   * each idempotency key that got a 201 got the same reservation every time;
@@ -41,6 +42,7 @@ RETRIES = 6
 
 class RedisFaultsUnderLoadTest(ServerTestCase):
     server_env = {"FLASHSALE_THREADS": "1"}  # the class's own server is not used
+    redis_kwargs = {"appendonly": True}  # restarted mid-run: nothing of it may be lost
 
     def metric(self, srv, name):
         for line in srv.request("GET", "/metrics").body.splitlines():
@@ -133,10 +135,17 @@ class RedisFaultsUnderLoadTest(ServerTestCase):
         for t in threads:
             t.start()
         rng = random.Random(seed)
-        faults = {"cut": 0, "stall": 0, "refuse": 0}
+        faults = {"cut": 0, "stall": 0, "refuse": 0, "restart": 0}
         end = time.monotonic() + FAULT_SECONDS
         while time.monotonic() < end:
             time.sleep(rng.uniform(0.1, 0.3))
+            if not faults["restart"] and time.monotonic() > end - FAULT_SECONDS / 2:
+                # Redis itself goes (SIGTERM: it writes its append-only file) and comes back on
+                # the same port: every connection is lost at once
+                self.redis.restart()
+                self.r = self.redis.client()
+                faults["restart"] += 1
+                continue
             ports = sorted(proxy.upstream_ports())
             if rng.random() < 0.6:  # mostly the loops' command connections, else any
                 ports = [p for p in ports if p in self.command_ports(ports)]
