@@ -386,6 +386,11 @@ int main(int argc, char **argv)
         return fs__usage_error("%s", "bad Redis URL (expected "
                                      "redis://[[user]:password@]host:port[/db])");
     }
+    if (ru.tls && !no_verify) {
+        fs_campaign_free(&camp);
+        return fs__usage_error("%s", "the verification reads Redis without TLS: give a "
+                                     "redis:// URL for it, or --no-verify");
+    }
     snprintf(so.redis_host, sizeof so.redis_host, "%s", ru.host);
     snprintf(so.redis_user, sizeof so.redis_user, "%s", ru.user);
     snprintf(so.redis_password, sizeof so.redis_password, "%s", ru.password);

@@ -37,6 +37,9 @@ typedef struct {
     int header_timeout_ms;        /* request line + headers, from the request's first byte */
     int body_timeout_ms;          /* the whole request, from its first byte */
     char *redis_url;
+    char *redis_tls_ca_file;   /* rediss://: trusted roots ("": the system's) */
+    char *redis_tls_cert_file; /* rediss://: a client certificate and its key, or "" for none */
+    char *redis_tls_key_file;
     int redis_timeout_ms;
     char *api_keys;     /* comma-separated */
     char *admin_token;  /* comma-separated; each is named "admin" with role operator */
@@ -60,7 +63,7 @@ void fs_config_free(fs_config_t *cfg);
 
 /* Parsed forms. "host:port" (IPv4 or [IPv6]); returns 0 or FS_EINVAL. host must hold 64 bytes. */
 int fs_parse_hostport(const char *s, char *host, size_t hostcap, int *port);
-/* "redis://[[user]:password@]host:port[/db]": with a password, every connection first sends AUTH
+/* "redis://[[user]:password@]host:port[/db]", or rediss:// for TLS (tls = 1): with a password, every connection first sends AUTH
  * (with the user, if one is given: a Redis 6 ACL user; else the default user). The user and the
  * password are percent-decoded (%40 for '@', %3A for ':' in a user, %25 for '%'); they must not
  * hold control characters. Returns 0 or FS_EINVAL. Never log the password. */
@@ -70,6 +73,7 @@ typedef struct {
     int db;
     char user[128];     /* "" for the default user */
     char password[256]; /* "" for no AUTH */
+    int tls;            /* rediss:// */
 } fs_redis_url_t;
 int fs_redis_url_parse(const char *s, fs_redis_url_t *u);
 

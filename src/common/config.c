@@ -37,6 +37,9 @@ static const fs_setting_t fs__settings[] = {
     {"server", "header_timeout_ms", "FLASHSALE_HEADER_TIMEOUT_MS", FS__I, FS__OFF(header_timeout_ms), 50, 3600000, "10000"},
     {"server", "body_timeout_ms", "FLASHSALE_BODY_TIMEOUT_MS", FS__I, FS__OFF(body_timeout_ms), 50, 3600000, "30000"},
     {"redis", "url", "FLASHSALE_REDIS", FS__S, FS__OFF(redis_url), 0, 0, "redis://127.0.0.1:6379/0"},
+    {"redis", "tls_ca_file", "FLASHSALE_REDIS_TLS_CA_FILE", FS__S, FS__OFF(redis_tls_ca_file), 0, 0, ""},
+    {"redis", "tls_cert_file", "FLASHSALE_REDIS_TLS_CERT_FILE", FS__S, FS__OFF(redis_tls_cert_file), 0, 0, ""},
+    {"redis", "tls_key_file", "FLASHSALE_REDIS_TLS_KEY_FILE", FS__S, FS__OFF(redis_tls_key_file), 0, 0, ""},
     {"redis", "timeout_ms", "FLASHSALE_REDIS_TIMEOUT_MS", FS__I, FS__OFF(redis_timeout_ms), 10, 600000, "1000"},
     {"auth", "api_keys", "FLASHSALE_API_KEYS", FS__S, FS__OFF(api_keys), 0, 0, ""},
     {"auth", "admin_token", "FLASHSALE_ADMIN_TOKEN", FS__S, FS__OFF(admin_token), 0, 0, ""},
@@ -117,7 +120,11 @@ int fs_config_validate(const fs_config_t *cfg, char *err, size_t errcap)
         return FS_EINVAL;
     }
     if (fs_redis_url_parse(cfg->redis_url, &ru)) {
-        snprintf(err, errcap, "redis url must be redis://[[user]:password@]host:port[/db]");
+        snprintf(err, errcap, "redis url must be redis[s]://[[user]:password@]host:port[/db]");
+        return FS_EINVAL;
+    }
+    if (!cfg->redis_tls_cert_file[0] != !cfg->redis_tls_key_file[0]) {
+        snprintf(err, errcap, "redis tls_cert_file and tls_key_file go together");
         return FS_EINVAL;
     }
     int any_operator = 0;
@@ -228,10 +235,17 @@ static int fs__pct_decode(const char *s, size_t n, char *out, size_t cap)
 
 int fs_redis_url_parse(const char *s, fs_redis_url_t *u)
 {
-    static const char scheme[] = "redis://";
+    static const char scheme[] = "redis://", tls_scheme[] = "rediss://";
     memset(u, 0, sizeof *u);
-    if (strncmp(s, scheme, sizeof scheme - 1) != 0) return FS_EINVAL;
-    const char *hp = s + sizeof scheme - 1;
+    const char *hp;
+    if (strncmp(s, scheme, sizeof scheme - 1) == 0) {
+        hp = s + sizeof scheme - 1;
+    } else if (strncmp(s, tls_scheme, sizeof tls_scheme - 1) == 0) {
+        hp = s + sizeof tls_scheme - 1;
+        u->tls = 1;
+    } else {
+        return FS_EINVAL;
+    }
     const char *at = strrchr(hp, '@');
     if (at) { /* user:password@ (the user may be empty: the default user) */
         const char *colon = memchr(hp, ':', (size_t)(at - hp));

@@ -30,6 +30,8 @@ typedef struct {
     int port;
     const char *user;     /* AUTH as this ACL user (NULL or "": the default user)... */
     const char *password; /* ...when this is set (NULL or "": no AUTH) */
+    struct fs_tls_ctx *tls; /* rediss://: through a TLS pump (redis_tls.h), verified against host;
+                               NULL: plain TCP */
     int db;
     int timeout_ms;                 /* per command */
     const char *library;            /* Lua library text, loaded on connect */

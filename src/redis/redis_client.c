@@ -5,6 +5,7 @@
 #include "../common/timeutil.h"
 #include "flashsale/error.h"
 
+#include "redis_tls.h"
 #include "redis_uv.h"
 #include <hiredis/async.h>
 #include <openssl/crypto.h>
@@ -359,10 +360,19 @@ static uint64_t fs__connect_deadline(const fs_redis_t *r)
     return fs_mono_ns() + (uint64_t)(r->o.timeout_ms < 1000 ? 1000 : r->o.timeout_ms) * 1000000u;
 }
 
-/* Connects to ip, an address: hiredis does no name lookup then. */
+/* Connects to ip, an address: hiredis does no name lookup then; with TLS, through a pump. */
 static void fs__connect_to(fs_redis_t *r, const char *ip)
 {
-    redisAsyncContext *ac = redisAsyncConnect(ip, r->o.port);
+    char path[108];
+    int rc = r->o.tls ? fs_redis_tls_dial(r->loop, r->o.tls, ip, r->o.port, r->host, path,
+                                          sizeof path)
+                      : 0;
+    if (rc < 0) {
+        fs_warn("redis_connect_failed", "redis=%s error=\"%s\"", r->o.name, uv_strerror(rc));
+        fs__schedule_reconnect(r);
+        return;
+    }
+    redisAsyncContext *ac = r->o.tls ? redisAsyncConnectUnix(path) : redisAsyncConnect(ip, r->o.port);
     if (!ac || ac->err) {
         fs_warn("redis_connect_failed", "redis=%s error=\"%s\"", r->o.name,
                 ac ? ac->errstr : "out of memory");

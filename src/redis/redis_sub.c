@@ -3,6 +3,7 @@
 #include "../common/log.h"
 #include "../common/timeutil.h"
 
+#include "redis_tls.h"
 #include "redis_uv.h"
 #include <hiredis/async.h>
 #include <openssl/crypto.h>
@@ -16,6 +17,7 @@ struct fs_redis_sub {
     fs_redis_sub_cb cb;
     void *arg;
     redisAsyncContext *ac;
+    struct fs_tls_ctx *tls;    /* rediss:// (redis_tls.h); NULL: plain */
     fs_redis_lookup_t *lookup; /* the host's address being looked up (redis_uv.h) */
     uv_timer_t timer; /* reconnect backoff */
     uv_timer_t probe; /* FS_REDIS_SUB_PROBE_MS: the liveness checks (see redis_sub.h) */
@@ -125,10 +127,15 @@ static void fs__sub_on_disconnect(const redisAsyncContext *ac, int status)
     fs__sub_retry(s);
 }
 
-/* Connects to ip, an address: hiredis does no name lookup then. */
+/* Connects to ip, an address: hiredis does no name lookup then; with TLS, through a pump. */
 static void fs__sub_connect_to(fs_redis_sub_t *s, const char *ip)
 {
-    redisAsyncContext *ac = redisAsyncConnect(ip, s->port);
+    char path[108];
+    if (s->tls && fs_redis_tls_dial(s->loop, s->tls, ip, s->port, s->host, path, sizeof path) < 0) {
+        fs__sub_retry(s);
+        return;
+    }
+    redisAsyncContext *ac = s->tls ? redisAsyncConnectUnix(path) : redisAsyncConnect(ip, s->port);
     if (!ac || ac->err || fs_redis_uv_attach(ac, s->loop) != REDIS_OK) {
         if (ac) redisAsyncFree(ac);
         fs__sub_retry(s);
@@ -185,6 +192,7 @@ fs_redis_sub_t *fs_redis_sub_new(uv_loop_t *loop, const fs_redis_opts_t *o, cons
     s->password = fs_xstrndup(password, strlen(password));
     s->channel = fs_xstrndup(channel, strlen(channel));
     s->port = o->port;
+    s->tls = o->tls;
     s->cb = cb;
     s->arg = arg;
     s->backoff_ms = 100;

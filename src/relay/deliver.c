@@ -12,7 +12,7 @@
  * Every write owns a copy of its bytes, freed in the write callback. */
 #define _GNU_SOURCE /* strptime, timegm */
 #include "deliver.h"
-#include "tls.h"
+#include "../common/tls.h"
 #include "../common/buf.h"
 #include "../common/log.h"
 #include "../common/timeutil.h"

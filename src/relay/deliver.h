@@ -1,4 +1,4 @@
-/* The delivery client: HTTP/1.1 POSTs to one fulfillment endpoint over TLS (OpenSSL, see tls.h)
+/* The delivery client: HTTP/1.1 POSTs to one fulfillment endpoint over TLS (OpenSSL, see common/tls.h)
  * or, for loopback targets only, plain TCP; answers parsed by llhttp.
  *
  * Up to max_conns requests are in flight at once, one per connection (no pipelining: an answer

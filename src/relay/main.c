@@ -9,6 +9,7 @@
 #include "relay.h"
 #include "../common/log.h"
 #include "../common/timeutil.h"
+#include "../redis/redis_tls.h"
 #include "flashsale/config.h"
 #include "flashsale/error.h"
 #include "flashsale/version.h"
@@ -215,6 +216,12 @@ int main(int argc, char **argv)
     fs_redis_url_t ru;
     fs_parse_hostport(fs__cfg.listen, host, sizeof host, &port);
     fs_redis_url_parse(fs__cfg.redis_url, &ru);
+    fs_tls_ctx_t *redis_tls;
+    if (fs_redis_tls_ctx(&ru, fs__cfg.redis_tls_ca_file, fs__cfg.redis_tls_cert_file,
+                         fs__cfg.redis_tls_key_file, &redis_tls, err, sizeof err)) {
+        fprintf(stderr, "flashsale-relay: redis: %s\n", err);
+        return 1;
+    }
 
     unsigned seed;
     fs_random_bytes(&seed, sizeof seed);
@@ -261,7 +268,7 @@ int main(int argc, char **argv)
         return 1;
     }
     fs_redis_opts_t ro = {.host = ru.host, .port = ru.port, .db = ru.db, .user = ru.user,
-                          .password = ru.password,
+                          .password = ru.password, .tls = redis_tls,
                           .timeout_ms = fs__cfg.redis_timeout_ms + fs__cfg.block_ms,
                           .library = fs_relay_lua_library, .library_len = fs_relay_lua_library_len,
                           .on_ready = fs__on_ready, .arg = r, .name = "relay-reader"};
@@ -297,5 +304,6 @@ int main(int argc, char **argv)
     fs_info("stopped", "delivered=%llu dead_lettered=%llu", (unsigned long long)r->metrics.delivered,
             (unsigned long long)(r->metrics.dead[0] + r->metrics.dead[1] + r->metrics.dead[2]));
     fs_relay_config_free(&fs__cfg);
+    fs_tls_ctx_free(redis_tls);
     return 0;
 }

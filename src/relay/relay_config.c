@@ -33,6 +33,9 @@ static const fs_setting_t fs__settings[] = {
     {"relay", "shutdown_timeout_ms", "FLASHSALE_SHUTDOWN_TIMEOUT_MS", FS_SETTING_INT, FS__OFF(shutdown_timeout_ms), 0, 600000, "5000"},
     {"relay", "log_level", "FLASHSALE_LOG_LEVEL", FS_SETTING_LEVEL, FS__OFF(log_level), 0, 0, "info"},
     {"redis", "url", "FLASHSALE_REDIS", FS_SETTING_STR, FS__OFF(redis_url), 0, 0, "redis://127.0.0.1:6379/0"},
+    {"redis", "tls_ca_file", "FLASHSALE_REDIS_TLS_CA_FILE", FS_SETTING_STR, FS__OFF(redis_tls_ca_file), 0, 0, ""},
+    {"redis", "tls_cert_file", "FLASHSALE_REDIS_TLS_CERT_FILE", FS_SETTING_STR, FS__OFF(redis_tls_cert_file), 0, 0, ""},
+    {"redis", "tls_key_file", "FLASHSALE_REDIS_TLS_KEY_FILE", FS_SETTING_STR, FS__OFF(redis_tls_key_file), 0, 0, ""},
     {"redis", "timeout_ms", "FLASHSALE_REDIS_TIMEOUT_MS", FS_SETTING_INT, FS__OFF(redis_timeout_ms), 10, 600000, "1000"},
     {"auth", "admin_token", "FLASHSALE_ADMIN_TOKEN", FS_SETTING_STR, FS__OFF(admin_token), 0, 0, ""},
 };
@@ -103,7 +106,11 @@ int fs_relay_config_validate(const fs_relay_config_t *cfg, char *err, size_t err
     }
     fs_redis_url_t ru;
     if (fs_redis_url_parse(cfg->redis_url, &ru)) {
-        snprintf(err, errcap, "redis url must be redis://[[user]:password@]host:port[/db]");
+        snprintf(err, errcap, "redis url must be redis[s]://[[user]:password@]host:port[/db]");
+        return FS_EINVAL;
+    }
+    if (!cfg->redis_tls_cert_file[0] != !cfg->redis_tls_key_file[0]) {
+        snprintf(err, errcap, "redis tls_cert_file and tls_key_file go together");
         return FS_EINVAL;
     }
     if (!fs__name_ok(cfg->group)) {

@@ -29,6 +29,7 @@ typedef struct {
     int log_level;            /* fs_log_level_t */
     /* [redis] */
     char *redis_url;
+    char *redis_tls_ca_file, *redis_tls_cert_file, *redis_tls_key_file; /* as the server's */
     int redis_timeout_ms;
     /* [auth] */
     char *admin_token;        /* "" = admin endpoints disabled */

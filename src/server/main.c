@@ -10,6 +10,7 @@
 #include "../common/timeutil.h"
 #include "../http/http.h"
 #include "../redis/redis.h"
+#include "../redis/redis_tls.h"
 #include "../stock/stock.h"
 #include "flashsale/config.h"
 #include "flashsale/error.h"
@@ -33,6 +34,7 @@ typedef struct {
     uv_timer_t force_timer;
     fs_http_server_t *http;
     fs_redis_t *redis;
+    fs_tls_ctx_t *redis_tls; /* rediss://: this loop's own (OpenSSL contexts are not shared) */
     fs_stock_t *stock;
     fs_api_t *api;
     fs_metrics_t metrics;
@@ -80,6 +82,9 @@ static void fs__usage(FILE *f)
             "  [server] body_timeout_ms     FLASHSALE_BODY_TIMEOUT_MS      30000\n"
             "  [redis]  url                 FLASHSALE_REDIS                redis://127.0.0.1:6379/0\n"
             "  [redis]  timeout_ms          FLASHSALE_REDIS_TIMEOUT_MS     1000\n"
+            "  [redis]  tls_ca_file         FLASHSALE_REDIS_TLS_CA_FILE    (system roots)\n"
+            "  [redis]  tls_cert_file       FLASHSALE_REDIS_TLS_CERT_FILE  (none)\n"
+            "  [redis]  tls_key_file        FLASHSALE_REDIS_TLS_KEY_FILE   (none)\n"
             "  [auth]   api_keys            FLASHSALE_API_KEYS             (required, comma-separated)\n"
             "  [auth]   shopper_secret      FLASHSALE_SHOPPER_SECRET       (none; enables X-Shopper-Token, >= 16 bytes)\n"
             "  [auth]   admin_token         FLASHSALE_ADMIN_TOKEN          (required unless [tokens] has an operator)\n"
@@ -161,8 +166,11 @@ static int fs__worker_init(fs__worker_t *w, int index, const char *host, int por
     w->stop_async.data = w;
     uv_timer_init(&w->loop, &w->force_timer);
     w->force_timer.data = w;
+    if (fs_redis_tls_ctx(ru, fs__cfg.redis_tls_ca_file, fs__cfg.redis_tls_cert_file,
+                         fs__cfg.redis_tls_key_file, &w->redis_tls, err, errcap))
+        return -1;
     fs_redis_opts_t ro = {.host = ru->host, .port = ru->port, .db = ru->db, .user = ru->user,
-                          .password = ru->password,
+                          .password = ru->password, .tls = w->redis_tls,
                           .timeout_ms = fs__cfg.redis_timeout_ms,
                           .library = fs_lua_library, .library_len = fs_lua_library_len,
                           .on_ready = fs__on_ready, .arg = w, .name = "main"};
@@ -324,6 +332,7 @@ int main(int argc, char **argv)
         uv_loop_close(&workers[i].loop);
     }
     fs_stock_hub_free(fs__hub);
+    for (int i = 0; i < n; i++) fs_tls_ctx_free(workers[i].redis_tls);
     fs_info("stopped", "%s", "");
     free(fs__shared.metrics);
     free(workers);

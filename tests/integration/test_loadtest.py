@@ -147,6 +147,12 @@ class CampaignAgainstRealServer(fsserver.ServerTestCase):
                                 {"FLASHSALE_ADMIN_TOKEN": "a", "FLASHSALE_API_KEYS": "k"})
         self.assertEqual(rc, 2, out + err)
         self.assertNotIn("pw-x7Qz", out + err)
+        # the verification has no TLS: a rediss:// URL needs --no-verify
+        rc, out, err = run_load(["--campaign", SMOKE, "--server", "http://127.0.0.1:1",
+                                 "--redis", "rediss://127.0.0.1:6379/0", "-d", "1s"],
+                                {"FLASHSALE_ADMIN_TOKEN": "a", "FLASHSALE_API_KEYS": "k"})
+        self.assertEqual(rc, 2, out + err)
+        self.assertIn("--no-verify", err)
 
     def test_missing_credentials_is_a_usage_error(self):
         rc, out, err = run_load(["--campaign", SMOKE, "--server", "http://127.0.0.1:%d" % self.srv.port],

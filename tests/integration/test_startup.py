@@ -578,6 +578,86 @@ class RedisHostNameTest(fsserver.ServerTestCase):
             srv.stop()
 
 
+class RedisTlsTest(unittest.TestCase):
+    """rediss://: hiredis 0.14 has no TLS, so each connection goes through a pump of ours
+    (src/redis/redis_tls.h). A Redis that only listens for TLS and asks for client certificates
+    (tls-auth-clients yes): the server (its command connections and its fs:stock subscriptions)
+    and the relay work through it with the CA and a client certificate; a server that trusts
+    another CA, or has no client certificate, stays not ready and says why."""
+
+    @classmethod
+    def setUpClass(cls):
+        import fsreceiver
+        cls.dir = tempfile.mkdtemp(prefix="fs-redis-tls-")
+        cls.certs = fsreceiver.make_certs(cls.dir)
+        cls.port = fsserver.free_port()
+        j = lambda n: os.path.join(cls.dir, n)  # noqa: E731
+        cls.cli = ["redis-cli", "-p", str(cls.port), "--tls", "--cacert", j("ca.crt"),
+                   "--cert", j("client.crt"), "--key", j("client.key")]
+        cls.redis = subprocess.Popen(
+            ["redis-server", "--port", "0", "--tls-port", str(cls.port), "--bind", "127.0.0.1",
+             "--tls-cert-file", j("server.crt"), "--tls-key-file", j("server.key"),
+             "--tls-ca-cert-file", j("ca.crt"), "--tls-auth-clients", "yes", "--save", "",
+             "--dir", cls.dir],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cls.addClassCleanup(lambda: (cls.redis.terminate(), cls.redis.wait(10)))
+        wait_until(lambda: subprocess.run(cls.cli + ["PING"], capture_output=True,
+                                          timeout=5).stdout.strip() == b"PONG",
+                   10, what="redis-server with TLS")
+
+    def env(self, **extra):
+        e = {"FLASHSALE_REDIS_TLS_CA_FILE": self.certs.ca,
+             "FLASHSALE_REDIS_TLS_CERT_FILE": os.path.join(self.dir, "client.crt"),
+             "FLASHSALE_REDIS_TLS_KEY_FILE": os.path.join(self.dir, "client.key")}
+        e.update(extra)
+        return e
+
+    def url(self):
+        return "rediss://127.0.0.1:%d/0" % self.port
+
+    def test_server_and_relay_over_tls(self):
+        srv = Server(self.url(), env=self.env(FLASHSALE_THREADS="2"))
+        try:
+            lid = unique()
+            self.assertEqual(srv.admin_put_launch(lid, [sku("a", 1)]).status, 200)
+            self.assertEqual(srv.open(lid).status, 200)
+            self.assertEqual(srv.reserve(lid, "a", "u1").status, 201)
+            self.assertEqual(srv.reserve(lid, "a", "u2").status, 409)
+            clients = subprocess.run(self.cli + ["CLIENT", "LIST"], capture_output=True,
+                                     timeout=5).stdout.decode()
+            self.assertGreaterEqual(clients.count(" sub=1 "), 2, "both loops' subscriptions")
+            import fsreceiver
+            relay = fsreceiver.Relay(self.url(), "http://127.0.0.1:9/orders", env=self.env())
+            try:
+                self.assertEqual(relay.request("GET", "/readyz").status, 200)
+            finally:
+                relay.stop()
+        finally:
+            srv.stop()
+
+    def test_another_ca_or_no_client_certificate_is_not_ready(self):
+        for env, says in ((self.env(FLASHSALE_REDIS_TLS_CA_FILE=self.certs.other_ca),
+                           "certificate verify failed"),
+                          ({"FLASHSALE_REDIS_TLS_CA_FILE": self.certs.ca}, "redis_tls_failed")):
+            srv = Server(self.url(), env=env, wait_ready=False)
+            try:
+                wait_until(lambda: says in srv.log_text(), 10, what=says)
+                self.assertEqual(srv.request("GET", "/readyz").status, 503)
+            finally:
+                srv.stop()
+
+    def test_bad_tls_settings_stop_the_start(self):
+        creds = {"FLASHSALE_API_KEYS": "k", "FLASHSALE_ADMIN_TOKEN": "a",
+                 "FLASHSALE_LISTEN": "127.0.0.1:%d" % fsserver.free_port()}
+        for extra, says in (({"FLASHSALE_REDIS_TLS_CA_FILE": "/nonexistent/ca.pem"},
+                             b"cannot load CA file /nonexistent/ca.pem"),
+                            ({"FLASHSALE_REDIS_TLS_CERT_FILE": self.certs.server_cert},
+                             b"tls_cert_file and tls_key_file go together")):
+            rc = run_bin([], env=clean_env(FLASHSALE_REDIS=self.url(), **creds, **extra))
+            self.assertEqual(rc.returncode, 1, rc.stderr)
+            self.assertIn(says, rc.stderr)
+
+
 class RedisAuthTest(fsserver.ServerTestCase):
     """A Redis that asks for a password (requirepass, or an ACL user): the server, its fs:stock
     subscription and the relay authenticate with the password from the URL (percent-decoded);

@@ -442,23 +442,26 @@ def _ca(d, name, cn):
              "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
 
 
-def _leaf(d, name, ca, san):
+def _leaf(d, name, ca, san, usage="serverAuth"):
+    """A certificate for name signed by ca, for usage (serverAuth, or clientAuth for a client)."""
     _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
              "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + name, cwd=d)
     with open(os.path.join(d, name + ".ext"), "w") as f:
-        f.write("subjectAltName=%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
-                "keyUsage=critical,digitalSignature\n" % san)
+        f.write("subjectAltName=%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=%s\n"
+                "keyUsage=critical,digitalSignature\n" % (san, usage))
     _openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".crt", "-CAkey", ca + ".key",
              "-CAcreateserial", "-out", name + ".crt", "-days", "2", "-extfile", name + ".ext",
              cwd=d)
 
 
 def make_certs(d):
-    """Generates the test PKI into directory d (a few hundred ms)."""
+    """Generates the test PKI into directory d (a few hundred ms); also a client certificate
+    client.crt / client.key signed by the same CA."""
     _ca(d, "ca", "flashsale test CA")
     _ca(d, "other-ca", "some other CA")
     _leaf(d, "server", "ca", "IP:127.0.0.1,DNS:localhost")
     _leaf(d, "wrong-name", "ca", "DNS:fulfillment.example.com")
+    _leaf(d, "client", "ca", "DNS:flashsale-client", usage="clientAuth")
     j = lambda n: os.path.join(d, n)  # noqa: E731
     return Certs(d, j("ca.crt"), j("ca.key"), j("server.crt"), j("server.key"), j("other-ca.crt"),
                  j("wrong-name.crt"), j("wrong-name.key"))

@@ -135,6 +135,12 @@ static void test_redis_url(void **state)
     assert_string_equal(u.password, "");
     assert_int_equal(fs_redis_url_parse("redis://127.0.0.1:6379", &u), FS_OK);
     assert_int_equal(u.db, 0);
+    assert_int_equal(u.tls, 0);
+    assert_int_equal(fs_redis_url_parse("rediss://:pw@redis.example.com:6380/1", &u), FS_OK);
+    assert_int_equal(u.tls, 1);
+    assert_string_equal(u.host, "redis.example.com");
+    assert_string_equal(u.password, "pw");
+    assert_int_equal(fs_redis_url_parse("redisss://127.0.0.1:6379", &u), FS_EINVAL);
     assert_int_equal(fs_redis_url_parse("http://127.0.0.1:6379", &u), FS_EINVAL);
     assert_int_equal(fs_redis_url_parse("redis://127.0.0.1:6379/x", &u), FS_EINVAL);
     /* a password for the default user, and a user with one */

@@ -1,5 +1,5 @@
-/* TLS for the delivery client: OpenSSL driven through memory BIOs, so that the socket stays a
- * plain libuv stream. The connection feeds the bytes it reads into the engine and sends whatever
+/* TLS for our clients (the relay's deliveries, Redis over TLS): OpenSSL driven through memory
+ * BIOs, so that the socket stays a plain libuv stream. The connection feeds the bytes it reads into the engine and sends whatever
  * ciphertext the engine produces; the engine never touches a file descriptor.
  *
  * Verification is always on: the peer's chain must lead to a trusted root (the system store, or
@@ -9,10 +9,10 @@
  * Ownership: fs_tls_ctx_new allocates a context shared by every connection of one client, freed by
  * fs_tls_ctx_free after the last engine; fs_tls_new allocates an engine per connection, freed by
  * fs_tls_free. One thread. */
-#ifndef FS_RELAY_TLS_H
-#define FS_RELAY_TLS_H
+#ifndef FS_COMMON_TLS_H
+#define FS_COMMON_TLS_H
 
-#include "../common/buf.h"
+#include "buf.h"
 
 #include <stddef.h>
 
@@ -23,6 +23,10 @@ typedef struct fs_tls fs_tls_t;
  * PEM bundle) when it is not NULL or empty, else the system's default store. Returns 0, or
  * FS_EINVAL with a message in err (for example an unreadable CA file). */
 int fs_tls_ctx_new(fs_tls_ctx_t **out, const char *ca_file, char *err, size_t errcap);
+/* Presents cert_file (a PEM chain) with key_file to servers that ask for a client certificate
+ * (Redis's tls-auth-clients). Returns 0, or FS_EINVAL with a message in err. */
+int fs_tls_ctx_set_cert(fs_tls_ctx_t *ctx, const char *cert_file, const char *key_file, char *err,
+                        size_t errcap);
 void fs_tls_ctx_free(fs_tls_ctx_t *ctx);
 
 /* A client engine for one connection to host (an IP literal when host_is_ip). Never fails (out of

@@ -1,6 +1,6 @@
 /* OpenSSL client engine over memory BIOs (see tls.h). */
 #include "tls.h"
-#include "../common/log.h"
+#include "log.h"
 #include "flashsale/error.h"
 
 #include <openssl/err.h>
@@ -53,6 +53,25 @@ int fs_tls_ctx_new(fs_tls_ctx_t **out, const char *ca_file, char *err, size_t er
     fs_tls_ctx_t *ctx = fs_xcalloc(1, sizeof *ctx);
     ctx->ssl_ctx = c;
     *out = ctx;
+    return FS_OK;
+}
+
+int fs_tls_ctx_set_cert(fs_tls_ctx_t *ctx, const char *cert_file, const char *key_file, char *err,
+                        size_t errcap)
+{
+    ERR_clear_error();
+    char what[300];
+    if (SSL_CTX_use_certificate_chain_file(ctx->ssl_ctx, cert_file) != 1) {
+        snprintf(what, sizeof what, "cannot load certificate file %s", cert_file);
+        fs__ssl_error(err, errcap, what, "no certificate found");
+        return FS_EINVAL;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx->ssl_ctx, key_file, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx->ssl_ctx) != 1) {
+        snprintf(what, sizeof what, "cannot use key file %s", key_file);
+        fs__ssl_error(err, errcap, what, "the key does not match the certificate");
+        return FS_EINVAL;
+    }
     return FS_OK;
 }
 
