@@ -23,6 +23,7 @@ The seed of the random faults and shoppers is printed on failure (FS_FAULT_SEED 
 import os
 import random
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -43,6 +44,7 @@ RETRIES = 6
 class RedisFaultsUnderLoadTest(ServerTestCase):
     server_env = {"FLASHSALE_THREADS": "1"}  # the class's own server is not used
     redis_kwargs = {"appendonly": True}  # restarted mid-run: nothing of it may be lost
+    tls = False
 
     def metric(self, srv, name):
         for line in srv.request("GET", "/metrics").body.splitlines():
@@ -63,12 +65,15 @@ class RedisFaultsUnderLoadTest(ServerTestCase):
     def test_random_connection_faults_lose_and_double_nothing(self):
         seed = int(os.environ.get("FS_FAULT_SEED") or random.randrange(1 << 30))
         note = "FS_FAULT_SEED=%d" % seed
-        proxy = Proxy(self.redis.port)
+        proxy = Proxy(self.redis.tls_port if self.tls else self.redis.port)
         self.addCleanup(proxy.close)
         # A server of two loops and one of one, both through the proxy.
-        srv, srv2 = (fsserver.Server("redis://127.0.0.1:%d/0" % proxy.port,
-                                     env={"FLASHSALE_THREADS": str(n),
-                                          "FLASHSALE_REDIS_TIMEOUT_MS": "250"})
+        env = {"FLASHSALE_REDIS_TIMEOUT_MS": "250"}
+        if self.tls:
+            env["FLASHSALE_REDIS_TLS_CA_FILE"] = self.certs.ca
+        srv, srv2 = (fsserver.Server("%s://127.0.0.1:%d/0" % ("rediss" if self.tls else "redis",
+                                                             proxy.port),
+                                     env=dict(env, FLASHSALE_THREADS=str(n)))
                      for n in (2, 1))
         for s in (srv, srv2):
             self.addCleanup(lambda s=s: s.alive() and s.kill())
@@ -226,6 +231,21 @@ class RedisFaultsUnderLoadTest(ServerTestCase):
             r = s.reserve(lid, "big", "after-the-faults-%d" % i)
             self.assertEqual(r.status, 201, r.body)
             s.stop()
+
+
+class RedisFaultsOverTlsTest(RedisFaultsUnderLoadTest):
+    """The same over rediss://: every connection goes through the TLS pump (src/redis/redis_tls.h),
+    whose two sides must end together whatever is cut, stalled or restarted."""
+    tls = True
+
+    @classmethod
+    def setUpClass(cls):
+        import fsreceiver
+        d = tempfile.mkdtemp(prefix="fs-faults-tls-")
+        cls.certs = fsreceiver.make_certs(d)
+        cls.redis_kwargs = dict(RedisFaultsUnderLoadTest.redis_kwargs,
+                                tls=(cls.certs.server_cert, cls.certs.server_key, cls.certs.ca))
+        super().setUpClass()
 
 
 if __name__ == "__main__":

@@ -159,11 +159,15 @@ atexit.register(_stop_all)
 class RedisServer:
     """A redis-server child process on 127.0.0.1, private to one test."""
 
-    def __init__(self, appendonly=False):
+    def __init__(self, appendonly=False, tls=None):
+        """tls: (cert file, key file, CA file): also listen for TLS on tls_port (clients without
+        a certificate accepted); port stays plain, for the tests' own client."""
         self.appendonly = appendonly
+        self.tls = tls
         self.binary = os.environ.get("REDIS_SERVER") or "redis-server"
         self.dir = None
         self.port = None
+        self.tls_port = None
         self.proc = None
 
     @property
@@ -179,6 +183,10 @@ class RedisServer:
         cmd = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                "--appendonly", "yes" if self.appendonly else "no", "--dir", self.dir,
                "--daemonize", "no"]
+        if self.tls:
+            cmd += ["--tls-port", str(self.tls_port), "--tls-cert-file", self.tls[0],
+                    "--tls-key-file", self.tls[1], "--tls-ca-cert-file", self.tls[2],
+                    "--tls-auth-clients", "no"]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log,
                                      stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         _live.add(self)
@@ -213,6 +221,7 @@ class RedisServer:
             self.dir = tempfile.mkdtemp(prefix="fsredis-")
         for _ in range(5):
             self.port = free_port()
+            self.tls_port = free_port() if self.tls else None
             self._spawn()
             if self._wait_ready():
                 return self
