@@ -355,11 +355,6 @@ static void fs__on_disconnect(const redisAsyncContext *ac, int status)
     r->stats.reconnects++;
 }
 
-static uint64_t fs__connect_deadline(const fs_redis_t *r)
-{
-    return fs_mono_ns() + (uint64_t)(r->o.timeout_ms < 1000 ? 1000 : r->o.timeout_ms) * 1000000u;
-}
-
 /* Connects to ip, an address: hiredis does no name lookup then; with TLS, through a pump. */
 static void fs__connect_to(fs_redis_t *r, const char *ip)
 {
@@ -391,7 +386,8 @@ static void fs__connect_to(fs_redis_t *r, const char *ip)
     r->ac = ac;
     r->state = FS__CONNECTING;
     r->drop_err = 0;
-    r->connect_deadline_ns = fs__connect_deadline(r);
+    r->connect_deadline_ns =
+        fs_mono_ns() + (uint64_t)(r->o.timeout_ms < 1000 ? 1000 : r->o.timeout_ms) * 1000000u;
 }
 
 static void fs__on_resolved(void *owner, const char *ip, const char *err)
@@ -410,14 +406,9 @@ static void fs__on_resolved(void *owner, const char *ip, const char *err)
 /* Connects to host, looking its name up off the loop first (redis_uv.h). */
 static void fs__connect(fs_redis_t *r)
 {
-    int rc = fs_redis_lookup(r->loop, r->host, fs__on_resolved, r, &r->lookup);
-    if (rc < 0) {
-        fs__on_resolved(r, NULL, uv_strerror(rc));
-    } else if (r->lookup) { /* no deadline of ours: the resolver has its own (resolv.conf) */
-        r->state = FS__RESOLVING;
-    } else {
-        fs__connect_to(r, r->host);
-    }
+    r->lookup = fs_redis_lookup(r->loop, r->host, fs__on_resolved, r);
+    /* no deadline of ours on a lookup: the resolver has its own (resolv.conf) */
+    if (r->lookup) r->state = FS__RESOLVING;
 }
 
 /* Tears the connection down; every pending command fails with err. */

@@ -173,11 +173,7 @@ static void fs__sub_on_resolved(void *owner, const char *ip, const char *err)
 /* Connects to host, looking its name up off the loop first (redis_uv.h). */
 static void fs__sub_connect(fs_redis_sub_t *s)
 {
-    int rc = fs_redis_lookup(s->loop, s->host, fs__sub_on_resolved, s, &s->lookup);
-    if (rc < 0)
-        fs__sub_on_resolved(s, NULL, uv_strerror(rc));
-    else if (!s->lookup)
-        fs__sub_connect_to(s, s->host);
+    s->lookup = fs_redis_lookup(s->loop, s->host, fs__sub_on_resolved, s);
 }
 
 fs_redis_sub_t *fs_redis_sub_new(uv_loop_t *loop, const fs_redis_opts_t *o, const char *channel,

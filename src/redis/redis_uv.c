@@ -138,12 +138,14 @@ static void fs__on_lookup(uv_getaddrinfo_t *req, int status, struct addrinfo *re
     free(l);
 }
 
-int fs_redis_lookup(uv_loop_t *loop, const char *host, fs_redis_lookup_cb done, void *owner,
-                    fs_redis_lookup_t **out)
+fs_redis_lookup_t *fs_redis_lookup(uv_loop_t *loop, const char *host, fs_redis_lookup_cb done,
+                                   void *owner)
 {
     unsigned char addr[sizeof(struct in6_addr)];
-    *out = NULL;
-    if (inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1) return 0;
+    if (inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1) {
+        done(owner, host, NULL);
+        return NULL;
+    }
     fs_redis_lookup_t *l = fs_xcalloc(1, sizeof *l);
     l->done = done;
     l->owner = owner;
@@ -152,10 +154,10 @@ int fs_redis_lookup(uv_loop_t *loop, const char *host, fs_redis_lookup_cb done, 
     int rc = uv_getaddrinfo(loop, &l->req, fs__on_lookup, host, NULL, &hints);
     if (rc < 0) {
         free(l);
-        return rc;
+        done(owner, NULL, uv_strerror(rc));
+        return NULL;
     }
-    *out = l;
-    return 0;
+    return l;
 }
 
 void fs_redis_lookup_detach(fs_redis_lookup_t *l)

@@ -24,16 +24,15 @@ int fs_redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop);
 
 /* A Redis host name looked up off the event loop: hiredis 0.14 resolves a name inside
  * redisAsyncConnect, on the loop, at every (re)connect, and a slow name server would stop the
- * loop that long. fs_redis_lookup sets *out to NULL and returns 0 when host is an IP address
- * (connect at once: there is nothing to look up); else it starts a lookup on libuv's thread pool,
- * sets *out and returns 0, and calls done(owner, ip, NULL) with the first address, or
- * done(owner, NULL, reason), later on the loop; or returns a negative libuv code when it cannot
- * start one. An owner that goes first calls fs_redis_lookup_detach: done is then never called
+ * loop that long. fs_redis_lookup calls done(owner, ip, NULL) with an address, or
+ * done(owner, NULL, reason): at once (before it returns NULL) when host is an IP address or no
+ * lookup can start; else later, on the loop, after a lookup on libuv's thread pool, which it
+ * returns. An owner that goes first calls fs_redis_lookup_detach on it: done is then never called
  * (the lookup frees itself when it ends). */
 typedef struct fs_redis_lookup fs_redis_lookup_t;
 typedef void (*fs_redis_lookup_cb)(void *owner, const char *ip, const char *err);
-int fs_redis_lookup(uv_loop_t *loop, const char *host, fs_redis_lookup_cb done, void *owner,
-                    fs_redis_lookup_t **out);
+fs_redis_lookup_t *fs_redis_lookup(uv_loop_t *loop, const char *host, fs_redis_lookup_cb done,
+                                   void *owner);
 void fs_redis_lookup_detach(fs_redis_lookup_t *l);
 
 #endif
