@@ -76,5 +76,9 @@ typedef struct {
     int tls;            /* rediss:// */
 } fs_redis_url_t;
 int fs_redis_url_parse(const char *s, fs_redis_url_t *u);
+/* The [redis] settings the server and the relay share: the URL parses, and a TLS client
+ * certificate comes with its key. Returns 0, or FS_EINVAL with a message in err. */
+int fs_redis_settings_check(const char *url, const char *tls_cert_file, const char *tls_key_file,
+                            char *err, size_t errcap);
 
 #endif

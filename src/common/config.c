@@ -114,19 +114,13 @@ int fs_config_validate(const fs_config_t *cfg, char *err, size_t errcap)
 {
     char host[64];
     int port;
-    fs_redis_url_t ru;
     if (fs_parse_hostport(cfg->listen, host, sizeof host, &port)) {
         snprintf(err, errcap, "listen address must be host:port (IPv4 or [IPv6])");
         return FS_EINVAL;
     }
-    if (fs_redis_url_parse(cfg->redis_url, &ru)) {
-        snprintf(err, errcap, "redis url must be redis[s]://[[user]:password@]host:port[/db]");
+    if (fs_redis_settings_check(cfg->redis_url, cfg->redis_tls_cert_file, cfg->redis_tls_key_file,
+                                err, errcap))
         return FS_EINVAL;
-    }
-    if (!cfg->redis_tls_cert_file[0] != !cfg->redis_tls_key_file[0]) {
-        snprintf(err, errcap, "redis tls_cert_file and tls_key_file go together");
-        return FS_EINVAL;
-    }
     int any_operator = 0;
     for (const char *p = cfg->admin_token; *p; p++)
         if (*p != ',' && *p != ' ' && *p != '\t') any_operator = 1;
@@ -230,6 +224,21 @@ static int fs__pct_decode(const char *s, size_t n, char *out, size_t cap)
         out[o++] = (char)c;
     }
     out[o] = 0;
+    return FS_OK;
+}
+
+int fs_redis_settings_check(const char *url, const char *tls_cert_file, const char *tls_key_file,
+                            char *err, size_t errcap)
+{
+    fs_redis_url_t u;
+    if (fs_redis_url_parse(url, &u)) {
+        snprintf(err, errcap, "redis url must be redis[s]://[[user]:password@]host:port[/db]");
+        return FS_EINVAL;
+    }
+    if (!tls_cert_file[0] != !tls_key_file[0]) {
+        snprintf(err, errcap, "redis tls_cert_file and tls_key_file go together");
+        return FS_EINVAL;
+    }
     return FS_OK;
 }
 

@@ -104,15 +104,9 @@ int fs_relay_config_validate(const fs_relay_config_t *cfg, char *err, size_t err
         snprintf(err, errcap, "relay.listen must be host:port (IPv4 or [IPv6])");
         return FS_EINVAL;
     }
-    fs_redis_url_t ru;
-    if (fs_redis_url_parse(cfg->redis_url, &ru)) {
-        snprintf(err, errcap, "redis url must be redis[s]://[[user]:password@]host:port[/db]");
+    if (fs_redis_settings_check(cfg->redis_url, cfg->redis_tls_cert_file, cfg->redis_tls_key_file,
+                                err, errcap))
         return FS_EINVAL;
-    }
-    if (!cfg->redis_tls_cert_file[0] != !cfg->redis_tls_key_file[0]) {
-        snprintf(err, errcap, "redis tls_cert_file and tls_key_file go together");
-        return FS_EINVAL;
-    }
     if (!fs__name_ok(cfg->group)) {
         snprintf(err, errcap, "relay.group must be 1 to 128 printable characters without spaces");
         return FS_EINVAL;
